@@ -1,0 +1,3 @@
+from hub.cli import module_main
+
+module_main()

@@ -1,0 +1,164 @@
+"""The live cameras: one pipeline per camera, fed by a WebRTC peer (phones) or a file/RTSP reader.
+
+Owns the peers' lifetimes (a phone that reconnects replaces its old peer; a revoked camera loses its peer at
+once) and the online/offline state derived from when media last arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from hub.pipeline import CameraPipeline
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+log = logging.getLogger(__name__)
+
+
+class CameraManager:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.pipelines: dict[str, CameraPipeline] = {}
+        self.peers: dict[str, Any] = {}  # camera id -> hub.ingest.webrtc.CameraPeer
+        self.sources: dict[str, Any] = {}  # camera id -> hub.ingest.file.FileCamera
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for cam in self.hub.config.cameras:
+            from hub.ingest.file import FileCamera
+
+            kind = "rtsp" if cam.source.startswith(("rtsp://", "rtsps://")) else "file"
+            self.hub.store.ensure_static_camera(cam.id, cam.name or cam.id, kind)
+            pipe = self._pipeline(cam.id)
+            source = FileCamera(
+                cam.source, pipe, realtime=True, loop=cam.loop, detect_fps=self.hub.config.ingest.detect_fps,
+                detect_width=self.hub.config.ingest.detect_width, detect_url=cam.detect_source,
+            )
+            self.sources[cam.id] = source
+            self._tasks.append(asyncio.create_task(self._run_source(cam.id, source), name=f"source-{cam.id}"))
+        self._tasks.append(asyncio.create_task(self._watch_online(), name="camera-watchdog"))
+
+    async def stop(self) -> None:
+        for source in self.sources.values():
+            await source.stop()
+        for peer in list(self.peers.values()):
+            await peer.close()
+        self.peers.clear()
+        for pipe in self.pipelines.values():
+            await pipe.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for cid in self.pipelines:
+            self.hub.store.update_camera(cid, online=0)
+
+    async def _run_source(self, camera_id: str, source: Any) -> None:
+        backoff = 1.0
+        while not self.hub.closing:
+            try:
+                await source.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken source must not take the hub down
+                log.warning("camera source failed; retrying", extra={"camera_id": camera_id, "error": str(exc),
+                                                                      "retry_in_s": backoff})
+                await asyncio.sleep(backoff)  # retry pacing, not synchronisation
+                backoff = min(backoff * 2, 30.0)
+
+    def _pipeline(self, camera_id: str) -> CameraPipeline:
+        pipe = self.pipelines.get(camera_id)
+        if pipe is None:
+            pipe = self.pipelines[camera_id] = CameraPipeline(self.hub, camera_id)
+        return pipe
+
+    # -- phones ----------------------------------------------------------------------------------------
+
+    async def accept_offer(self, camera_id: str, offer: dict[str, Any]) -> dict[str, Any]:
+        from hub.ingest.webrtc import CameraPeer, PeerConfig, SignalingError
+        from hub.web.api import ApiError
+
+        old = self.peers.pop(camera_id, None)
+        if old is not None:
+            await old.close()
+        pipe = self._pipeline(camera_id)
+        pipe.on_broken()  # a new peer is a new stream: nothing buffered before it can be continued
+        ing = self.hub.config.ingest
+        peer = CameraPeer(
+            camera_id, pipe,
+            PeerConfig(keyframe_interval_s=ing.keyframe_interval_s, bitrate_kbps=ing.bitrate_kbps),
+            on_state=lambda state, cid=camera_id: self._on_peer_state(cid, state),
+        )
+        try:
+            answer = await peer.accept(offer)
+        except SignalingError as exc:
+            await peer.close()
+            raise ApiError(exc.status, str(exc)) from None
+        self.peers[camera_id] = peer
+        log.info("camera connected", extra={"camera_id": camera_id})
+        return answer
+
+    def _on_peer_state(self, camera_id: str, state: str) -> None:
+        if state in ("failed", "closed"):
+            peer = self.peers.get(camera_id)
+            if peer is not None and state == "failed":
+                self.peers.pop(camera_id, None)
+                asyncio.ensure_future(peer.close())
+            self._set_online(camera_id, False)
+
+    async def revoke(self, camera_id: str) -> bool:
+        if not self.hub.store.revoke_camera(camera_id):
+            return False
+        peer = self.peers.pop(camera_id, None)
+        if peer is not None:
+            await peer.close()
+        pipe = self.pipelines.pop(camera_id, None)
+        if pipe is not None:
+            await pipe.close()
+        self.hub.bus.publish("camera.removed", camera_id=camera_id)
+        return True
+
+    # -- online state ----------------------------------------------------------------------------------
+
+    def _set_online(self, camera_id: str, online: bool) -> None:
+        pipe = self.pipelines.get(camera_id)
+        if pipe is None or pipe.online == online:
+            return
+        pipe.online = online
+        self.hub.store.update_camera(camera_id, online=int(online), last_seen=pipe.last_media or None)
+        self.hub.bus.publish("camera.online" if online else "camera.offline", camera_id=camera_id)
+        log.info("camera online" if online else "camera offline", extra={"camera_id": camera_id})
+
+    async def _watch_online(self) -> None:
+        limit = self.hub.config.ingest.offline_after_s
+        while True:
+            now = time.time()
+            for cid, pipe in list(self.pipelines.items()):
+                fresh = pipe.last_media > 0 and now - pipe.last_media < limit
+                self._set_online(cid, fresh)
+                if fresh:
+                    self.hub.store.update_camera(cid, last_seen=pipe.last_media)
+            await asyncio.sleep(min(5.0, limit / 3))  # periodic check: offline is the absence of an event
+
+    def summary(self) -> dict[str, int]:
+        return {"total": len(self.hub.store.list_cameras()),
+                "online": sum(1 for p in self.pipelines.values() if p.online)}
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        out = []
+        for cam in self.hub.store.list_cameras():
+            pipe = self.pipelines.get(cam["id"])
+            out.append({
+                "id": cam["id"], "name": cam["name"], "kind": cam["kind"],
+                "online": bool(pipe and pipe.online), "last_seen": cam["last_seen"],
+                "codec": cam["codec"], "width": cam["width"], "height": cam["height"], "fps": cam["fps"],
+                "battery": cam["battery"], "charging": None if cam["charging"] is None else bool(cam["charging"]),
+                "armed": bool(cam["armed"]), "stats": pipe.stats() if pipe else None,
+            })
+        return out

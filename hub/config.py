@@ -1,0 +1,226 @@
+"""The hub's configuration: one YAML file, validated, with documented defaults.
+
+`config/hub.example.yaml` documents every key; this schema is the source of truth for defaults and types.
+Environment variables override the file: ``PINGWATCH_<SECTION>__<KEY>=value`` (double underscore between
+levels), e.g. ``PINGWATCH_SERVER__HTTPS_PORT=9443``. Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "PINGWATCH_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the user: what is wrong, where, and how to fix it."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos; silently ignoring them would hide a misconfiguration.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerConfig(_Section):
+    host: str = Field("0.0.0.0", description="Address the HTTPS server binds (phones on the LAN reach it).")
+    https_port: int = Field(8443, ge=1, le=65535, description="HTTPS port for phones and the web UI.")
+    http_port: int | None = Field(
+        8080, ge=1, le=65535, description="Plain HTTP port bound to 127.0.0.1 only (CLI, local tools); null disables."
+    )
+    public_host: str | None = Field(
+        None, description="Host name or IP that phones use; default: this machine's LAN address."
+    )
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted API request body.")
+
+
+class StorageConfig(_Section):
+    data_dir: Path = Field(Path("data"), description="Holds the database, clips, certificate and secrets.")
+    retention_days: float = Field(30, gt=0, description="Events older than this are deleted.")
+    max_disk_gb: float = Field(20, gt=0, description="Clip storage budget; oldest events go first beyond it.")
+    min_free_gb: float = Field(1, ge=0, description="Keep at least this much free on the disk.")
+
+
+class IngestConfig(_Section):
+    preroll_window_s: float = Field(15, gt=0, le=120, description="Seconds of encoded video kept per camera.")
+    buffer_max_mb: float = Field(10, gt=0, description="Byte cap of each camera's buffer (MiB).")
+    keyframe_interval_s: float = Field(2.0, gt=0.2, le=30, description="How often a keyframe is requested.")
+    bitrate_kbps: int = Field(2500, ge=100, le=20000, description="Bitrate the hub tells phones to send.")
+    record_width: int = Field(1280, ge=160)
+    record_height: int = Field(720, ge=120)
+    record_fps: int = Field(15, ge=1, le=60)
+    detect_width: int = Field(320, ge=64)
+    detect_fps: int = Field(5, ge=1, le=30)
+    offline_after_s: float = Field(30, gt=0, description="A camera silent this long is reported offline.")
+
+
+class MotionSettings(_Section):
+    enabled: bool = True
+    sensitivity: Literal["low", "medium", "high"] = "medium"
+    threshold: int | None = Field(None, ge=1, le=255, description="Raw pixel threshold; overrides the preset.")
+    min_area: float | None = Field(None, gt=0, lt=1, description="Smallest moving area, fraction of the frame.")
+
+
+class AudioSettings(_Section):
+    enabled: bool = True
+    rise_db: float = Field(18, gt=0, description="Level rise over the noise floor that triggers.")
+    hold_ms: int = Field(40, ge=20, description="How long the rise must last.")
+    min_level_dbfs: float = Field(-45, le=0, description="Sounds quieter than this never trigger.")
+
+
+class EventsConfig(_Section):
+    pre_roll_s: float = Field(5, ge=0, le=60)
+    post_roll_s: float = Field(5, ge=0, le=120)
+    max_length_s: float = Field(120, gt=1, le=3600)
+    cooldown_s: float = Field(30, ge=0)
+    max_per_hour: int = Field(30, ge=1)
+
+
+class CameraConfig(_Section):
+    id: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="Stable id (lowercase, digits, - _).")
+    name: str | None = None
+    source: str = Field(..., description="A video file path or an rtsp:// URL.")
+    detect_source: str | None = Field(None, description="Optional sub-stream for detection (RTSP).")
+    loop: bool = Field(True, description="Loop a file source.")
+
+
+class MqttConfig(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    discovery_prefix: str = "homeassistant"
+    topic_prefix: str = "pingwatch"
+
+
+class CloudConfig(_Section):
+    enabled: bool = False
+    api_url: str | None = None
+    api_key: str | None = None
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = Field("auto", description="auto: text on a terminal, JSON otherwise.")
+
+
+class HubConfig(_Section):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    ingest: IngestConfig = IngestConfig()
+    motion: MotionSettings = MotionSettings()
+    audio: AudioSettings = AudioSettings()
+    events: EventsConfig = EventsConfig()
+    cameras: list[CameraConfig] = []
+    mqtt: MqttConfig = MqttConfig()
+    cloud: CloudConfig = CloudConfig()
+    log: LogConfig = LogConfig()
+
+    def resolve_paths(self, base: Path) -> HubConfig:
+        """Relative paths in the file are relative to the file, not to wherever the hub was started."""
+        if not self.storage.data_dir.is_absolute():
+            self.storage.data_dir = (base / self.storage.data_dir).resolve()
+        return self
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers the line of every mapping key, so errors can point at the line."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    lines = {}
+    for key_node, _ in node.value:
+        lines[str(key_node.value)] = key_node.start_mark.line + 1
+    mapping["__lines__"] = lines  # stripped before validation
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(data: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> Any:
+    if isinstance(data, dict):
+        lines = data.pop("__lines__", {})
+        for k, v in list(data.items()):
+            if k in lines:
+                out[path + (k,)] = lines[k]
+            data[k] = _strip_lines(v, path + (k,), out)
+    elif isinstance(data, list):
+        return [_strip_lines(v, path + (i,), out) for i, v in enumerate(data)]
+    return data
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: '{k}' is not a section")
+        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+
+
+def load_config(path: Path | None, environ: dict[str, str] | None = None) -> HubConfig:
+    """Load and validate ``path`` (None: defaults only). Raises ConfigError with one actionable line."""
+    environ = dict(os.environ) if environ is None else environ
+    lines: dict[tuple[Any, ...], int] = {}
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file; run 'pingwatch init' to create one") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            loaded = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{path}:{at}: invalid YAML: {problem}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (server:, storage:, ...)")
+        data = _strip_lines(loaded, (), lines)
+    _apply_env(data, environ)
+    try:
+        config = HubConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = _field_name(loc)
+        line = None
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        at = f" line {line}" if line else ""
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key '{field}' (check the spelling against config/hub.example.yaml)"
+        else:
+            msg = f"field '{field}': {err['msg']}"
+            if "input" in err and not isinstance(err["input"], dict | list):
+                msg += f" (got {err['input']!r})"
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{where}:{at}: {msg}{more}") from None
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    return config.resolve_paths(base)

@@ -1,0 +1,61 @@
+"""The unit that flows from ingest to the ring buffer, the clip writer and the triggers.
+
+Every source (WebRTC tap, RTSP, file) produces ``EncodedFrame`` for the record and audio tracks and
+``DetectFrame`` for the low-resolution detect track. Nothing downstream knows which source it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+
+VideoCodec = Literal["h264", "vp8"]
+AudioCodec = Literal["opus"]
+Codec = Literal["h264", "vp8", "opus"]
+
+VIDEO_TIME_BASE = Fraction(1, 90000)
+AUDIO_TIME_BASE = Fraction(1, 48000)
+
+
+@dataclass(slots=True)
+class EncodedFrame:
+    """One encoded access unit (video) or packet (audio), never decoded on the hub's hot path.
+
+    ``t`` is the camera clock in seconds shared by every track of one camera (for live sources the hub's
+    wall clock at arrival, for files the stream time); triggers and the buffer speak in ``t``.
+    ``pts`` is in ``time_base`` units of the track itself and is what the clip muxer uses.
+    """
+
+    kind: Literal["video", "audio"]
+    codec: Codec
+    data: bytes
+    pts: int
+    time_base: Fraction
+    t: float
+    keyframe: bool = False
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(slots=True)
+class DetectFrame:
+    """A decoded low-resolution luma plane offered to the motion trigger."""
+
+    y: np.ndarray  # uint8, shape (height, width)
+    t: float
+
+
+@dataclass(slots=True)
+class AudioChunk:
+    """Decoded mono PCM for the audio trigger, float32 in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: int
+    t: float

@@ -1,0 +1,197 @@
+"""The hub's HTTP API: health, pairing, WebRTC signaling for phones, and admin calls for the CLI.
+
+Every error is JSON ``{"error": "...", "hint": "..."}`` with a 4xx/5xx status, so the phone page and the CLI can
+show the user what to do instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from hub import __version__
+from hub.app import HUB_KEY, REPO_ROOT, Hub
+
+log = logging.getLogger(__name__)
+
+PWA_DIR = REPO_ROOT / "phone_pwa"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(web.HTTPException):
+    def __init__(self, status: int, error: str, hint: str | None = None) -> None:
+        self.status_code = status
+        body = {"error": error} | ({"hint": hint} if hint else {})
+        super().__init__(text=json.dumps(body), content_type="application/json")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, f"request body too large (limit {exc.max_size} bytes)") from None
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.content_type == "application/json":
+            raise
+        raise ApiError(exc.status, exc.reason) from None
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        raise ApiError(500, "internal error; see the hub's log") from None
+
+
+def _hub(request: web.Request) -> Hub:
+    return request.app[HUB_KEY]
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > request.app._client_max_size:
+        raise ApiError(413, f"request body too large (limit {request.app._client_max_size} bytes)")
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return body
+
+
+def _bearer(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return None
+
+
+def camera_from_token(request: web.Request) -> dict[str, Any]:
+    token = _bearer(request)
+    if not token:
+        raise ApiError(401, "missing camera token", "pair this camera with the hub first")
+    cam = _hub(request).store.camera_for_token(token)
+    if cam is None:
+        raise ApiError(401, "unknown or revoked camera token", "pair this camera with the hub again")
+    return cam
+
+
+def require_admin(request: web.Request) -> None:
+    token = _bearer(request)
+    secret = _hub(request).secrets["admin_secret"]
+    if not token or not hmac.compare_digest(token.encode(), secret.encode()):
+        raise ApiError(401, "admin secret required", "pass the admin secret printed by 'pingwatch init'")
+
+
+# -- public ------------------------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    try:
+        hub.store.db.execute("SELECT 1").fetchone()
+        db_ok = True
+    except Exception:  # noqa: BLE001 - health must answer whatever went wrong
+        db_ok = False
+    cams = hub.cameras.summary() if hub.cameras else {}
+    status = "ok" if db_ok and not hub.closing else "degraded"
+    return web.json_response(
+        {"status": status, "version": __version__, "uptime_s": round(time.time() - hub.started_at, 1),
+         "db": "ok" if db_ok else "error", "cameras": cams},
+        status=200 if status == "ok" else 503,
+    )
+
+
+async def pair(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    code, name = body.get("code"), body.get("name") or "Phone camera"
+    if not isinstance(code, str) or not code.strip():
+        raise ApiError(400, "missing pairing code")
+    if not isinstance(name, str):
+        raise ApiError(400, "name must be a string")
+    result = _hub(request).store.redeem_pairing_code(code, name)
+    if result is None:
+        raise ApiError(403, "wrong or expired pairing code", "show a new code with 'pingwatch pair' on the hub")
+    log.info("camera paired", extra={"camera_id": result.camera_id})
+    _hub(request).bus.publish("camera.added", camera_id=result.camera_id, name=result.name)
+    return web.json_response({"camera_id": result.camera_id, "token": result.token, "name": result.name}, status=201)
+
+
+async def camera_me(request: web.Request) -> web.Response:
+    cam = camera_from_token(request)
+    return web.json_response({"camera_id": cam["id"], "name": cam["name"]})
+
+
+async def camera_offer(request: web.Request) -> web.Response:
+    cam = camera_from_token(request)
+    body = await _json_body(request)
+    answer = await _hub(request).cameras.accept_offer(cam["id"], body)
+    return web.json_response(answer)
+
+
+# -- admin (CLI, later the web UI) -------------------------------------------------------------------------
+
+
+async def new_pairing_code(request: web.Request) -> web.Response:
+    require_admin(request)
+    hub = _hub(request)
+    code, expires = hub.store.new_pairing_code()
+    url = f"{hub.urls()['camera']}#code={code}"
+    return web.json_response({"code": code, "expires_at": expires, "url": url,
+                              "cert_sha256": hub.cert.fingerprint_sha256}, status=201)
+
+
+async def list_cameras(request: web.Request) -> web.Response:
+    require_admin(request)
+    return web.json_response({"cameras": _hub(request).cameras.describe_all()})
+
+
+async def revoke_camera(request: web.Request) -> web.Response:
+    require_admin(request)
+    cid = request.match_info["camera_id"]
+    if not await _hub(request).cameras.revoke(cid):
+        raise ApiError(404, f"no active camera '{cid}'", "list cameras with 'pingwatch cameras list'")
+    return web.json_response({"camera_id": cid, "revoked": True})
+
+
+# -- static ------------------------------------------------------------------------------------------------
+
+
+async def pwa_index(request: web.Request) -> web.StreamResponse:
+    if request.path == "/cam":
+        raise web.HTTPFound("/cam/")
+    return _static_file(PWA_DIR / "index.html")
+
+
+def _static_file(path: Path) -> web.FileResponse:
+    resp = web.FileResponse(path)
+    # The app shell must update when the hub does; the service worker does the offline caching.
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/cam/")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.middlewares.append(json_errors)
+    r = app.router
+    r.add_get("/api/health", health)
+    r.add_post("/api/pair", pair)
+    r.add_get("/api/camera", camera_me)
+    r.add_post("/api/camera/offer", camera_offer)
+    r.add_post("/api/admin/pairing-codes", new_pairing_code)
+    r.add_get("/api/admin/cameras", list_cameras)
+    r.add_post("/api/admin/cameras/{camera_id}/revoke", revoke_camera)
+    r.add_get("/cam", pwa_index)
+    r.add_get("/cam/", pwa_index)
+    if PWA_DIR.is_dir():
+        r.add_static("/cam/", PWA_DIR, append_version=False)
+    r.add_get("/", root)

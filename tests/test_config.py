@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from hub.config import ConfigError, HubConfig, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "hub.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_example_documents_exactly_the_defaults():
+    cfg = load_config(REPO / "config" / "hub.example.yaml", environ={})
+    defaults = HubConfig()
+    assert cfg.model_dump(exclude={"storage"}) == defaults.model_dump(exclude={"storage"})
+    assert cfg.storage.data_dir == (REPO / "config" / "data").resolve()
+
+
+def test_every_schema_key_is_documented_in_the_example():
+    text = (REPO / "config" / "hub.example.yaml").read_text()
+
+    def keys(model, prefix=""):
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                yield from keys(ann, prefix + name + ".")
+            else:
+                yield prefix + name
+
+    missing = [k for k in keys(HubConfig) if f"{k.split('.')[-1]}:" not in text]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("server:\n  https_port: 99999\n", "line 2: field 'server.https_port'"),
+        ("server:\n  htps_port: 1\n", "line 2: unknown key 'server.htps_port'"),
+        ("server: [\n", "invalid YAML"),
+        ("events:\n  pre_roll_s: lots\n", "line 2: field 'events.pre_roll_s'"),
+        ("cameras:\n  - id: Bad Id\n    source: x.mp4\n", "field 'cameras[0].id'"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+        ("motion:\n  sensitivity: extreme\n", "field 'motion.sensitivity'"),
+    ],
+)
+def test_bad_files_name_the_field_and_line(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text), environ={})
+    assert expected in str(exc.value)
+    assert str(tmp_path / "hub.yaml") in str(exc.value)
+
+
+def test_missing_file_says_how_to_create_one(tmp_path):
+    with pytest.raises(ConfigError, match="pingwatch init"):
+        load_config(tmp_path / "nope.yaml", environ={})
+
+
+def test_environment_overrides_file(tmp_path):
+    p = write(tmp_path, "server:\n  https_port: 9000\nmqtt:\n  enabled: false\n")
+    cfg = load_config(p, environ={"PINGWATCH_SERVER__HTTPS_PORT": "9443", "PINGWATCH_MQTT__ENABLED": "true",
+                                  "UNRELATED": "1"})
+    assert cfg.server.https_port == 9443
+    assert cfg.mqtt.enabled is True
+
+
+def test_bad_environment_value_names_the_field(tmp_path):
+    with pytest.raises(ConfigError, match="server.https_port"):
+        load_config(None, environ={"PINGWATCH_SERVER__HTTPS_PORT": "http"})
+
+
+def test_relative_data_dir_is_relative_to_the_file(tmp_path):
+    p = write(tmp_path, "storage:\n  data_dir: ../d\n")
+    assert load_config(p, environ={}).storage.data_dir == (tmp_path.parent / "d").resolve()
