@@ -1,0 +1,720 @@
+"""Clips and snapshots from encoded frames: remux only, video is never re-encoded.
+
+A clip is the pre-roll from the ring buffer followed by live frames (the post-roll), written as they come:
+
+* MP4 (H.264 + Opus) or WebM (VP8 + Opus), chosen by the destination's suffix.
+* While recording, the data goes to ``.<name>.part`` next to the destination. For MP4 that is a fragmented MP4
+  (one fragment per GOP, flushed to the OS as each completes), so a SIGKILL or a crash leaves a file that is
+  playable up to the last complete fragment; ``recover_partial`` turns it into a clip at start-up. WebM is
+  written cluster by cluster, which gives the same property.
+* ``close()`` finishes the file: the fragmented MP4 is remuxed into a normal faststart MP4 (``moov`` first:
+  plays progressively everywhere, Telegram included), WebM is simply renamed. The final name only ever holds a
+  complete file, so the row in the database can be committed after ``close()`` returns.
+
+Timestamps: each track's own ``pts`` deltas drive its clip timestamps (they are the encoder's clock, free of
+arrival jitter); the tracks are aligned once, at the clip start, with the camera clock ``t`` they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+import av.error
+import numpy as np
+
+from hub.media import h264
+from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
+
+log = logging.getLogger(__name__)
+
+ClipFormat = Literal["mp4", "webm"]
+
+# suffix -> (container format for PyAV, video codec it carries). `mp4` rejects VP8 and `webm` rejects H.264.
+_FORMATS: dict[str, tuple[ClipFormat, str]] = {".mp4": ("mp4", "h264"), ".webm": ("webm", "vp8")}
+
+# One fragment per keyframe, base-relative offsets (the form MSE and every modern demuxer expect), and the moov
+# written with the first fragment. Not `empty_moov`: with an empty moov written before any sample, FFmpeg cannot
+# record a track's start offset (edit list), so it starts every track at 0 and stretches the first sample
+# instead; audio that began 200 ms after the video would then play 200 ms early in the clip. `delay_moov` costs
+# nothing for crash safety: either way nothing is playable before the first fragment completes.
+_FRAG_MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof"
+
+_VIDEO_TB = VIDEO_TIME_BASE
+_AUDIO_TB = AUDIO_TIME_BASE
+# If a track's pts delta and its camera-clock delta disagree by more than this, the pts jumped (the source
+# restarted); trust the camera clock for that step. Generous on purpose: a stalled jitter buffer releasing a
+# burst legitimately makes arrival times disagree with pts by a second or two.
+_MAX_CLOCK_DISAGREEMENT_S = 5.0
+# A pts counter of 32 bits (RTP) wraps after ~13 h at 90 kHz: deltas below this are wraps, not rewinds.
+_WRAP = 1 << 32
+# Wait at most this long (camera clock) after the first keyframe for the first audio packet before the file is
+# opened without knowing the Opus channel count; the streams of a container are fixed once its header is out.
+_AUDIO_WAIT_S = 1.0
+
+
+class ClipError(Exception):
+    """A clip or snapshot could not be written or read; ``path`` names the file concerned."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipInfo:
+    path: Path
+    size: int
+    codec: str
+    duration_s: float
+    video_frames: int
+    audio_frames: int
+    width: int
+    height: int
+    start_t: float | None  # camera clock of the first video frame; None for a recovered file
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    jpeg_path: Path
+    thumb_path: Path
+    t: float  # camera clock of the frame shown
+    width: int
+    height: int
+
+
+def part_path_for(path: str | os.PathLike[str]) -> Path:
+    """Where a clip is written while it records: hidden, same folder (so the final rename is atomic)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.part")
+
+
+def _tmp_path_for(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def final_path_for(part_path: str | os.PathLike[str]) -> Path:
+    """Inverse of ``part_path_for`` (``.x.mp4.part`` -> ``x.mp4``); other names just lose ``.part``."""
+    p = Path(part_path)
+    name = p.name
+    if name.endswith(".part"):
+        name = name[: -len(".part")]
+    if name.startswith(".") and len(name) > 1:
+        name = name[1:]
+    return p.with_name(name)
+
+
+def opus_head(channels: int, pre_skip: int = 0, input_rate: int = 48000) -> bytes:
+    """The OpusHead (RFC 7845 5.1) that MP4 (dOps) and Matroska (CodecPrivate) need as extradata.
+
+    Pre-skip is 0: WebRTC packets start mid-stream, there is no encoder priming to hide, and a non-zero value
+    would shift the audio against the video.
+    """
+    return b"OpusHead" + struct.pack("<BBHIhB", 1, channels, pre_skip, input_rate, 0, 0)
+
+
+_OPUS_FRAME_SAMPLES_48K = (
+    # TOC config 0..31 (RFC 6716 3.1): SILK NB/MB/WB 10/20/40/60 ms, hybrid 10/20 ms, CELT 2.5/5/10/20 ms.
+    [480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4
+)
+
+
+def opus_packet_samples(packet: bytes) -> int:
+    """Duration of one Opus packet in 48 kHz samples, from its TOC byte (0 if malformed)."""
+    if not packet:
+        return 0
+    toc = packet[0]
+    per_frame = _OPUS_FRAME_SAMPLES_48K[toc >> 3]
+    code = toc & 3
+    if code == 0:
+        return per_frame
+    if code in (1, 2):
+        return 2 * per_frame
+    if len(packet) < 2:
+        return 0
+    return (packet[1] & 0x3F) * per_frame
+
+
+def _opus_channels(packet: bytes) -> int:
+    # TOC bit 2 is the stereo flag. Chrome signals opus/48000/2 but sends mono unless asked for stereo.
+    return 2 if packet and packet[0] & 0x04 else 1
+
+
+class _TrackClock:
+    """Maps one track's source pts to strictly increasing clip timestamps in ``out_tb``."""
+
+    __slots__ = ("out_tb", "min_step", "last_out", "_prev_pts", "_prev_t")
+
+    def __init__(self, out_tb: Fraction, min_step: int) -> None:
+        self.out_tb = out_tb
+        self.min_step = min_step
+        self.last_out: int | None = None
+        self._prev_pts = 0
+        self._prev_t = 0.0
+
+    def next(self, frame: EncodedFrame, first_out: int) -> int:
+        if self.last_out is None:
+            out = max(0, first_out)
+        else:
+            d = frame.pts - self._prev_pts
+            if d < -(_WRAP // 2):
+                d += _WRAP
+            if frame.time_base != self.out_tb:
+                d = round(d * frame.time_base / self.out_tb)
+            dt = frame.t - self._prev_t
+            if d < 0 or abs(float(d * self.out_tb) - dt) > _MAX_CLOCK_DISAGREEMENT_S:
+                d = round(dt / self.out_tb)
+            # Muxers reject non-increasing DTS; Matroska counts in ms, so "increasing" means by >= 1 ms there.
+            out = self.last_out + max(d, self.min_step)
+        self.last_out = out
+        self._prev_pts = frame.pts
+        self._prev_t = frame.t
+        return out
+
+
+class _Track:
+    """One output stream with a one-packet look-ahead, so every packet gets its true duration."""
+
+    __slots__ = ("stream", "tb", "clock", "pending", "frames", "last_duration", "end")
+
+    def __init__(self, stream: Any, tb: Fraction, min_step: int) -> None:
+        self.stream = stream
+        self.tb = tb
+        self.clock = _TrackClock(tb, min_step)
+        self.pending: tuple[bytes, int, bool] | None = None
+        self.frames = 0
+        self.last_duration = 0
+        self.end = 0  # pts + duration of the last muxed packet
+
+    def packet(self, data: bytes, pts: int, key: bool, duration: int) -> av.Packet:
+        p = av.Packet(data)
+        p.stream = self.stream
+        p.time_base = self.tb
+        p.pts = pts
+        p.dts = pts  # no B-frames: WebRTC H.264 is constrained baseline, VP8 has none
+        p.duration = duration
+        p.is_keyframe = key
+        self.frames += 1
+        self.last_duration = duration
+        self.end = pts + duration
+        return p
+
+
+class ClipWriter:
+    """Mux ``EncodedFrame``s into an MP4 or WebM clip without decoding them.
+
+    Feed it frames in arrival order (``frames_since`` output, then the buffer's listener): video before the
+    first keyframe and audio before that keyframe's time are skipped. H.264 keyframes must carry SPS/PPS (pass
+    frames through ``h264.ParameterSetCache`` at ingest).
+
+    Calls must not overlap (no locking inside): ``write`` on the event loop is cheap (~15 us a frame, plus one
+    write() syscall per finished GOP), while ``close`` (a remux, tens of ms) belongs in a worker thread once
+    the writes have stopped. Any muxing failure aborts the clip (the ``.part`` is deleted) and raises
+    ``ClipError``; later calls raise too.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        audio: bool = True,
+        durable: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in _FORMATS:
+            raise ClipError(self.path, f"unsupported clip type {suffix!r} (use .mp4 or .webm)")
+        self.format, self.video_codec = _FORMATS[suffix]
+        if not self.path.parent.is_dir():
+            raise ClipError(self.path, "destination folder does not exist")
+        self.part_path = part_path_for(self.path)
+        self.audio_enabled = audio
+        self.durable = durable
+        self.start_t: float | None = None
+        self.width = 0
+        self.height = 0
+        self.skipped = 0  # frames before the first keyframe / its time
+        self._container: Any = None
+        self._video: _Track | None = None
+        self._audio: _Track | None = None
+        self._held: list[EncodedFrame] = []  # frames waiting for the container to open
+        self._closed = False
+        # Matroska stores ms; keep DTS steps at >= 1 ms there so they survive the rescale.
+        webm = self.format == "webm"
+        self._vstep = 90 if webm else 1
+        self._astep = 48 if webm else 1
+
+    # --- writing ------------------------------------------------------------------------------------------
+
+    def write(self, frame: EncodedFrame) -> None:
+        if self._closed:
+            raise ClipError(self.path, "write() on a closed or failed clip")
+        if frame.kind == "video":
+            if frame.codec != self.video_codec:
+                raise ClipError(self.path, f"{frame.codec} video cannot go into a {self.format} clip")
+            if self.start_t is None:
+                if not frame.keyframe:
+                    self.skipped += 1
+                    return
+                self._start(frame)
+        elif frame.kind == "audio":
+            if not self.audio_enabled or self.start_t is None or frame.t < self.start_t:
+                self.skipped += 1
+                return
+            if frame.codec != "opus":
+                raise ClipError(self.path, f"unsupported audio codec {frame.codec!r}")
+        else:
+            raise ClipError(self.path, f"unknown frame kind {frame.kind!r}")
+
+        if self._container is None:
+            self._held.append(frame)
+            if not self.audio_enabled or frame.kind == "audio" or frame.t - self.start_t >= _AUDIO_WAIT_S:
+                self._open()
+            return
+        self._mux(frame)
+
+    def write_many(self, frames: Iterable[EncodedFrame]) -> None:
+        for f in frames:
+            self.write(f)
+
+    __call__ = write  # so the writer itself can be a RingBuffer listener
+
+    def _start(self, key: EncodedFrame) -> None:
+        try:
+            res = h264.frame_resolution(key.codec, key.data)
+        except h264.H264Error as e:
+            raise ClipError(self.path, f"first keyframe is not valid {key.codec}: {e}") from e
+        if res is None:
+            if key.codec == "h264":
+                raise ClipError(
+                    self.path, "first H.264 keyframe carries no SPS/PPS (run frames through ParameterSetCache)"
+                )
+            raise ClipError(self.path, f"first keyframe has no readable {key.codec} header")
+        self.width, self.height = res
+        self.start_t = key.t
+
+    def _open(self) -> None:
+        first_audio = next((f for f in self._held if f.kind == "audio"), None)
+        try:
+            self.part_path.unlink(missing_ok=True)
+            opts = {"flush_packets": "1"}  # hand each finished fragment to the OS: what survives a SIGKILL
+            if self.format == "mp4":
+                opts["movflags"] = _FRAG_MOVFLAGS
+            c = av.open(str(self.part_path), "w", format=self.format, container_options=opts)
+        except (OSError, av.error.FFmpegError) as e:
+            raise ClipError(self.part_path, f"cannot create: {e}") from e
+        self._container = c
+        try:
+            vs = c.add_mux_stream(self.video_codec, width=self.width, height=self.height, time_base=_VIDEO_TB)
+            self._video = _Track(vs, _VIDEO_TB, self._vstep)
+            if first_audio is not None:
+                # add_mux_stream cannot carry extradata, and both MP4 and WebM need an OpusHead. A libopus
+                # encoder stream can: open it ourselves (start_encoding then leaves it alone) and replace its
+                # OpusHead (pre-skip 312) with ours; its codec parameters, extradata included, go to the muxer.
+                channels = _opus_channels(first_audio.data)
+                s = c.add_stream("libopus", rate=48000, layout="stereo" if channels == 2 else "mono")
+                s.time_base = _AUDIO_TB
+                s.codec_context.open()
+                s.codec_context.extradata = opus_head(channels)
+                self._audio = _Track(s, _AUDIO_TB, self._astep)
+            held, self._held = self._held, []
+            for f in held:
+                self._mux(f)
+        except ClipError:
+            self.abort()
+            raise
+        except (av.error.FFmpegError, ValueError) as e:
+            self.abort()
+            raise ClipError(self.part_path, f"cannot start muxing: {e}") from e
+
+    def _mux(self, frame: EncodedFrame) -> None:
+        if frame.kind == "video":
+            track = self._video
+            assert track is not None and self.start_t is not None
+            first_out = 0
+        else:
+            track = self._audio
+            if track is None:  # audio began after the file was opened without an audio stream
+                self.skipped += 1
+                return
+            assert self.start_t is not None
+            first_out = round((frame.t - self.start_t) / float(_AUDIO_TB))
+        pts = track.clock.next(frame, first_out)
+        if track.pending is not None:
+            data, ppts, key = track.pending
+            self._mux_packet(track.packet(data, ppts, key, pts - ppts))
+        track.pending = (frame.data, pts, frame.keyframe)
+
+    def _mux_packet(self, packet: av.Packet) -> None:
+        try:
+            self._container.mux(packet)
+        except av.error.FFmpegError as e:
+            # A muxer in an unknown state cannot be trusted with more data: the clip is given up.
+            self.abort()
+            raise ClipError(self.part_path, f"mux failed: {e}") from e
+
+    # --- finishing ----------------------------------------------------------------------------------------
+
+    @property
+    def video_frames(self) -> int:
+        v = self._video
+        return 0 if v is None else v.frames + (v.pending is not None)
+
+    @property
+    def duration_s(self) -> float:
+        """Video duration written so far (the pending last frame counted with its expected duration)."""
+        v = self._video
+        if v is None:
+            return 0.0
+        end = v.end if v.pending is None else v.pending[1] + v.last_duration
+        return float(end * _VIDEO_TB)
+
+    def close(self) -> ClipInfo:
+        """Finish the clip and move it to its final name; returns what was written.
+
+        If only the final remux fails (disk full, say), the complete ``.part`` is left in place for
+        ``recover_partial`` rather than deleted.
+        """
+        if self._closed:
+            raise ClipError(self.path, "close() called twice")
+        if self._container is None:
+            if self.start_t is None:
+                self._closed = True
+                raise ClipError(self.path, "no video keyframe was written")
+            self._open()
+        try:
+            for track, fallback in ((self._video, 6000), (self._audio, 960)):
+                if track is not None and track.pending is not None:
+                    data, pts, key = track.pending
+                    if track is self._audio:
+                        dur = opus_packet_samples(data) or fallback
+                    else:
+                        dur = track.last_duration or fallback  # last frame: assume the previous interval
+                    track.pending = None
+                    self._mux_packet(track.packet(data, pts, key, dur))
+            self._container.close()
+        except ClipError:
+            self.abort()
+            raise
+        except (av.error.FFmpegError, OSError) as e:
+            self.abort()
+            raise ClipError(self.part_path, f"finishing the file failed: {e}") from e
+        self._container = None
+        self._closed = True
+        if self.format == "mp4":
+            _remux(self.part_path, self.path, "mp4", durable=self.durable)
+            self.part_path.unlink(missing_ok=True)
+        else:
+            _finish_in_place(self.part_path, self.path, durable=self.durable)
+        assert self._video is not None
+        return ClipInfo(
+            path=self.path,
+            size=self.path.stat().st_size,
+            codec=self.video_codec,
+            duration_s=float(self._video.end * _VIDEO_TB),
+            video_frames=self._video.frames,
+            audio_frames=0 if self._audio is None else self._audio.frames,
+            width=self.width,
+            height=self.height,
+            start_t=self.start_t,
+        )
+
+    def abort(self) -> None:
+        """Give the clip up: close and delete the partial file."""
+        self._closed = True
+        self._abort_quietly()
+
+    def _abort_quietly(self) -> None:
+        c, self._container = self._container, None
+        if c is not None:
+            try:
+                c.close()
+            except Exception:  # already failing; the file goes anyway
+                pass
+        self._held = []
+        self.part_path.unlink(missing_ok=True)
+        _tmp_path_for(self.path).unlink(missing_ok=True)
+
+    def __enter__(self) -> ClipWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
+
+# --- remux / recovery ------------------------------------------------------------------------------------------
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_in_place(src: Path, dst: Path, *, durable: bool) -> None:
+    try:
+        if durable:
+            with open(src, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(src, dst)
+        if durable:
+            _fsync_dir(dst.parent)
+    except OSError as e:
+        raise ClipError(dst, f"cannot move the finished clip into place: {e}") from e
+
+
+@dataclass(slots=True)
+class _RemuxResult:
+    video_frames: int = 0
+    audio_frames: int = 0
+    duration_s: float = 0.0
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+
+
+def _remux(src: Path, dst: Path, fmt: ClipFormat, *, durable: bool, salvage: bool = False) -> _RemuxResult:
+    """Copy the packets of ``src`` into ``dst`` (written as ``.dst.tmp`` and renamed into place).
+
+    With ``salvage`` the input may be truncated: reading stops at the first error or corrupt packet, and video
+    before the first keyframe is dropped.
+    """
+    tmp = _tmp_path_for(dst)
+    res = _RemuxResult()
+    try:
+        inp = av.open(str(src), "r")
+    except (av.error.FFmpegError, OSError) as e:
+        raise ClipError(src, f"cannot read: {e}") from e
+    try:
+        vin = next((s for s in inp.streams if s.type == "video"), None)
+        if vin is None:
+            raise ClipError(src, "no video stream")
+        ain = next((s for s in inp.streams if s.type == "audio"), None)
+        res.codec = vin.codec_context.name
+        res.width, res.height = vin.codec_context.width, vin.codec_context.height
+        opts = {"movflags": "+faststart"} if fmt == "mp4" else {}
+        out = av.open(str(tmp), "w", format=fmt, container_options=opts)
+        try:
+            vout = out.add_stream_from_template(vin)
+            aout = out.add_stream_from_template(ain) if ain is not None else None
+            streams = [vin] if ain is None else [vin, ain]
+            seen_key = False
+            vend = 0
+            packets = inp.demux(streams)
+            while True:
+                try:
+                    p = next(packets)
+                except StopIteration:
+                    break
+                except (av.error.FFmpegError, OSError) as e:
+                    if not salvage:
+                        raise ClipError(src, f"read failed: {e}") from e
+                    break
+                if p.size == 0 or p.dts is None:
+                    continue  # demuxer flush packets
+                if p.is_corrupt:
+                    if not salvage:
+                        raise ClipError(src, "corrupt packet")
+                    break
+                if p.stream is vin:
+                    if not seen_key:
+                        if not p.is_keyframe:
+                            continue
+                        seen_key = True
+                    p.stream = vout
+                    res.video_frames += 1
+                    vend = max(vend, p.pts + (p.duration or 0))
+                else:
+                    if not seen_key or aout is None:
+                        continue
+                    p.stream = aout
+                    res.audio_frames += 1
+                out.mux(p)
+            if res.video_frames == 0:
+                raise ClipError(src, "no complete video keyframe")
+            res.duration_s = float(vend * vin.time_base) if vin.time_base else 0.0
+        finally:
+            out.close()  # writes moov (and, for faststart, moves it to the front)
+    except ClipError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        raise ClipError(dst, f"remux failed: {e}") from e
+    finally:
+        inp.close()
+    _finish_in_place(tmp, dst, durable=durable)
+    return res
+
+
+def probe_clip(path: str | os.PathLike[str]) -> ClipInfo:
+    """Read back what a finished clip holds (counts packets; decodes nothing)."""
+    p = Path(path)
+    try:
+        with av.open(str(p), "r") as c:
+            v = next((s for s in c.streams if s.type == "video"), None)
+            if v is None:
+                raise ClipError(p, "no video stream")
+            counts = {"video": 0, "audio": 0}
+            end = 0
+            for pkt in c.demux():
+                if pkt.size == 0:
+                    continue
+                counts[pkt.stream.type] = counts.get(pkt.stream.type, 0) + 1
+                if pkt.stream is v and pkt.pts is not None:
+                    end = max(end, pkt.pts + (pkt.duration or 0))
+            return ClipInfo(
+                path=p,
+                size=p.stat().st_size,
+                codec=v.codec_context.name,
+                duration_s=float(end * v.time_base),
+                video_frames=counts["video"],
+                audio_frames=counts["audio"],
+                width=v.codec_context.width,
+                height=v.codec_context.height,
+                start_t=None,
+            )
+    except (av.error.FFmpegError, OSError) as e:
+        raise ClipError(p, f"cannot read clip: {e}") from e
+
+
+def recover_partial(part_path: str | os.PathLike[str], *, durable: bool = True) -> ClipInfo | None:
+    """Turn a ``.part`` left by a crash into a clip at its final name, or delete it and return None.
+
+    Keeps every intact packet from the first video keyframe to the first damaged or missing one; a fragment cut
+    short by the crash contributes the frames that made it to disk (a decodable prefix of its GOP).
+    """
+    part = Path(part_path)
+    dst = final_path_for(part)
+    fmt = _FORMATS.get(dst.suffix.lower(), (None, None))[0]
+    try:
+        if fmt is None:
+            log.warning("recover: %s has no known clip suffix; deleting", part)
+            return None
+        if dst.exists():
+            # Crashed between the rename and the unlink: the final file is complete.
+            return probe_clip(dst)
+        try:
+            r = _remux(part, dst, fmt, durable=durable, salvage=True)
+        except ClipError as e:
+            log.warning("recover: nothing usable in %s (%s); deleting", part, e)
+            return None
+        return ClipInfo(
+            path=dst,
+            size=dst.stat().st_size,
+            codec=r.codec,
+            duration_s=r.duration_s,
+            video_frames=r.video_frames,
+            audio_frames=r.audio_frames,
+            width=r.width,
+            height=r.height,
+            start_t=None,
+        )
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def recover_folder(folder: str | os.PathLike[str]) -> list[ClipInfo]:
+    """Start-up sweep of a clips folder: drop stale ``.tmp`` files, recover every ``.part``."""
+    d = Path(folder)
+    for tmp in d.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    out = []
+    for part in sorted(d.glob(".*.part")):
+        info = recover_partial(part)
+        if info is not None:
+            out.append(info)
+    return out
+
+
+# --- snapshots -------------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = _tmp_path_for(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ClipError(path, f"cannot write: {e}") from e
+
+
+def write_snapshot(
+    frames: Sequence[EncodedFrame],
+    at_t: float,
+    jpeg_path: str | os.PathLike[str],
+    thumb_path: str | os.PathLike[str],
+    thumb_width: int = 320,
+    quality: int = 85,
+) -> SnapshotInfo:
+    """JPEG + thumbnail of the video frame shown at ``at_t`` (the last one at or before it).
+
+    Decodes only from the keyframe before that frame up to it: at 15 fps and a 2 s GOP that is at most 30
+    frames, a few tens of ms at 720p, instead of the whole clip.
+    """
+    import cv2  # heavy import, only needed here
+
+    jpeg = Path(jpeg_path)
+    thumb = Path(thumb_path)
+    video = [f for f in frames if f.kind == "video"]
+    if not video:
+        raise ClipError(jpeg, "no video frames to take a snapshot from")
+    target = 0
+    for i, f in enumerate(video):
+        if f.t <= at_t:
+            target = i
+        else:
+            break
+    start = next((i for i in range(target, -1, -1) if video[i].keyframe), None)
+    if start is None:
+        # at_t precedes the first keyframe: show the first keyframe rather than failing the alert.
+        start = next((i for i, f in enumerate(video) if f.keyframe), None)
+        if start is None:
+            raise ClipError(jpeg, "no keyframe to decode from")
+        target = start
+    codec = video[start].codec
+    if codec not in ("h264", "vp8"):
+        raise ClipError(jpeg, f"cannot decode {codec!r} video")
+    ctx = av.CodecContext.create(codec, "r")
+    picture: av.VideoFrame | None = None
+    try:
+        for i in range(start, target + 1):
+            pkt = av.Packet(video[i].data)
+            pkt.pts = i  # identify the target frame in the output, whatever the decoder delay
+            for fr in ctx.decode(pkt):
+                if fr.pts == target:
+                    picture = fr
+        if picture is None:
+            for fr in ctx.decode(None):
+                if fr.pts == target:
+                    picture = fr
+    except av.error.FFmpegError as e:
+        raise ClipError(jpeg, f"cannot decode the {codec} frames: {e}") from e
+    if picture is None:
+        raise ClipError(jpeg, f"the {codec} frames did not decode to a picture")
+    bgr: np.ndarray = picture.to_ndarray(format="bgr24")
+    h, w = bgr.shape[:2]
+    tw = max(2, min(thumb_width, w))
+    th = max(2, round(h * tw / w / 2) * 2)
+    small = cv2.resize(bgr, (tw, th), interpolation=cv2.INTER_AREA)
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), quality]
+    ok1, full_jpg = cv2.imencode(".jpg", bgr, params)
+    ok2, thumb_jpg = cv2.imencode(".jpg", small, params)
+    if not (ok1 and ok2):
+        raise ClipError(jpeg, "JPEG encoding failed")
+    _atomic_write(jpeg, full_jpg.tobytes())
+    _atomic_write(thumb, thumb_jpg.tobytes())
+    return SnapshotInfo(jpeg_path=jpeg, thumb_path=thumb, t=video[target].t, width=w, height=h)

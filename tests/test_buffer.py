@@ -1,0 +1,242 @@
+"""RingBuffer bounds, keyframe indexing, loss handling and listeners, on synthetic frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hub.buffer import RingBuffer
+from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
+
+FPS = 15
+GOP = 30  # a keyframe every 2 s, like the hub's PLI cadence
+T0 = 5000.0
+
+
+def stream(
+    seconds: float, gop: int = GOP, key_size: int = 20_000, p_size: int = 4_000, audio: bool = True
+) -> Iterator[EncodedFrame]:
+    """Video at 15 fps and Opus every 20 ms, interleaved by camera time like a live source."""
+    nv = int(seconds * FPS)
+    na = int(seconds * 50) if audio else 0
+    iv = ia = 0
+    while iv < nv or ia < na:
+        tv = T0 + iv / FPS if iv < nv else float("inf")
+        ta = T0 + ia * 0.02 if ia < na else float("inf")
+        if tv <= ta:
+            key = iv % gop == 0
+            yield EncodedFrame(
+                "video", "h264", bytes(key_size if key else p_size), iv * 6000, VIDEO_TIME_BASE, tv, key
+            )
+            iv += 1
+        else:
+            yield EncodedFrame("audio", "opus", bytes(100), ia * 960, AUDIO_TIME_BASE, ta)
+            ia += 1
+
+
+def contents(buf: RingBuffer) -> tuple[list[EncodedFrame], list[EncodedFrame]]:
+    frames = buf.frames_since(float("-inf"))
+    return [f for f in frames if f.kind == "video"], [f for f in frames if f.kind == "audio"]
+
+
+def test_time_eviction_keeps_window_and_starts_on_keyframe() -> None:
+    buf = RingBuffer(window_s=15.0, max_bytes=1 << 30)
+    for f in stream(60):
+        buf.push(f)
+        video, audio = contents(buf)
+        assert video[0].keyframe
+        newest = buf.newest_t
+        assert newest is not None
+        if newest - T0 >= 15.0:
+            # at least the window is kept ...
+            assert video[0].t <= newest - 15.0
+            # ... and no more than needed: the next keyframe is already inside the window
+            keys = buf.keyframe_times()
+            assert len(keys) < 2 or keys[1] > newest - 15.0
+        assert not audio or audio[0].t >= video[0].t
+    s = buf.stats()
+    assert s.keyframes == len(buf.keyframe_times()) in (8, 9)
+    assert 15.0 <= s.span_s <= 15.0 + GOP / FPS
+    assert s.evicted > 0 and s.dropped_broken == 0
+    assert s.frames == s.video_frames + s.audio_frames == len(buf)
+    video, audio = contents(buf)
+    assert s.bytes == sum(len(f.data) for f in video + audio)
+
+
+def test_byte_bound_holds_and_evicts_whole_gops() -> None:
+    limit = 300_000  # ~2.5 GOPs of the synthetic stream
+    buf = RingBuffer(window_s=15.0, max_bytes=limit)
+    for f in stream(30):
+        buf.push(f)
+        s = buf.stats()
+        assert s.bytes <= limit
+        video, _ = contents(buf)
+        assert video and video[0].keyframe
+    assert buf.stats().keyframes >= 2
+
+
+def test_oversized_gop_drops_video_until_next_keyframe() -> None:
+    buf = RingBuffer(window_s=15.0, max_bytes=50_000)
+    for f in stream(6, gop=GOP, key_size=20_000, p_size=4_000, audio=False):
+        buf.push(f)
+        assert buf.stats().bytes <= 50_000
+        video, _ = contents(buf)
+        assert not video or video[0].keyframe
+    s = buf.stats()
+    assert s.dropped_no_keyframe > 0  # P frames after the GOP was pushed out had nothing to attach to
+
+
+def test_mark_broken_drops_until_keyframe() -> None:
+    buf = RingBuffer()
+    frames = [f for f in stream(5, audio=False)]
+    for f in frames[:10]:
+        assert buf.push(f)
+    buf.mark_broken()
+    assert buf.broken
+    accepted = [buf.push(f) for f in frames[10:GOP]]
+    assert not any(accepted)
+    assert buf.stats().dropped_broken == GOP - 10
+    assert buf.push(frames[GOP])  # keyframe heals
+    assert not buf.broken
+    assert buf.push(frames[GOP + 1])
+    video, _ = contents(buf)
+    assert [f.pts for f in video] == [f.pts for f in frames[:10] + frames[GOP : GOP + 2]]
+    # Audio is never affected by video loss.
+    buf.mark_broken()
+    assert buf.push(EncodedFrame("audio", "opus", b"x", 0, AUDIO_TIME_BASE, frames[GOP + 1].t))
+
+
+def test_video_before_first_keyframe_is_dropped() -> None:
+    buf = RingBuffer()
+    p = EncodedFrame("video", "h264", b"p", 0, VIDEO_TIME_BASE, T0, False)
+    assert not buf.push(p)
+    assert buf.stats().dropped_no_keyframe == 1 and len(buf) == 0
+
+
+def test_frames_since_picks_the_right_keyframe() -> None:
+    buf = RingBuffer(window_s=15.0)
+    for f in stream(20):
+        buf.push(f)
+    keys = buf.keyframe_times()
+    assert keys == sorted(keys) and len(keys) >= 3
+
+    def first_video_t(t: float) -> float:
+        return next(f.t for f in buf.frames_since(t) if f.kind == "video")
+
+    assert first_video_t(keys[1]) == keys[1]  # exactly on a keyframe
+    assert first_video_t(keys[1] + 0.5) == keys[1]  # inside the GOP
+    assert first_video_t(keys[2] - 1e-6) == keys[1]  # just before the next keyframe
+    assert first_video_t(keys[0] - 100) == keys[0]  # older than the buffer: the oldest keyframe
+    assert first_video_t(keys[-1] + 100) == keys[-1]  # in the future: the newest keyframe
+
+    frames = buf.frames_since(keys[1] + 0.5)
+    ts = [f.t for f in frames]
+    assert ts == sorted(ts)  # merged by camera time
+    video = [f for f in frames if f.kind == "video"]
+    audio = [f for f in frames if f.kind == "audio"]
+    all_video, all_audio = contents(buf)
+    assert video == [f for f in all_video if f.t >= keys[1]]
+    assert audio == [f for f in all_audio if f.t >= keys[1]]  # audio from the keyframe's t on
+
+
+def test_frames_since_without_video_returns_audio() -> None:
+    buf = RingBuffer(window_s=5.0)
+    for i in range(500):
+        buf.push(EncodedFrame("audio", "opus", bytes(50), i * 960, AUDIO_TIME_BASE, T0 + i * 0.02))
+    s = buf.stats()
+    assert s.span_s <= 5.0 and s.video_frames == 0
+    out = buf.frames_since(T0 + 9.0)
+    assert out and out[0].t >= T0 + 9.0
+    assert RingBuffer().frames_since(0.0) == []
+
+
+def test_stalled_video_does_not_pin_audio() -> None:
+    buf = RingBuffer(window_s=5.0)
+    frames = list(stream(3))
+    for f in frames:
+        buf.push(f)
+    last_t = frames[-1].t
+    for i in range(1, 600):  # 12 s of audio only: the camera's video froze
+        buf.push(EncodedFrame("audio", "opus", bytes(100), 0, AUDIO_TIME_BASE, last_t + i * 0.02))
+    s = buf.stats()
+    assert s.video_frames == 0 and s.keyframes == 0
+    assert s.span_s <= 5.0
+    # A P frame after the stall cannot be used; the next keyframe restarts the video.
+    assert not buf.push(EncodedFrame("video", "h264", b"p", 0, VIDEO_TIME_BASE, last_t + 12.1, False))
+    assert buf.push(EncodedFrame("video", "h264", b"k", 0, VIDEO_TIME_BASE, last_t + 12.2, True))
+
+
+def test_listeners_get_accepted_frames_after_subscribing() -> None:
+    buf = RingBuffer()
+    frames = list(stream(4, gop=20))
+    for f in frames[:20]:
+        buf.push(f)
+    got: list[EncodedFrame] = []
+    unsubscribe = buf.subscribe(got.append)
+    accepted = [f for f in frames[20:60] if buf.push(f)]
+    assert accepted == frames[20:60]
+    buf.mark_broken()
+    after_loss = [f for f in frames[60:150] if buf.push(f)]
+    unsubscribe()
+    for f in frames[150:]:
+        buf.push(f)
+    assert got == accepted + after_loss
+    # After the loss: audio, then video only from the next keyframe on.
+    video_after = [f for f in after_loss if f.kind == "video"]
+    assert video_after and video_after[0].keyframe
+    skipped = [f for f in frames[60:150] if f.kind == "video" and f.t < video_after[0].t]
+    assert skipped and buf.stats().dropped_broken == len(skipped)
+    assert any(f.kind == "audio" and f.t < video_after[0].t for f in after_loss)
+
+
+def test_failing_listener_is_removed_and_push_continues() -> None:
+    buf = RingBuffer()
+    calls: list[int] = []
+
+    def bad(_: EncodedFrame) -> None:
+        calls.append(1)
+        raise RuntimeError("disk full")
+
+    good: list[EncodedFrame] = []
+    buf.subscribe(bad)
+    buf.subscribe(good.append)
+    frames = list(stream(1))
+    for f in frames:
+        assert buf.push(f) or f.kind == "video"
+    assert len(calls) == 1
+    assert len(good) == len(frames)
+
+
+def test_unsubscribe_twice_and_same_callback_twice() -> None:
+    buf = RingBuffer()
+    got: list[EncodedFrame] = []
+    u1 = buf.subscribe(got.append)
+    u2 = buf.subscribe(got.append)
+    f = next(stream(1))
+    buf.push(f)
+    assert len(got) == 2
+    u1()
+    u1()
+    buf.push(EncodedFrame("audio", "opus", b"a", 0, AUDIO_TIME_BASE, T0))
+    assert len(got) == 3
+    u2()
+
+
+def test_clear_and_validation() -> None:
+    buf = RingBuffer()
+    for f in stream(2):
+        buf.push(f)
+    n = len(buf)
+    buf.clear()
+    assert len(buf) == 0 and buf.stats().bytes == 0 and buf.stats().evicted == n
+    assert buf.frames_since(0) == []
+    # After clear the next keyframe starts a new index correctly.
+    for f in stream(3):
+        buf.push(f)
+    video, _ = contents(buf)
+    assert video[0].keyframe and len(video) == 45
+    with pytest.raises(ValueError):
+        RingBuffer(window_s=0)
+    with pytest.raises(ValueError):
+        RingBuffer(max_bytes=0)
