@@ -1,0 +1,502 @@
+"""The encoded-frame tap on aiortc's receiver (private API, pinned to aiortc 1.16).
+
+aiortc has no public hook for encoded frames. Each :class:`aiortc.rtcrtpreceiver.RTCRtpReceiver` owns a
+``queue.Queue`` (``_RTCRtpReceiver__decoder_queue``) into which ``_handle_rtp_packet`` puts
+``(codec, JitterFrame)`` for every complete frame the jitter buffer releases; a decoder thread takes them
+out. Wrapping ``put`` of that queue (from the ``track`` event, which fires before the first packet) gives us
+every encoded access unit:
+
+* ``JitterFrame.data``: an H.264 access unit in Annex B (4-byte start codes), one VP8 frame, or one Opus packet;
+* ``JitterFrame.timestamp``: the RTP timestamp rebased to start at 0 (90 kHz video, 48 kHz audio).
+
+What the wrapper forwards to the real ``put`` decides what aiortc decodes:
+
+* ``record``: tapped, never forwarded, so the record track is never decoded (the big CPU saving);
+* ``audio``: tapped and forwarded (the audio trigger needs PCM);
+* ``detect``: forwarded only (its arrival time is remembered so decoded frames carry it);
+* ``blackhole``: neither; nothing is decoded and no queue grows.
+
+The ``None`` sentinel that aiortc puts to stop the decoder thread is always forwarded, otherwise
+``receiver.stop()`` would hang on ``thread.join()``.
+
+Loss: a lost packet stalls aiortc's video jitter buffer (capacity 512 packets) until it overruns; it then
+drops frames and returns ``pli_flag=True`` from ``JitterBuffer.add`` (also on a large sequence jump). We wrap
+``add`` of the record receiver's jitter buffer and report that as :meth:`CameraSink.on_broken`.
+
+``check_aiortc_internals()`` fails loudly, naming the attribute, if any of these private names move.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
+from hub.media.h264 import ParameterSetCache, h264_is_keyframe, vp8_is_keyframe, vp8_keyframe_size
+
+if TYPE_CHECKING:
+    import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["record", "detect", "audio", "blackhole"]
+
+# The private names this module (and hub/ingest/webrtc.py) reach for. Keep in sync with the pinned aiortc.
+RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
+RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+RECEIVER_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+RECEIVER_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+RECEIVER_SEND_PLI = "_send_rtcp_pli"
+RECEIVER_SEND_RTCP = "_send_rtcp"
+TRACK_QUEUE = "_queue"
+
+TESTED_AIORTC_VERSION = "1.16.0"
+
+
+class AiortcInternalsError(RuntimeError):
+    """aiortc's private receiver internals are not what the encoded tap was written against."""
+
+
+def check_aiortc_internals(receiver: Any | None = None) -> None:
+    """Raise :class:`AiortcInternalsError` naming the first private aiortc name that is missing or changed.
+
+    Without ``receiver`` a throw-away ``RTCRtpReceiver`` is built on a stub transport (cheap, no sockets).
+    """
+    try:
+        import aiortc
+        from aiortc import rtcrtpreceiver, rtp
+        from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+    except ImportError as exc:  # pragma: no cover - aiortc is a hub dependency
+        raise AiortcInternalsError(f"aiortc is not importable: {exc}") from exc
+
+    def need(obj: Any, name: str, where: str) -> Any:
+        if not hasattr(obj, name):
+            raise AiortcInternalsError(
+                f"aiortc {getattr(aiortc, '__version__', '?')}: {where} has no attribute {name!r}; the encoded "
+                f"tap was written against aiortc {TESTED_AIORTC_VERSION} (see hub/ingest/tap.py)"
+            )
+        return getattr(obj, name)
+
+    for name in ("pack_remb_fci", "RemoteStreamTrack", "RTCRtpReceiver", "decoder_worker"):
+        need(rtcrtpreceiver, name, "aiortc.rtcrtpreceiver")
+    for name in ("RtcpPsfbPacket", "RTCP_PSFB_APP", "RTCP_PSFB_PLI"):
+        need(rtp, name, "aiortc.rtp")
+    need(JitterBuffer, "add", "aiortc.jitterbuffer.JitterBuffer")
+
+    frame = JitterFrame(data=b"\x00", timestamp=0)
+    need(frame, "data", "aiortc.jitterbuffer.JitterFrame")
+    need(frame, "timestamp", "aiortc.jitterbuffer.JitterFrame")
+
+    if receiver is None:
+
+        class _StubTransport:
+            state = "new"
+
+        receiver = rtcrtpreceiver.RTCRtpReceiver("video", _StubTransport())  # type: ignore[arg-type]
+    where = "RTCRtpReceiver"
+    q = need(receiver, RECEIVER_DECODER_QUEUE, where)
+    need(q, "put", f"{where}.{RECEIVER_DECODER_QUEUE}")
+    need(receiver, RECEIVER_DECODER_THREAD, where)
+    jb = need(receiver, RECEIVER_JITTER_BUFFER, where)
+    need(jb, "add", f"{where}.{RECEIVER_JITTER_BUFFER}")
+    need(receiver, RECEIVER_ESTIMATOR, where)
+    need(receiver, RECEIVER_RTCP_SSRC, where)
+    need(receiver, RECEIVER_RTX_SSRC, where)
+    need(receiver, RECEIVER_SEND_PLI, where)
+    need(receiver, RECEIVER_SEND_RTCP, where)
+    need(receiver, "getSynchronizationSources", where)
+
+    track = rtcrtpreceiver.RemoteStreamTrack(kind="video")
+    need(track, TRACK_QUEUE, "RemoteStreamTrack")
+
+    _check_receiver_source()
+
+
+@functools.lru_cache(maxsize=1)
+def _check_receiver_source() -> None:
+    """The semantics the tap relies on, checked in aiortc's source (once per process)."""
+    from aiortc import rtcrtpreceiver
+
+    try:
+        src = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
+        worker = inspect.getsource(rtcrtpreceiver.decoder_worker)
+    except (OSError, TypeError) as exc:  # pragma: no cover - source always ships with the wheel
+        raise AiortcInternalsError(f"cannot read aiortc source to verify the tap: {exc}") from exc
+    for needle, what in (
+        ("self.__jitter_buffer.add(packet)", "JitterBuffer.add called per packet"),
+        ("self.__timestamp_mapper.map(", "timestamps rebased before the decoder queue"),
+        ("self.__decoder_queue.put((codec, encoded_frame))", "(codec, JitterFrame) put on the decoder queue"),
+        ("self.__remote_bitrate_estimator is not None", "REMB estimator can be switched off with None"),
+        ("pli_flag", "jitter buffer loss signalled as pli_flag"),
+    ):
+        if needle not in src:
+            raise AiortcInternalsError(
+                f"aiortc RTCRtpReceiver._handle_rtp_packet changed: expected {needle!r} ({what}); "
+                f"the encoded tap was written against aiortc {TESTED_AIORTC_VERSION}"
+            )
+    if "input_q.get()" not in worker or "task is None" not in worker:
+        raise AiortcInternalsError("aiortc decoder_worker changed: expected input_q.get() and a None sentinel")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Bitstream: keyframes, SPS/PPS cache and resolution come from hub/media/h264.py
+# --------------------------------------------------------------------------------------------------------
+
+
+class H264Access:
+    """Keyframe flag, SPS/PPS repair of IDRs lacking them, and resolution, for one H.264 stream."""
+
+    def __init__(self) -> None:
+        self.cache = ParameterSetCache()
+
+    @property
+    def width(self) -> int | None:
+        res = self.cache.resolution
+        return res[0] if res else None
+
+    @property
+    def height(self) -> int | None:
+        res = self.cache.resolution
+        return res[1] if res else None
+
+    def process(self, data: bytes) -> tuple[bytes, bool]:
+        """Return (data with parameter sets ensured on IDRs, keyframe).
+
+        An IDR that cannot be made self-contained (no SPS/PPS seen yet) is not flagged as a keyframe: a clip
+        could not start on it.
+        """
+        data = self.cache.fix(data)
+        if not h264_is_keyframe(data):
+            return data, False
+        return data, self.cache.sps is not None and self.cache.pps is not None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Stats
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrackStats:
+    """Counters for one tapped track, with a short window for measured fps / bitrate."""
+
+    window_s: float = 5.0
+    frames: int = 0
+    bytes: int = 0
+    keyframes: int = 0
+    broken: int = 0
+    forwarded: int = 0
+    last_frame_t: float | None = None
+    last_keyframe_t: float | None = None
+    last_keyframe_gap_s: float | None = None
+    max_keyframe_gap_s: float | None = None
+    _recent: deque = field(default_factory=deque, repr=False)
+
+    def add(self, t: float, size: int, keyframe: bool) -> None:
+        self.frames += 1
+        self.bytes += size
+        self.last_frame_t = t
+        self._recent.append((t, size))
+        cutoff = t - self.window_s
+        while self._recent and self._recent[0][0] < cutoff:
+            self._recent.popleft()
+        if keyframe:
+            self.keyframes += 1
+            if self.last_keyframe_t is not None:
+                gap = t - self.last_keyframe_t
+                self.last_keyframe_gap_s = gap
+                if self.max_keyframe_gap_s is None or gap > self.max_keyframe_gap_s:
+                    self.max_keyframe_gap_s = gap
+            self.last_keyframe_t = t
+
+    @property
+    def fps(self) -> float:
+        if len(self._recent) < 2:
+            return 0.0
+        span = self._recent[-1][0] - self._recent[0][0]
+        return (len(self._recent) - 1) / span if span > 0 else 0.0
+
+    @property
+    def bitrate_kbps(self) -> float:
+        if len(self._recent) < 2:
+            return 0.0
+        span = self._recent[-1][0] - self._recent[0][0]
+        if span <= 0:
+            return 0.0
+        return sum(s for _, s in list(self._recent)[1:]) * 8 / span / 1000
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "bytes": self.bytes,
+            "keyframes": self.keyframes,
+            "broken": self.broken,
+            "forwarded": self.forwarded,
+            "fps": round(self.fps, 2),
+            "bitrate_kbps": round(self.bitrate_kbps, 1),
+            "last_keyframe_gap_s": None if self.last_keyframe_gap_s is None else round(self.last_keyframe_gap_s, 3),
+            "max_keyframe_gap_s": None if self.max_keyframe_gap_s is None else round(self.max_keyframe_gap_s, 3),
+            "last_frame_t": self.last_frame_t,
+            "last_keyframe_t": self.last_keyframe_t,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------
+# The tap
+# --------------------------------------------------------------------------------------------------------
+
+_CODEC_NAMES = {"h264": "h264", "vp8": "vp8", "opus": "opus"}
+
+
+class EncodedTap:
+    """Installed on one ``RTCRtpReceiver``; see the module docstring for what each role does.
+
+    ``on_frame(EncodedFrame)`` receives record video / audio frames; ``on_broken()`` is called when the
+    record track's jitter buffer dropped data; ``on_stream_info(dict)`` when the record codec/resolution
+    becomes known or changes. Callbacks run on the event loop thread inside aiortc's packet handler: keep
+    them short and never raise (exceptions are logged and swallowed).
+    """
+
+    def __init__(
+        self,
+        receiver: Any,
+        role: Role,
+        *,
+        on_frame: Callable[[EncodedFrame], None] | None = None,
+        on_broken: Callable[[], None] | None = None,
+        on_stream_info: Callable[[dict[str, Any]], None] | None = None,
+        kind: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        check_aiortc_internals(receiver)
+        self.receiver = receiver
+        self.role: Role = role
+        self.kind = kind or (receiver.track.kind if receiver.track is not None else "video")
+        self.on_frame = on_frame
+        self.on_broken = on_broken
+        self.on_stream_info = on_stream_info
+        self.clock = clock
+        self.stats = TrackStats()
+        self.first_frame_t: float | None = None
+        self.codec: str | None = None
+        self.width: int | None = None
+        self.height: int | None = None
+        self.broken = False  # True from a loss until the next keyframe
+        self._h264 = H264Access()
+        self._arrivals: dict[int, float] = {}  # rebased timestamp -> arrival (detect/audio)
+        self._arrival_order: deque[int] = deque()
+        self._info_sent: tuple | None = None
+        self._audio_delay_s = 0.0
+
+        q = getattr(receiver, RECEIVER_DECODER_QUEUE)
+        self._queue = q
+        self._orig_put = q.put
+        q.put = self._put  # instance attribute shadows queue.Queue.put
+
+        self._jb = getattr(receiver, RECEIVER_JITTER_BUFFER)
+        self._orig_jb_add = None
+        if role == "record":
+            self._orig_jb_add = self._jb.add
+            self._jb.add = self._jb_add
+        if self.kind == "audio":
+            # aiortc's audio jitter buffer releases a frame only once `prefetch` later frames are there.
+            prefetch = getattr(self._jb, "_prefetch", 0) or 0
+            self._audio_delay_s = prefetch * 0.020
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def _jb_add(self, packet: Any) -> Any:
+        result = self._orig_jb_add(packet)  # type: ignore[misc]
+        try:
+            if result[0]:
+                self._mark_broken("jitter buffer overrun / reset")
+        except Exception:  # noqa: BLE001
+            logger.exception("tap: loss hook failed")
+        return result
+
+    def _put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:  # decoder stop sentinel: always forward or receiver.stop() hangs
+            self._orig_put(item, block, timeout)
+            return
+        try:
+            codec, jframe = item
+            forward = self._handle(codec, jframe)
+        except Exception:  # noqa: BLE001 - never break aiortc's packet handler
+            logger.exception("tap: failed to handle a %s frame", self.role)
+            forward = self.role in ("audio", "detect")
+        if forward:
+            self.stats.forwarded += 1
+            self._orig_put(item, block, timeout)
+
+    def _mark_broken(self, why: str) -> None:
+        self.stats.broken += 1
+        self.broken = True
+        logger.info("tap(%s): data lost (%s), broken until next keyframe", self.role, why)
+        if self.on_broken is not None:
+            try:
+                self.on_broken()
+            except Exception:  # noqa: BLE001
+                logger.exception("tap: on_broken failed")
+
+    def _remember_arrival(self, ts: int, t: float) -> None:
+        self._arrivals[ts] = t
+        self._arrival_order.append(ts)
+        while len(self._arrival_order) > 128:
+            self._arrivals.pop(self._arrival_order.popleft(), None)
+
+    def arrival_time(self, pts: int | None) -> float:
+        """Arrival time of the encoded frame whose rebased timestamp is ``pts`` (now if unknown)."""
+        if pts is not None:
+            t = self._arrivals.get(pts)
+            if t is not None:
+                return t
+            if self._arrival_order:  # e.g. a decoder that shifted pts: extrapolate from the latest frame
+                last = self._arrival_order[-1]
+                rate = 48000 if self.kind == "audio" else 90000
+                return self._arrivals[last] + (pts - last) / rate
+        return self.clock()
+
+    def _handle(self, codec: Any, jframe: Any) -> bool:
+        now = self.clock()
+        if self.first_frame_t is None:
+            self.first_frame_t = now
+        name = _CODEC_NAMES.get(str(getattr(codec, "name", "")).lower())
+        data: bytes = jframe.data
+        ts: int = jframe.timestamp
+        if self.role == "blackhole":
+            self.stats.add(now, len(data), False)
+            return False
+        if self.role == "detect":
+            self._remember_arrival(ts, now)
+            keyframe = False
+            if name == "h264":
+                keyframe = h264_is_keyframe(data)
+            elif name == "vp8":
+                keyframe = vp8_is_keyframe(data)
+            self.stats.add(now, len(data), keyframe)
+            return True
+        if self.role == "audio":
+            t = now - self._audio_delay_s
+            self._remember_arrival(ts, t)
+            self.stats.add(now, len(data), False)
+            if name == "opus" and self.on_frame is not None:
+                self._emit(
+                    EncodedFrame(kind="audio", codec="opus", data=data, pts=ts, time_base=AUDIO_TIME_BASE, t=t)
+                )
+            return True
+        # record
+        if name not in ("h264", "vp8"):
+            logger.warning("tap: record track carries unsupported codec %r; dropped", getattr(codec, "name", codec))
+            return False
+        keyframe = False
+        if name == "h264":
+            data, keyframe = self._h264.process(data)
+            width, height = self._h264.width, self._h264.height
+        else:
+            keyframe = vp8_is_keyframe(data)
+            size = vp8_keyframe_size(data) if keyframe else None
+            if size:
+                self.width, self.height = size
+            width, height = self.width, self.height
+        self.codec = name
+        self.width, self.height = width, height
+        if keyframe:
+            self.broken = False
+        self.stats.add(now, len(data), keyframe)
+        info = (name, width, height)
+        if info != self._info_sent and width and height:
+            self._info_sent = info
+            if self.on_stream_info is not None:
+                try:
+                    self.on_stream_info({"codec": name, "width": width, "height": height})
+                except Exception:  # noqa: BLE001
+                    logger.exception("tap: on_stream_info failed")
+        if self.on_frame is not None:
+            self._emit(
+                EncodedFrame(
+                    kind="video",
+                    codec=name,  # type: ignore[arg-type]
+                    data=data,
+                    pts=ts,
+                    time_base=VIDEO_TIME_BASE,
+                    t=now,
+                    keyframe=keyframe,
+                    width=width,
+                    height=height,
+                )
+            )
+        return False  # never decoded
+
+    def _emit(self, frame: EncodedFrame) -> None:
+        try:
+            self.on_frame(frame)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001
+            logger.exception("tap: on_frame failed")
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def remove(self) -> None:
+        """Restore aiortc's own ``put`` / ``add`` (the tap stops seeing frames)."""
+        try:
+            del self._queue.put
+        except AttributeError:
+            pass
+        if self._orig_jb_add is not None:
+            try:
+                del self._jb.add
+            except AttributeError:
+                pass
+
+
+# --------------------------------------------------------------------------------------------------------
+# Decoded-frame conversion shared by every ingest source (WebRTC detect/audio tracks, file/RTSP cameras)
+# --------------------------------------------------------------------------------------------------------
+
+_Y_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"})
+
+
+def video_frame_to_luma(frame: Any) -> "np.ndarray":
+    """The luma plane of a decoded ``av.VideoFrame`` as a contiguous uint8 (height, width) array.
+
+    Planar YUV / NV12 / gray: the Y plane is copied out directly (no colour conversion); anything else goes
+    through swscale's ``gray`` conversion.
+    """
+    import numpy as np
+
+    if frame.format.name in _Y_FORMATS:
+        plane = frame.planes[0]
+        h, w = frame.height, frame.width
+        buf = np.frombuffer(plane, dtype=np.uint8)
+        return np.ascontiguousarray(buf.reshape(-1, plane.line_size)[:h, :w])
+    return frame.to_ndarray(format="gray")
+
+
+_SAMPLE_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2147483648.0, "s32p": 2147483648.0, "u8": None}
+
+
+def audio_frame_to_mono(frame: Any) -> "np.ndarray":
+    """Mono float32 samples in [-1, 1] from a decoded ``av.AudioFrame`` (packed or planar, any channel count)."""
+    import numpy as np
+
+    arr = frame.to_ndarray()
+    fmt = frame.format.name
+    channels = len(frame.layout.channels) or 1
+    if frame.format.is_planar:
+        data = arr.reshape(channels, -1)
+    else:
+        data = arr.reshape(-1, channels).T
+    if fmt in ("u8", "u8p"):
+        data = (data.astype(np.float32) - 128.0) / 128.0
+    elif fmt in _SAMPLE_SCALE:
+        data = data.astype(np.float32) / np.float32(_SAMPLE_SCALE[fmt])
+    else:  # flt, fltp, dbl, dblp
+        data = data.astype(np.float32)
+    mono = data[0] if channels == 1 else data.mean(axis=0)
+    return np.ascontiguousarray(mono, dtype=np.float32)

@@ -1,0 +1,652 @@
+"""One aiortc peer per phone: track roles, encoded tap, keyframe requests, REMB pin, status channel.
+
+A phone's offer carries up to three media tracks (plus a ``status`` data channel):
+
+* ``record``  (first video m-line unless ``roles`` says otherwise): never decoded; its encoded frames go
+  through :class:`hub.ingest.tap.EncodedTap` to ``sink.on_frame``. A PLI is sent whenever no keyframe arrived
+  for ``keyframe_interval_s`` so the ring buffer always has a recent keyframe to start a clip on.
+* ``detect``  (second video m-line): decoded by aiortc; the newest luma plane goes to ``sink.on_detect``
+  (older frames still queued are dropped, the queue never grows).
+* ``audio``   (first audio m-line): Opus packets tapped to ``sink.on_frame`` *and* decoded, mono float32 to
+  ``sink.on_audio``.
+* anything else is blackholed (never forwarded to a decoder, so no queue grows).
+
+Bandwidth: aiortc's REMB estimator tells Chrome that only ~100 kbps is available on a busy machine, and Chrome
+then sends the "720p" track at 320x180. The estimator is switched off on every video receiver (which also
+saves its per-packet CPU) and the hub itself sends a REMB with the configured bitrate every
+``remb_interval_s``; the answer also carries ``x-google-min-bitrate``/``x-google-start-bitrate`` on the video
+fmtp and ``b=AS`` so a static scene cannot collapse the estimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
+
+from hub.ingest.sink import CameraSink
+from hub.ingest.tap import (
+    RECEIVER_ESTIMATOR,
+    RECEIVER_RTCP_SSRC,
+    RECEIVER_RTX_SSRC,
+    TRACK_QUEUE,
+    EncodedTap,
+    Role,
+    audio_frame_to_mono,
+    check_aiortc_internals,
+    video_frame_to_luma,
+)
+from hub.media.frames import AudioChunk, DetectFrame
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("record", "detect", "audio")
+MAX_SDP_BYTES = 64 * 1024
+MAX_STATUS_BYTES = 16 * 1024
+
+
+class SignalingError(Exception):
+    """The offer cannot be accepted; ``status`` is the HTTP status the API should answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"SignalingError({self.status}, {self.message!r})"
+
+
+@dataclass
+class PeerConfig:
+    keyframe_interval_s: float = 2.0
+    bitrate_kbps: int = 2500
+    min_bitrate_kbps: int | None = None  # default: half of bitrate_kbps
+    start_bitrate_kbps: int | None = None  # default: bitrate_kbps
+    pin_remb: bool = True
+    remb_interval_s: float = 1.0
+    prefer_codec: str = "h264"  # "h264" or "vp8": order of the answer's video codecs
+    ice_servers: list[str] = field(default_factory=list)  # LAN: none (aiortc would otherwise dial Google STUN)
+
+    @classmethod
+    def from_any(cls, config: Any) -> "PeerConfig":
+        """Accept ``None``, a ``PeerConfig``, a mapping, or any object with matching attributes
+        (e.g. ``hub.config.IngestConfig``)."""
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if isinstance(config, dict):
+                if f.name in config:
+                    values[f.name] = config[f.name]
+            elif hasattr(config, f.name):
+                values[f.name] = getattr(config, f.name)
+        return cls(**values)
+
+    @property
+    def min_kbps(self) -> int:
+        return self.min_bitrate_kbps if self.min_bitrate_kbps is not None else max(1, self.bitrate_kbps // 2)
+
+    @property
+    def start_kbps(self) -> int:
+        return self.start_bitrate_kbps if self.start_bitrate_kbps is not None else self.bitrate_kbps
+
+
+# ------------------------------------------------------------------------------------------------------------
+# SDP helpers (string level: validation before aiortc sees it, answer munging after)
+# ------------------------------------------------------------------------------------------------------------
+
+_SDP_LINE = re.compile(r"^[a-z]=.*$")
+
+
+@dataclass
+class _MLine:
+    index: int
+    kind: str
+    port: int
+    mid: str | None = None
+    direction: str = "sendrecv"
+    rtcp_mux: bool = False
+
+    @property
+    def sends(self) -> bool:
+        """The offerer sends media on it (so we receive)."""
+        return self.port != 0 and self.direction in ("sendrecv", "sendonly")
+
+
+def parse_offer_mlines(sdp: str) -> list[_MLine]:
+    """Light structural check of an SDP offer; raises ``SignalingError(400)`` when it is not SDP at all."""
+    lines = [ln for ln in re.split(r"\r?\n", sdp) if ln]
+    if not lines or not lines[0].startswith("v="):
+        raise SignalingError(400, "malformed SDP: must start with v=")
+    mlines: list[_MLine] = []
+    for ln in lines:
+        if not _SDP_LINE.match(ln):
+            raise SignalingError(400, f"malformed SDP line: {ln[:60]!r}")
+        if ln.startswith("m="):
+            parts = ln[2:].split()
+            if len(parts) < 4:
+                raise SignalingError(400, f"malformed SDP m-line: {ln[:60]!r}")
+            try:
+                port = int(parts[1].split("/")[0])
+            except ValueError:
+                raise SignalingError(400, f"malformed SDP m-line port: {ln[:60]!r}") from None
+            mlines.append(_MLine(index=len(mlines), kind=parts[0], port=port))
+        elif mlines:
+            m = mlines[-1]
+            if ln.startswith("a=mid:"):
+                m.mid = ln[6:].strip()
+            elif ln in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
+                m.direction = ln[2:]
+            elif ln == "a=rtcp-mux":
+                m.rtcp_mux = True
+    if not mlines:
+        raise SignalingError(400, "malformed SDP: no media sections")
+    return mlines
+
+
+def assign_roles(mlines: list[_MLine], roles: dict[str, str] | None) -> dict[int, Role]:
+    """Role per audio/video m-line index. Explicit ``roles`` ({mid: role}) first, then the defaults fill the
+    gaps: first sending video = record, second = detect, first sending audio = audio; the rest blackhole."""
+    out: dict[int, Role] = {}
+    by_mid = {m.mid: m for m in mlines if m.mid is not None}
+    taken: set[str] = set()
+    for mid, role in (roles or {}).items():
+        m = by_mid.get(str(mid))
+        if m is None or m.kind not in ("audio", "video"):
+            logger.info("offer roles: no audio/video m-line with mid %r, ignored", mid)
+            continue
+        if role not in ROLES:
+            raise SignalingError(400, f"unknown role {role!r} for mid {mid!r}")
+        if (role == "audio") != (m.kind == "audio"):
+            raise SignalingError(400, f"role {role!r} does not fit the {m.kind} m-line {mid!r}")
+        if role in taken:
+            raise SignalingError(400, f"role {role!r} given twice")
+        if m.sends:
+            out[m.index] = role  # type: ignore[assignment]
+            taken.add(role)
+    for m in mlines:
+        if m.index in out or m.kind not in ("audio", "video"):
+            continue
+        if not m.sends:
+            out[m.index] = "blackhole"
+            continue
+        wanted = ("record", "detect") if m.kind == "video" else ("audio",)
+        role = next((r for r in wanted if r not in taken), "blackhole")
+        out[m.index] = role  # type: ignore[assignment]
+        if role != "blackhole":
+            taken.add(role)
+    return out
+
+
+def apply_bitrate_floor(sdp: str, bitrate_kbps: int, min_kbps: int, start_kbps: int) -> str:
+    """Add ``b=AS`` and ``x-google-{min,start,max}-bitrate`` to every video section of an (answer) SDP."""
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(eol)
+    trailing = lines[-1] == ""
+    if trailing:
+        lines = lines[:-1]
+    params = (
+        f"x-google-min-bitrate={min_kbps};x-google-start-bitrate={start_kbps};"
+        f"x-google-max-bitrate={max(bitrate_kbps, start_kbps)}"
+    )
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if not ln.startswith("m=video"):
+            out.append(ln)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and not lines[j].startswith("m="):
+            j += 1
+        section = [ln] + [x for x in lines[i + 1 : j] if not x.startswith("b=")]
+        pts = []
+        for x in section:
+            mm = re.match(r"a=rtpmap:(\d+) (H264|VP8)/", x, re.I)
+            if mm:
+                pts.append(mm.group(1))
+        fmtp_done: set[str] = set()
+        for k, x in enumerate(section):
+            mm = re.match(r"a=fmtp:(\d+) (.*)$", x)
+            if mm and mm.group(1) in pts:
+                section[k] = f"{x};{params}" if mm.group(2) else f"{x}{params}"
+                fmtp_done.add(mm.group(1))
+        for pt in pts:
+            if pt in fmtp_done:
+                continue
+            k = next(k for k, x in enumerate(section) if x.startswith(f"a=rtpmap:{pt} "))
+            section.insert(k + 1, f"a=fmtp:{pt} {params}")
+        # b= goes after i= / c= (RFC 4566 order: m, i, c, b, k, a)
+        k = 1
+        while k < len(section) and section[k][:2] in ("i=", "c="):
+            k += 1
+        section.insert(k, f"b=AS:{bitrate_kbps}")
+        out.extend(section)
+        i = j
+    return eol.join(out) + (eol if trailing else "")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The peer
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Track:
+    role: Role
+    kind: str
+    mid: str | None
+    receiver: Any
+    track: Any
+    tap: EncodedTap
+    task: asyncio.Task | None = None
+    dropped: int = 0  # decoded detect/audio frames dropped because the reader lagged
+    delivered: int = 0
+
+
+class CameraPeer:
+    """Owns one ``RTCPeerConnection`` for one phone camera.
+
+    ``await accept(offer)`` returns the answer dict; ``await close()`` tears everything down (idempotent).
+    ``on_state(state)`` is called with aiortc's ``connectionState`` on every change.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        sink: CameraSink,
+        config: Any = None,
+        on_state: Callable[[str], None] | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.sink = sink
+        self.config = PeerConfig.from_any(config)
+        self.on_state = on_state
+        self.pc: Any = None
+        self.state = "new"
+        self.tracks: dict[Role | str, _Track] = {}  # record/detect/audio; blackholed ones under "blackhole:<mid>"
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+        self._roles: dict[int, Role] = {}
+        self._transceiver_roles: dict[int, tuple[Role, str | None]] = {}
+        self.plis_sent = 0
+        self.rembs_sent = 0
+        self.status_messages = 0
+        self.last_status: dict[str, Any] | None = None
+        self._last_pli = 0.0
+        self._last_remb = 0.0
+        self._created = time.time()
+
+    # -- signaling -------------------------------------------------------------------------------------
+
+    async def accept(self, offer: dict[str, Any]) -> dict[str, str]:
+        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+        from aiortc import sdp as aiortc_sdp
+
+        if self.pc is not None:
+            raise SignalingError(409, "this peer already accepted an offer")
+        if not isinstance(offer, dict):
+            raise SignalingError(400, "offer must be a JSON object")
+        if offer.get("type", "offer") != "offer":
+            raise SignalingError(400, f"expected type 'offer', got {offer.get('type')!r}")
+        sdp = offer.get("sdp")
+        if not isinstance(sdp, str) or not sdp.strip():
+            raise SignalingError(400, "offer has no sdp")
+        if len(sdp.encode()) > MAX_SDP_BYTES:
+            raise SignalingError(413, "sdp too large")
+        roles = offer.get("roles")
+        if roles is not None and not (
+            isinstance(roles, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in roles.items())
+        ):
+            raise SignalingError(400, "roles must map mid strings to 'record' | 'detect' | 'audio'")
+
+        mlines = parse_offer_mlines(sdp)
+        if not any(m.kind == "video" and m.sends for m in mlines):
+            raise SignalingError(400, "offer has no video track")
+        for m in mlines:
+            if m.kind in ("audio", "video") and m.port != 0 and not m.rtcp_mux:
+                raise SignalingError(400, f"m-line {m.mid or m.index}: rtcp-mux is required")
+        try:
+            aiortc_sdp.SessionDescription.parse(sdp)
+        except Exception as exc:  # noqa: BLE001 - aiortc raises anything from ValueError to IndexError
+            raise SignalingError(400, f"malformed SDP: {exc}") from None
+        self._roles = assign_roles(mlines, roles)
+        if "record" not in self._roles.values():
+            raise SignalingError(400, "offer has no video track to record")
+
+        check_aiortc_internals()
+        cfg = self.config
+        self.pc = pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in cfg.ice_servers])
+        )
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+
+        # One receive-only transceiver per audio/video m-line, in order, so aiortc binds m-line i to the
+        # transceiver we prepared for it (and we can set codec preferences before it negotiates).
+        from aiortc import RTCRtpReceiver
+
+        for m in mlines:
+            if m.kind not in ("audio", "video"):
+                continue
+            tr = pc.addTransceiver(m.kind, direction="recvonly")
+            tr.setCodecPreferences(self._preferred_codecs(RTCRtpReceiver, m.kind))
+            self._transceiver_roles[id(tr)] = (self._roles.get(m.index, "blackhole"), m.mid)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except SignalingError:
+            await self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - aiortc: ValueError, OperationError, InvalidStateError...
+            await self.close()
+            raise SignalingError(400, f"cannot accept offer: {exc}") from None
+        if "record" not in self.tracks:
+            await self.close()
+            raise SignalingError(400, "offer has no video track to record")
+
+        answer_sdp = apply_bitrate_floor(pc.localDescription.sdp, cfg.bitrate_kbps, cfg.min_kbps, cfg.start_kbps)
+        self._tasks.append(asyncio.ensure_future(self._maintain()))
+        logger.info(
+            "camera %s: accepted offer, roles %s",
+            self.camera_id,
+            {k: (v.mid, v.receiver.track.kind if v.receiver.track else "?") for k, v in self.tracks.items()},
+        )
+        return {"type": "answer", "sdp": answer_sdp}
+
+    def _preferred_codecs(self, receiver_cls: Any, kind: str) -> list[Any]:
+        caps = receiver_cls.getCapabilities(kind).codecs
+        if kind == "audio":
+            order = ["audio/opus"]
+        elif self.config.prefer_codec.lower() == "vp8":
+            order = ["video/vp8", "video/h264"]
+        else:
+            order = ["video/h264", "video/vp8"]
+        out = []
+        for mime in order:
+            out += [c for c in caps if c.mimeType.lower() == mime]
+        out += [c for c in caps if c not in out]  # rtx and anything else, after
+        return out
+
+    # -- aiortc events ---------------------------------------------------------------------------------
+
+    def _on_track(self, track: Any) -> None:
+        tr = next((t for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+        if tr is None:  # pragma: no cover - aiortc always sets receiver._track before emitting
+            logger.warning("camera %s: track event without transceiver", self.camera_id)
+            return
+        role, mid = self._transceiver_roles.get(id(tr), ("blackhole", tr.mid))
+        if role != "blackhole" and role in self.tracks:
+            role = "blackhole"
+        receiver = tr.receiver
+        if role == "record":
+            tap = EncodedTap(
+                receiver,
+                "record",
+                kind=track.kind,
+                on_frame=self.sink.on_frame,
+                on_broken=self.sink.on_broken,
+                on_stream_info=self.sink.on_stream_info,
+            )
+        elif role == "audio":
+            tap = EncodedTap(receiver, "audio", kind=track.kind, on_frame=self.sink.on_frame)
+        else:
+            tap = EncodedTap(receiver, role, kind=track.kind)
+        if track.kind == "video" and self.config.pin_remb:
+            # Switch aiortc's own REMB estimator off; _maintain() sends the pinned value.
+            setattr(receiver, RECEIVER_ESTIMATOR, None)
+        entry = _Track(role=role, kind=track.kind, mid=mid or tr.mid, receiver=receiver, track=track, tap=tap)
+        key = role if role != "blackhole" else f"blackhole:{entry.mid}"
+        self.tracks[key] = entry
+        if role == "detect":
+            entry.task = asyncio.ensure_future(self._read_detect(entry))
+        elif role == "audio":
+            entry.task = asyncio.ensure_future(self._read_audio(entry))
+        if entry.task is not None:
+            self._tasks.append(entry.task)
+
+    def _on_datachannel(self, channel: Any) -> None:
+        label = channel.label
+
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            if label != "status":
+                return
+            if isinstance(message, bytes):
+                try:
+                    message = message.decode()
+                except UnicodeDecodeError:
+                    return
+            if len(message) > MAX_STATUS_BYTES:
+                logger.warning("camera %s: status message too large, ignored", self.camera_id)
+                return
+            try:
+                status = json.loads(message)
+            except ValueError:
+                logger.warning("camera %s: status message is not JSON", self.camera_id)
+                return
+            if not isinstance(status, dict):
+                return
+            self.status_messages += 1
+            self.last_status = status
+            try:
+                self.sink.on_status(status)
+            except Exception:  # noqa: BLE001
+                logger.exception("camera %s: on_status failed", self.camera_id)
+
+    def _on_connection_state(self) -> None:
+        if self.pc is None:
+            return
+        state = self.pc.connectionState
+        if state == self.state:
+            return
+        self.state = state
+        logger.info("camera %s: connection %s", self.camera_id, state)
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:  # noqa: BLE001
+                logger.exception("camera %s: on_state failed", self.camera_id)
+        if state == "failed" and not self._closed:
+            # aiortc has no ICE restart: free everything, the phone reconnects with a fresh offer.
+            asyncio.ensure_future(self.close())
+
+    # -- readers ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _drain_newest(entry: _Track, frame: Any, keep_all_below: int = 0) -> tuple[Any, bool]:
+        """Take everything already queued on the track, keep the newest. Returns (frame, ended)."""
+        q: asyncio.Queue = getattr(entry.track, TRACK_QUEUE)
+        while q.qsize() > keep_all_below:
+            nxt = q.get_nowait()
+            if nxt is None:
+                return frame, True
+            entry.dropped += 1
+            frame = nxt
+        return frame, False
+
+    async def _read_detect(self, entry: _Track) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        track = entry.track
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            except asyncio.CancelledError:
+                raise
+            frame, ended = self._drain_newest(entry, frame)
+            try:
+                y = video_frame_to_luma(frame)
+                t = entry.tap.arrival_time(frame.pts)
+                entry.delivered += 1
+                self.sink.on_detect(DetectFrame(y=y, t=t))
+            except Exception:  # noqa: BLE001
+                logger.exception("camera %s: detect frame failed", self.camera_id)
+            if ended:
+                track.stop()
+                break
+
+    async def _read_audio(self, entry: _Track) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        track = entry.track
+        q: asyncio.Queue = getattr(track, TRACK_QUEUE)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            # Audio is kept contiguous, but never more than ~1 s of backlog.
+            while q.qsize() > 50:
+                if q.get_nowait() is None:
+                    track.stop()
+                    return
+                entry.dropped += 1
+            try:
+                samples = audio_frame_to_mono(frame)
+                t = entry.tap.arrival_time(frame.pts)
+                entry.delivered += 1
+                self.sink.on_audio(AudioChunk(samples=samples, sample_rate=frame.sample_rate, t=t))
+            except Exception:  # noqa: BLE001
+                logger.exception("camera %s: audio frame failed", self.camera_id)
+
+    # -- keyframes and bandwidth -------------------------------------------------------------------------
+
+    @staticmethod
+    def _media_ssrc(receiver: Any) -> int | None:
+        rtx = getattr(receiver, RECEIVER_RTX_SSRC, {}) or {}
+        sources = [s for s in receiver.getSynchronizationSources() if s.source not in rtx]
+        if not sources:
+            return None
+        return max(sources, key=lambda s: s.timestamp).source
+
+    async def request_keyframe(self) -> bool:
+        """Send a PLI on the record track now. False when its SSRC is not known yet."""
+        rec = self.tracks.get("record")
+        if rec is None:
+            return False
+        ssrc = self._media_ssrc(rec.receiver)
+        if ssrc is None:
+            return False
+        await rec.receiver._send_rtcp_pli(ssrc)
+        self.plis_sent += 1
+        self._last_pli = time.time()
+        return True
+
+    async def _send_remb(self) -> bool:
+        from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+        rec = self.tracks.get("record")
+        if rec is None:
+            return False
+        ssrcs = []
+        for entry in self.tracks.values():
+            if entry.kind == "video":
+                ssrc = self._media_ssrc(entry.receiver)
+                if ssrc is not None:
+                    ssrcs.append(ssrc)
+        rtcp_ssrc = getattr(rec.receiver, RECEIVER_RTCP_SSRC)
+        if not ssrcs or rtcp_ssrc is None:
+            return False
+        packet = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP,
+            ssrc=rtcp_ssrc,
+            media_ssrc=0,
+            fci=pack_remb_fci(int(self.config.bitrate_kbps * 1000), ssrcs),
+        )
+        await rec.receiver._send_rtcp(packet)
+        self.rembs_sent += 1
+        return True
+
+    async def _maintain(self) -> None:
+        cfg = self.config
+        interval = cfg.keyframe_interval_s
+        tick = min(0.1, interval / 4)
+        try:
+            while not self._closed:
+                await asyncio.sleep(tick)
+                rec = self.tracks.get("record")
+                if rec is None:
+                    continue
+                now = time.time()
+                last_kf = rec.tap.stats.last_keyframe_t
+                if last_kf is None:
+                    # Senders start with a keyframe: only ask if none came within 0.5 s of the first frame.
+                    first = rec.tap.first_frame_t
+                    due = first is not None and now - first >= 0.5
+                else:
+                    # Ask early enough (PLI -> encoder -> network takes ~RTT + one frame) that the gap stays
+                    # close to the interval; repeat at most every half interval if the keyframe does not come.
+                    due = now - last_kf >= max(interval - 0.2, interval * 0.85)
+                if due and now - self._last_pli >= max(interval / 2, 0.5):
+                    with contextlib.suppress(Exception):
+                        await self.request_keyframe()
+                if cfg.pin_remb and now - self._last_remb >= cfg.remb_interval_s:
+                    with contextlib.suppress(Exception):
+                        if await self._send_remb():
+                            self._last_remb = now
+        except asyncio.CancelledError:
+            pass
+
+    # -- stats and lifecycle -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        tracks = {}
+        for key, entry in self.tracks.items():
+            d = entry.tap.stats.as_dict()
+            d.update(
+                role=entry.role,
+                kind=entry.kind,
+                mid=entry.mid,
+                codec=entry.tap.codec,
+                width=entry.tap.width,
+                height=entry.tap.height,
+                decoded_delivered=entry.delivered,
+                decoded_dropped=entry.dropped,
+            )
+            tracks[key] = d
+        return {
+            "camera_id": self.camera_id,
+            "state": self.state,
+            "plis_sent": self.plis_sent,
+            "rembs_sent": self.rembs_sent,
+            "remb_kbps": self.config.bitrate_kbps if self.config.pin_remb else None,
+            "status_messages": self.status_messages,
+            "tracks": tracks,
+        }
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self.pc is not None:
+            with contextlib.suppress(Exception):
+                await self.pc.close()
+        for task in self._tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._tasks.clear()
+        if self.state != "closed":
+            self.state = "closed"
+            if self.on_state is not None:
+                with contextlib.suppress(Exception):
+                    self.on_state("closed")

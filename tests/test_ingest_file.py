@@ -1,0 +1,231 @@
+"""FileCamera on small files made with PyAV: demux without decoding the record stream, Annex B, detect, audio."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from hub.ingest.file import FileCamera, FileCameraError
+from hub.media.h264 import split_annexb
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.frames: list = []
+        self.detect: list = []
+        self.audio: list = []
+        self.info: list = []
+        self.broken = 0
+
+    def on_frame(self, frame) -> None:
+        self.frames.append(frame)
+
+    def on_detect(self, frame) -> None:
+        self.detect.append(frame)
+
+    def on_audio(self, chunk) -> None:
+        self.audio.append(chunk)
+
+    def on_broken(self) -> None:
+        self.broken += 1
+
+    def on_status(self, status) -> None:
+        pass
+
+    def on_stream_info(self, info) -> None:
+        self.info.append(info)
+
+    def video(self):
+        return [f for f in self.frames if f.kind == "video"]
+
+    def audio_frames(self):
+        return [f for f in self.frames if f.kind == "audio"]
+
+
+def make_clip(path: Path, *, vcodec="libx264", acodec="libopus", seconds=2.0, fps=30, size=(320, 240), gop=30):
+    out = av.open(str(path), "w")
+    v = out.add_stream(vcodec, rate=fps)
+    v.width, v.height = size
+    v.pix_fmt = "yuv420p"
+    if vcodec == "libx264":
+        v.profile = "baseline"
+        v.options = {"g": str(gop), "bf": "0", "preset": "ultrafast"}
+    else:
+        v.options = {"g": str(gop)}
+    a = None
+    if acodec:
+        a = out.add_stream(acodec, rate=48000)
+        a.layout = "mono"
+    n = int(seconds * fps)
+    w, h = size
+    for i in range(n):
+        img = np.zeros((h, w, 3), np.uint8)
+        x = (i * 5) % (w - 40)
+        img[100:140, x : x + 40] = 255  # a moving white box
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        frame.time_base = fractions.Fraction(1, fps)
+        for p in v.encode(frame):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    if a is not None:
+        rate = 48000
+        chunk = 960
+        total = int(seconds * rate)
+        for start in range(0, total, chunk):
+            t = (start + np.arange(chunk)) / rate
+            tone = (np.sin(2 * np.pi * 440 * t) * 0.3).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="flt", layout="mono")
+            af.sample_rate = rate
+            af.pts = start
+            af.time_base = fractions.Fraction(1, rate)
+            for p in a.encode(af):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    out.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "opus": make_clip(d / "opus.mp4"),
+        "aac": make_clip(d / "aac.mp4", acodec="aac"),
+        "vp8": make_clip(d / "vp8.webm", vcodec="libvpx", acodec="libopus"),
+        "short": make_clip(d / "short.mp4", seconds=1.0, acodec=None),
+    }
+
+
+async def test_h264_opus_mp4_fast(clips) -> None:
+    sink = RecordingSink()
+    cam = FileCamera(clips["opus"], sink, realtime=False, detect_fps=5, detect_width=160)
+    t0 = time.monotonic()
+    await cam.run()
+    assert time.monotonic() - t0 < 5
+
+    video = sink.video()
+    assert len(video) == 60
+    assert all(f.codec == "h264" and f.data.startswith(b"\x00\x00\x00\x01") for f in video)
+    keys = [f for f in video if f.keyframe]
+    assert [round(k.t, 3) for k in keys] == [0.0, 1.0]
+    for k in keys:  # MP4 keeps SPS/PPS in avcC only: they must be put back in band on every IDR
+        types = [n[0] & 0x1F for n in split_annexb(k.data)]
+        assert types[:2] == [7, 8] and 5 in types
+    for f in video:
+        if not f.keyframe:
+            assert 5 not in {n[0] & 0x1F for n in split_annexb(f.data)}
+    assert [f.pts for f in video] == [i * 3000 for i in range(60)]  # 90 kHz, rebased to 0
+    assert [round(f.t, 4) for f in video[:3]] == [0.0, round(1 / 30, 4), round(2 / 30, 4)]
+    assert video[0].width == 320 and video[0].height == 240
+    assert sink.info == [{"codec": "h264", "width": 320, "height": 240}]
+
+    # the record stream is decodable as is (Annex B + in-band parameter sets), e.g. by a fresh decoder
+    dec = av.CodecContext.create("h264", "r")
+    decoded = sum(len(dec.decode(av.Packet(f.data))) for f in video) + len(dec.decode(None))
+    assert decoded == 60
+
+    # detect: 5 fps of a 2 s clip, 160 px wide, grey
+    assert 9 <= len(sink.detect) <= 11
+    d = sink.detect[3]
+    assert d.y.dtype == np.uint8 and d.y.shape == (120, 160)
+    assert d.y.max() > 200  # the white box survived
+    ts = [x.t for x in sink.detect]
+    assert np.allclose(np.diff(ts), 0.2, atol=0.04)
+
+    # audio: opus passthrough and decoded mono chunks
+    af = sink.audio_frames()
+    assert len(af) >= 95 and all(f.codec == "opus" and f.time_base == fractions.Fraction(1, 48000) for f in af)
+    assert af[1].pts - af[0].pts == 960
+    assert len(sink.audio) >= 95
+    c = sink.audio[50]
+    assert c.samples.dtype == np.float32 and c.samples.ndim == 1 and c.sample_rate == 48000
+    assert 0.1 < float(np.sqrt(np.mean(c.samples**2))) < 0.3
+
+
+async def test_aac_is_decoded_only(clips) -> None:
+    sink = RecordingSink()
+    await FileCamera(clips["aac"], sink, realtime=False, detect_fps=5).run()
+    assert len(sink.video()) == 60
+    assert sink.audio_frames() == []  # AAC cannot go into the clips as is
+    assert len(sink.audio) > 50 and sink.audio[10].samples.dtype == np.float32
+    assert sink.detect[0].y.shape == (240, 320)  # narrower than detect_width: not upscaled
+
+
+async def test_vp8_webm(clips) -> None:
+    sink = RecordingSink()
+    await FileCamera(clips["vp8"], sink, realtime=False).run()
+    video = sink.video()
+    assert len(video) == 60 and all(f.codec == "vp8" for f in video)
+    assert video[0].keyframe and sum(f.keyframe for f in video) == 2
+    assert sink.info[-1] == {"codec": "vp8", "width": 320, "height": 240}
+    assert sink.audio_frames() and sink.audio and sink.detect
+
+
+async def test_realtime_pacing_loop_and_stop(clips) -> None:
+    sink = RecordingSink()
+    cam = FileCamera(clips["short"], sink, realtime=True, loop=True)
+    start = time.time()
+    task = asyncio.ensure_future(cam.run())
+    await asyncio.sleep(1.6)
+    await cam.stop()
+    await asyncio.wait_for(task, 5)
+    video = sink.video()
+    # paced: ~1.6 s worth of 30 fps frames, not the whole thing at once
+    assert 40 <= len(video) <= 52, len(video)
+    assert cam.loops == 1
+    pts = [f.pts for f in video]
+    assert pts == sorted(pts) and len(set(pts)) == len(pts)  # keeps increasing across the loop
+    assert video[30].keyframe and video[30].pts == 90000
+    assert abs(video[0].t - start) < 0.3 and abs(video[-1].t - time.time()) < 0.3
+
+
+async def test_bad_sources(tmp_path) -> None:
+    with pytest.raises(FileCameraError):
+        await FileCamera(tmp_path / "missing.mp4", RecordingSink(), realtime=False).run()
+    audio_only = tmp_path / "a.ogg"
+    out = av.open(str(audio_only), "w")
+    s = out.add_stream("libopus", rate=48000)
+    af = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+    af.sample_rate = 48000
+    af.pts = 0
+    for p in s.encode(af):
+        out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    with pytest.raises(FileCameraError, match="no video"):
+        await FileCamera(audio_only, RecordingSink(), realtime=False).run()
+
+
+async def test_live_source_reconnects_and_run_can_be_retried(clips) -> None:
+    # A file posing as a live stream: when it "drops", the camera reports a break and reconnects by itself.
+    sink = RecordingSink()
+    cam = FileCamera(clips["short"], sink, realtime=False)
+    cam.live = True
+    task = asyncio.ensure_future(cam.run())
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and not (sink.broken >= 1 and len(sink.video()) > 40):
+        await asyncio.sleep(0.05)
+    await cam.stop()
+    await asyncio.wait_for(task, 5)
+    assert sink.broken >= 1 and len(sink.video()) > 40
+    pts = [f.pts for f in sink.video()]
+    assert pts == sorted(pts) and len(set(pts)) == len(pts)
+    assert abs(sink.video()[-1].t - time.time()) < 3  # live: wall clock at arrival
+
+    # run() after a failure may be retried (hub/cameras.py does); after stop() it returns at once
+    bad = FileCamera("/nonexistent.mp4", RecordingSink(), realtime=False)
+    for _ in range(2):
+        with pytest.raises(FileCameraError):
+            await bad.run()
+    await bad.stop()
+    await asyncio.wait_for(bad.run(), 1)
