@@ -83,3 +83,9 @@ def test_phone_page_is_served(client):
     r = client.get("/cam/")
     assert r.status_code == 200 and "<html" in r.text.lower()
     assert client.get("/", follow_redirects=False).headers["location"] == "/cam/"
+
+
+def test_certificate_download_for_phones(client, hub):
+    r = client.get("/hub.crt")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-x509-ca-cert"
+    assert r.content == hub.cert_path.read_bytes()

@@ -176,6 +176,13 @@ def _static_file(path: Path) -> web.FileResponse:
     return resp
 
 
+async def certificate(request: web.Request) -> web.Response:
+    """The hub's certificate, for installing on a phone (iOS profile / Android CA certificate)."""
+    hub = _hub(request)
+    return web.Response(body=hub.data.cert_path.read_bytes(), content_type="application/x-x509-ca-cert",
+                        headers={"Content-Disposition": 'attachment; filename="ping-watch-hub.crt"'})
+
+
 async def root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/cam/")
 
@@ -190,6 +197,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/admin/pairing-codes", new_pairing_code)
     r.add_get("/api/admin/cameras", list_cameras)
     r.add_post("/api/admin/cameras/{camera_id}/revoke", revoke_camera)
+    r.add_get("/hub.crt", certificate)
     r.add_get("/cam", pwa_index)
     r.add_get("/cam/", pwa_index)
     if PWA_DIR.is_dir():
