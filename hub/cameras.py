@@ -75,7 +75,8 @@ class CameraManager:
     def _pipeline(self, camera_id: str) -> CameraPipeline:
         pipe = self.pipelines.get(camera_id)
         if pipe is None:
-            pipe = self.pipelines[camera_id] = CameraPipeline(self.hub, camera_id)
+            pipe = self.pipelines[camera_id] = CameraPipeline(
+                self.hub, camera_id, on_live=lambda cid: self._set_online(cid, True))
         return pipe
 
     # -- phones ----------------------------------------------------------------------------------------
@@ -160,5 +161,6 @@ class CameraManager:
                 "codec": cam["codec"], "width": cam["width"], "height": cam["height"], "fps": cam["fps"],
                 "battery": cam["battery"], "charging": None if cam["charging"] is None else bool(cam["charging"]),
                 "armed": bool(cam["armed"]), "stats": pipe.stats() if pipe else None,
+                "ingest": self.peers[cam["id"]].stats() if cam["id"] in self.peers else None,
             })
         return out

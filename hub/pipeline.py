@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Callable
 
 from hub.buffer import RingBuffer
 from hub.media.frames import AudioChunk, DetectFrame, EncodedFrame
@@ -25,8 +26,9 @@ _DB_TOUCH_INTERVAL_S = 10.0
 
 
 class CameraPipeline:
-    def __init__(self, hub: Hub, camera_id: str) -> None:
+    def __init__(self, hub: Hub, camera_id: str, on_live: Callable[[str], None] | None = None) -> None:
         self.hub = hub
+        self._on_live = on_live
         self.camera_id = camera_id
         ing = hub.config.ingest
         self.buffer = RingBuffer(window_s=ing.preroll_window_s, max_bytes=int(ing.buffer_max_mb * 1024 * 1024))
@@ -41,6 +43,8 @@ class CameraPipeline:
 
     def on_frame(self, frame: EncodedFrame) -> None:
         self.last_media = time.time()
+        if not self.online and self._on_live is not None:
+            self._on_live(self.camera_id)  # report online at the first frame, not at the next watchdog pass
         self.buffer.push(frame)
 
     def on_detect(self, frame: DetectFrame) -> None:
@@ -84,5 +88,5 @@ class CameraPipeline:
         pass
 
     def stats(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.stats(), "detect_frames": self.detect_frames, "audio_chunks": self.audio_chunks,
+        return {"buffer": asdict(self.buffer.stats()), "detect_frames": self.detect_frames, "audio_chunks": self.audio_chunks,
                 "status": self.status, "stream": self.stream_info}
