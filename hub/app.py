@@ -38,6 +38,8 @@ class Hub:
     secrets: dict[str, str]
     started_at: float = field(default_factory=time.time)
     cameras: Any = None  # hub.cameras.CameraManager, set in create_app
+    control: Any = None  # hub.control.Controller, set in create_app
+    mqtt: Any = None  # mqtt.bridge.MqttBridge when mqtt.enabled
     closing: bool = False
 
     def urls(self) -> dict[str, str]:
@@ -63,14 +65,24 @@ def create_app(hub: Hub) -> web.Application:
 
     app = web.Application(client_max_size=hub.config.server.max_body_bytes)
     app[HUB_KEY] = hub
+    from hub.control import Controller
+
     hub.cameras = CameraManager(hub)
+    hub.control = Controller(hub)
     setup_routes(app)
 
     async def on_startup(_: web.Application) -> None:
         await hub.cameras.start()
+        if hub.config.mqtt.enabled:
+            from mqtt.bridge import MqttBridge, stable_hub_id
+
+            hub.mqtt = MqttBridge(hub.config.mqtt, hub.bus, hub.control, stable_hub_id(hub.store), hub.urls()["base"])
+            await hub.mqtt.start()  # returns at once; connects (and reconnects) in the background
 
     async def on_shutdown(_: web.Application) -> None:
         hub.closing = True
+        if hub.mqtt is not None:
+            await hub.mqtt.stop()
         await hub.cameras.stop()
 
     async def on_cleanup(_: web.Application) -> None:

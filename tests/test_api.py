@@ -82,7 +82,8 @@ def test_revoked_camera_is_refused(client, hub):
 def test_phone_page_is_served(client):
     r = client.get("/cam/")
     assert r.status_code == 200 and "<html" in r.text.lower()
-    assert client.get("/", follow_redirects=False).headers["location"] == "/cam/"
+    ui = client.get("/")
+    assert ui.status_code == 200 and "/ui/static/app.js" in ui.text
 
 
 def test_certificate_download_for_phones(client, hub):

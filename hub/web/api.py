@@ -183,10 +183,6 @@ async def certificate(request: web.Request) -> web.Response:
                         headers={"Content-Disposition": 'attachment; filename="ping-watch-hub.crt"'})
 
 
-async def root(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/cam/")
-
-
 def setup_routes(app: web.Application) -> None:
     app.middlewares.append(json_errors)
     r = app.router
@@ -202,4 +198,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/cam/", pwa_index)
     if PWA_DIR.is_dir():
         r.add_static("/cam/", PWA_DIR, append_version=False)
-    r.add_get("/", root)
+    from hub.web.ui import setup_ui
+
+    setup_ui(app)  # the web UI owns "/"
