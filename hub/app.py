@@ -40,6 +40,7 @@ class Hub:
     cameras: Any = None  # hub.cameras.CameraManager, set in create_app
     control: Any = None  # hub.control.Controller, set in create_app
     mqtt: Any = None  # mqtt.bridge.MqttBridge when mqtt.enabled
+    scheduler: Any = None  # hub.scheduler.HubScheduler
     closing: bool = False
 
     def urls(self) -> dict[str, str]:
@@ -72,6 +73,15 @@ def create_app(hub: Hub) -> web.Application:
     setup_routes(app)
 
     async def on_startup(_: web.Application) -> None:
+        from hub.recovery import recover
+        from hub.scheduler import HubScheduler
+
+        repaired = await asyncio.to_thread(recover, hub.store, hub.data.clips_dir)
+        if any(repaired.values()):
+            log.warning("repaired events interrupted by a crash", extra=repaired)
+        hub.scheduler = HubScheduler(hub)
+        hub.scheduler.start()
+        asyncio.get_running_loop().create_task(hub.scheduler.prune())
         await hub.cameras.start()
         if hub.config.mqtt.enabled:
             from mqtt.bridge import MqttBridge, stable_hub_id
@@ -81,6 +91,8 @@ def create_app(hub: Hub) -> web.Application:
 
     async def on_shutdown(_: web.Application) -> None:
         hub.closing = True
+        if hub.scheduler is not None:
+            await hub.scheduler.stop()
         if hub.mqtt is not None:
             await hub.mqtt.stop()
         await hub.cameras.stop()

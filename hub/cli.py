@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hub.config import ConfigError, HubConfig, load_config
+from hub.cli_common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, api_call, config_path, fail, get_config, out
+from hub.config import HubConfig
 
 app = typer.Typer(help="ping-watch: old phones become cameras for your home hub.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -29,34 +28,6 @@ cameras_app = typer.Typer(help="List and manage cameras.", no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
 app.add_typer(config_app, name="config")
 app.add_typer(cameras_app, name="cameras")
-
-out = Console()
-err = Console(stderr=True)
-
-DEFAULT_CONFIG = Path("config/hub.yaml")
-ConfigOpt = typer.Option(None, "--config", "-c", envvar="PINGWATCH_CONFIG",
-                         help="Config file (default: config/hub.yaml if it exists, else built-in defaults).")
-JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
-
-
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def config_path(path: Optional[Path]) -> Optional[Path]:
-    if path is not None:
-        return path
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
-
-
-def get_config(path: Optional[Path]) -> HubConfig:
-    try:
-        return load_config(config_path(path))
-    except ConfigError as exc:
-        fail(str(exc), 2)
-        raise  # unreachable; keeps type checkers happy
-
 
 # -- init ---------------------------------------------------------------------------------------------------
 
@@ -210,37 +181,11 @@ def doctor(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
 # -- talking to the running hub ------------------------------------------------------------------------------
 
 
-def _api(cfg: HubConfig, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    import httpx
-
-    from hub.datadir import DataDir, DataDirError
-
-    try:
-        secret = DataDir(cfg.storage.data_dir).load_secrets(create=False)["admin_secret"]
-    except DataDirError as exc:
-        fail(str(exc), 2)
-    if cfg.server.http_port:
-        base, verify = f"http://127.0.0.1:{cfg.server.http_port}", True
-    else:
-        base = f"https://127.0.0.1:{cfg.server.https_port}"
-        verify = False  # our own self-signed certificate on loopback
-    try:
-        r = httpx.request(method, base + path, headers={"Authorization": f"Bearer {secret}"}, timeout=10,
-                          verify=verify, **kwargs)
-    except httpx.HTTPError:
-        fail(f"the hub is not answering at {base}; start it with 'pingwatch hub run'")
-    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-    if r.status_code >= 400:
-        hint = f" ({body['hint']})" if body.get("hint") else ""
-        fail(f"{body.get('error', r.text)}{hint}")
-    return body
-
-
 @app.command()
 def pair(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Show a one-time pairing code and QR code for a new phone camera."""
     cfg = get_config(config)
-    body = _api(cfg, "POST", "/api/admin/pairing-codes")
+    body = api_call(cfg, "POST", "/api/admin/pairing-codes")
     if as_json:
         print(json.dumps(body))
         return
@@ -294,8 +239,13 @@ def _ago(ts: Optional[float]) -> str:
 @cameras_app.command("revoke")
 def cameras_revoke(camera_id: str, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Revoke a camera's token and drop its stream at once (it must pair again)."""
-    body = _api(get_config(config), "POST", f"/api/admin/cameras/{camera_id}/revoke")
+    body = api_call(get_config(config), "POST", f"/api/admin/cameras/{camera_id}/revoke")
     print(json.dumps(body)) if as_json else out.print(f"revoked {camera_id}")
+
+
+from hub.cli_events import register as _register_event_commands  # noqa: E402 - after the core commands
+
+_register_event_commands(app, cameras_app)
 
 
 def main() -> None:

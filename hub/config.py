@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "PINGWATCH_"
 
@@ -43,6 +43,7 @@ class StorageConfig(_Section):
     retention_days: float = Field(30, gt=0, description="Events older than this are deleted.")
     max_disk_gb: float = Field(20, gt=0, description="Clip storage budget; oldest events go first beyond it.")
     min_free_gb: float = Field(1, ge=0, description="Keep at least this much free on the disk.")
+    prune_interval_min: float = Field(15, gt=0, description="How often retention runs.")
 
 
 class IngestConfig(_Section):
@@ -56,6 +57,9 @@ class IngestConfig(_Section):
     detect_width: int = Field(320, ge=64)
     detect_fps: int = Field(5, ge=1, le=30)
     offline_after_s: float = Field(30, gt=0, description="A camera silent this long is reported offline.")
+    decode_record: bool = Field(
+        False, description="Benchmarks only (scripts/bench ingest): also decode the record track, aiortc's naive path."
+    )
 
 
 class MotionSettings(_Section):
@@ -78,6 +82,27 @@ class EventsConfig(_Section):
     max_length_s: float = Field(120, gt=1, le=3600)
     cooldown_s: float = Field(30, ge=0)
     max_per_hour: int = Field(30, ge=1)
+
+
+class ArmSchedule(_Section):
+    cron: str = Field(..., description="Crontab line (minute hour day month weekday), local time.")
+    armed: bool = Field(..., description="Arm (true) or disarm (false) at that time.")
+    camera: str | None = Field(None, description="A camera id; omitted: the whole hub.")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v)
+        except ValueError as exc:
+            raise ValueError(f"not a valid crontab expression: {exc}") from None
+        return v
+
+
+class ArmingConfig(_Section):
+    schedules: list[ArmSchedule] = Field([], description="Arm/disarm at fixed times, e.g. armed at night.")
 
 
 class CameraConfig(_Section):
@@ -118,6 +143,7 @@ class HubConfig(_Section):
     motion: MotionSettings = MotionSettings()
     audio: AudioSettings = AudioSettings()
     events: EventsConfig = EventsConfig()
+    arming: ArmingConfig = ArmingConfig()
     cameras: list[CameraConfig] = []
     mqtt: MqttConfig = MqttConfig()
     cloud: CloudConfig = CloudConfig()

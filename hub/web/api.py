@@ -160,6 +160,17 @@ async def revoke_camera(request: web.Request) -> web.Response:
     return web.json_response({"camera_id": cid, "revoked": True})
 
 
+async def remove_camera(request: web.Request) -> web.Response:
+    require_admin(request)
+    hub = _hub(request)
+    cid = request.match_info["camera_id"]
+    if hub.store.get_camera(cid) is None:
+        raise ApiError(404, f"no camera '{cid}'", "list cameras with 'pingwatch cameras list'")
+    await hub.cameras.revoke(cid)
+    hub.store.remove_camera(cid)
+    return web.json_response({"camera_id": cid, "removed": True})
+
+
 # -- static ------------------------------------------------------------------------------------------------
 
 
@@ -193,6 +204,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/admin/pairing-codes", new_pairing_code)
     r.add_get("/api/admin/cameras", list_cameras)
     r.add_post("/api/admin/cameras/{camera_id}/revoke", revoke_camera)
+    r.add_delete("/api/admin/cameras/{camera_id}", remove_camera)
     r.add_get("/hub.crt", certificate)
     r.add_get("/cam", pwa_index)
     r.add_get("/cam/", pwa_index)
