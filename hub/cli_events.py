@@ -18,7 +18,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hub.cli_common import ConfigOpt, JsonOpt, api_call, fail, get_config, out
+from hub.cli_common import ConfigOpt, JsonOpt, api_call, err, fail, get_config, out
 from hub.config import HubConfig
 
 events_app = typer.Typer(help="The event timeline: list, show, export, delete, prune.", no_args_is_help=True)
@@ -68,12 +68,14 @@ def _public(ev: dict[str, Any]) -> dict[str, Any]:
 def events_list(
     config: Optional[Path] = ConfigOpt,
     camera: Optional[str] = typer.Option(None, help="Only this camera id."),
-    trigger: Optional[str] = typer.Option(None, help="motion or audio."),
+    trigger: Optional[str] = typer.Option(None, help="motion or sound."),
     since: Optional[str] = typer.Option(None, help="ISO time or how long ago (e.g. 2h, 7d)."),
     limit: int = typer.Option(50, min=1, max=10000),
     as_json: bool = JsonOpt,
 ) -> None:
     """List events, newest first."""
+    if trigger == "audio":
+        trigger = "sound"  # the config section says audio, events say sound (Home Assistant's word)
     store = _store(get_config(config))
     try:
         rows = store.list_events(camera_id=camera, trigger=trigger,
@@ -268,7 +270,82 @@ def cameras_remove(camera_id: str, config: Optional[Path] = ConfigOpt, as_json: 
     print(json.dumps(body)) if as_json else out.print(f"removed {camera_id}")
 
 
+def replay(
+    video: Path = typer.Argument(..., help="Any file PyAV opens: y4m, mp4, mkv, webm."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="A separate audio file (wav) for the sound trigger."),
+    mask: list[str] = typer.Option([], "--mask", help='Ignored area: normalised "x,y x,y ..." (repeatable).'),
+    zone: list[str] = typer.Option([], "--zone", help='Only count motion here: "x,y x,y ..." (repeatable).'),
+    sensitivity: Optional[str] = typer.Option(None, help="low, medium or high (default: the config's)."),
+    clips: Optional[Path] = typer.Option(None, "--clips", help="Write event clips and snapshots into this folder."),
+    config: Optional[Path] = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run a video through the live triggers; one line per event (tune sensitivity on your own footage)."""
+    import asyncio
+
+    from hub.pipeline import TriggerChain
+    from hub.replay import ReplayError, ReplayEvent
+    from hub.replay import replay as run_replay
+    from hub.triggers.audio import AudioConfig
+    from hub.triggers.engine import EngineConfig
+    from hub.triggers.motion import MotionConfig
+    from hub.triggers.zones import ZoneError, parse_polygon
+
+    cfg = get_config(config)
+    if sensitivity is not None and sensitivity not in ("low", "medium", "high"):
+        fail(f"--sensitivity must be low, medium or high (got {sensitivity!r})", 2)
+    if not video.exists():
+        fail(f"{video}: no such file", 2)
+    try:
+        masks = [parse_polygon(m) for m in mask]
+        zones = [parse_polygon(z) for z in zone]
+    except ZoneError as exc:
+        fail(f"bad polygon: {exc}", 2)
+    ev_cfg = cfg.events
+    chain = TriggerChain(
+        "replay",
+        MotionConfig(sensitivity=sensitivity or cfg.motion.sensitivity, threshold=cfg.motion.threshold,
+                     min_area=cfg.motion.min_area),
+        AudioConfig(rise_db=cfg.audio.rise_db, hold_ms=cfg.audio.hold_ms, min_level_dbfs=cfg.audio.min_level_dbfs),
+        EngineConfig(pre_roll_s=ev_cfg.pre_roll_s, post_roll_s=ev_cfg.post_roll_s, max_length_s=ev_cfg.max_length_s,
+                     cooldown_s=ev_cfg.cooldown_s, max_events_per_hour=10**6, motion_enabled=cfg.motion.enabled,
+                     audio_enabled=cfg.audio.enabled),
+        zones, masks)
+
+    def show(ev: ReplayEvent) -> None:
+        if as_json:
+            print(json.dumps(ev.as_dict()), flush=True)
+        else:
+            box = " box=" + ",".join(f"{v:.2f}" for v in ev.boxes[0][1:]) if ev.boxes else ""
+            audio_peak = f" audio_peak={ev.audio_peak_dbfs:.1f}dBFS" if ev.audio_peak_dbfs is not None else ""
+            clip = f" clip={ev.clip}" if ev.clip else ""
+            progress.console.print(
+                f"event start={ev.start:.2f}s detected_at={ev.detected_at:.2f}s end={ev.end:.2f}s "
+                f"trigger={ev.trigger} triggers={'+'.join(ev.triggers)} peak_motion={ev.peak_motion:.3f}"
+                f"{audio_peak}{box}{clip}", highlight=False)
+
+    with Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.completed:.0f} s"),
+                  console=err, disable=as_json, transient=True) as progress:
+        task = progress.add_task("replay", total=None)
+
+        def on_progress(t: float, total: float) -> None:
+            progress.update(task, completed=t, total=total or None)
+
+        if clips:
+            clips.mkdir(parents=True, exist_ok=True)
+        try:
+            events = asyncio.run(run_replay(video, chain, audio=audio, clips_dir=clips,
+                                            detect_fps=cfg.ingest.detect_fps, detect_width=cfg.ingest.detect_width,
+                                            pre_roll_s=ev_cfg.pre_roll_s, post_roll_s=ev_cfg.post_roll_s,
+                                            on_event=show, on_progress=on_progress))
+        except ReplayError as exc:
+            fail(str(exc))
+    if not as_json:
+        out.print(f"{len(events)} event(s)")
+
+
 def register(app: typer.Typer, cameras_app: typer.Typer) -> None:
+    app.command()(replay)
     app.add_typer(events_app, name="events")
     app.command()(arm)
     app.command()(disarm)

@@ -46,6 +46,8 @@ class Controller:
             until = time.time() + for_s
             self._rearm[camera_id] = asyncio.get_running_loop().call_later(
                 for_s, self.set_armed, not armed, camera_id)
+        if self.hub.cameras is not None:
+            self.hub.cameras.apply_armed()
         self.hub.bus.publish("armed", camera_id=camera_id, armed=armed, until=until)
 
     # -- cameras ---------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def add_event(hub, start, cam="garage", size=1000, trigger="motion"):
 def test_list_show_export_prune(hub, tmp_path):
     now = time.time()
     old = add_event(hub, now - 40 * 86400)
-    new = add_event(hub, now - 60, trigger="audio")
+    new = add_event(hub, now - 60, trigger="sound")
     cfg = str(hub.config_path)
     listed = json.loads(pw("events", "list", "-c", cfg, "--json", cwd=tmp_path, check=True).stdout)
     assert [e["id"] for e in listed] == [new, old]
@@ -44,7 +44,7 @@ def test_list_show_export_prune(hub, tmp_path):
     recent = json.loads(pw("events", "list", "-c", cfg, "--since", "1d", "--json", cwd=tmp_path, check=True).stdout)
     assert [e["id"] for e in recent] == [new]
     shown = json.loads(pw("events", "show", new, "-c", cfg, "--json", cwd=tmp_path, check=True).stdout)
-    assert shown["triggers"] == ["audio"]
+    assert shown["triggers"] == ["sound"]
     missing = pw("events", "show", "ev-nope", "-c", cfg, cwd=tmp_path)
     assert missing.returncode == 1 and "events list" in missing.stderr
 

@@ -1,0 +1,192 @@
+"""Turns one camera's trigger decisions into stored events: clip, snapshot, row, bus messages.
+
+An event starts with the pre-roll taken from the ring buffer and a subscription for what follows, in the same
+event-loop step so no frame falls between them. The row is written at once with status ``recording`` and the
+clip's final path, so a crash leaves a row that start-up recovery can repair (hub/recovery.py). Finishing the
+file and decoding the snapshot run in a worker thread: the loop keeps serving the cameras meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hub.buffer import RingBuffer
+from hub.bus import Bus
+from hub.clips import ClipError, ClipWriter, write_snapshot
+from hub.media.frames import EncodedFrame
+from hub.store import Store
+
+log = logging.getLogger(__name__)
+
+_MAX_BOX_SAMPLES = 200  # boxes over time are kept sparse: one sample per motion update, capped
+
+
+@dataclass
+class _Recording:
+    event_id: str
+    start: float
+    detected_at: float
+    triggers: set[str]
+    writer: ClipWriter | None
+    unsubscribe: Callable[[], None] | None
+    clip_path: Path | None
+    peak_motion: float = 0.0
+    peak_t: float | None = None
+    audio_peak_dbfs: float | None = None
+    boxes: list[list[float]] = field(default_factory=list)
+    # The GOP holding the peak-motion moment: the snapshot decodes only these frames.
+    gop: list[EncodedFrame] = field(default_factory=list)
+    peak_gop: list[EncodedFrame] = field(default_factory=list)
+    write_error: str | None = None
+
+
+class EventRecorder:
+    def __init__(self, camera_id: str, buffer: RingBuffer, store: Store, bus: Bus, clips_dir: Path,
+                 pre_roll_s: float, post_roll_s: float, record: bool = True) -> None:
+        self.camera_id = camera_id
+        self.buffer = buffer
+        self.store = store
+        self.bus = bus
+        self.clips_dir = clips_dir
+        self.pre_roll_s = pre_roll_s
+        self.post_roll_s = post_roll_s
+        self.record = record
+        self.codec: str | None = None  # record-track codec, from the stream info
+        self.current: _Recording | None = None
+        self._finishing: set[asyncio.Task[Any]] = set()
+
+    @property
+    def active(self) -> bool:
+        return self.current is not None
+
+    def start(self, start: float, detected_at: float, trigger: str) -> str:
+        if self.current is not None:
+            self.current.triggers.add(trigger)
+            return self.current.event_id
+        event_id = self.store.insert_event({
+            "camera_id": self.camera_id, "status": "recording", "start": start, "detected_at": detected_at,
+            "triggers": [trigger], "pre_roll_s": self.pre_roll_s, "post_roll_s": self.post_roll_s,
+        })
+        writer = unsubscribe = clip_path = None
+        rec = _Recording(event_id, start, detected_at, {trigger}, None, None, None)
+        if self.record:
+            clip_path = self._clip_path(event_id, start)
+            try:
+                clip_path.parent.mkdir(parents=True, exist_ok=True)
+                writer = ClipWriter(clip_path, audio=True)
+                frames = self.buffer.frames_since(start - self.pre_roll_s)
+                for f in frames:
+                    self._write(rec, writer, f)
+                unsubscribe = self.buffer.subscribe(lambda f: self._write(rec, writer, f))
+            except (OSError, ClipError) as exc:
+                self._give_up_clip(rec, writer, exc)
+                writer = None
+        rec.writer, rec.unsubscribe, rec.clip_path = writer, unsubscribe, clip_path if writer else None
+        self.current = rec
+        self.store.update_event(event_id, clip_path=str(rec.clip_path) if rec.clip_path else None)
+        self.bus.publish("event.started", event_id=event_id, camera_id=self.camera_id, start=start,
+                         detected_at=detected_at, triggers=[trigger])
+        log.info("event started", extra={"camera_id": self.camera_id, "event_id": event_id, "trigger": trigger,
+                                         "latency_s": round(detected_at - start, 3)})
+        return event_id
+
+    def _clip_path(self, event_id: str, start: float) -> Path:
+        day = time.strftime("%Y-%m-%d", time.localtime(start))
+        suffix = ".webm" if self.codec == "vp8" else ".mp4"
+        return self.clips_dir / self.camera_id / day / f"{event_id}{suffix}"
+
+    def _write(self, rec: _Recording, writer: ClipWriter, frame: EncodedFrame) -> None:
+        if rec.write_error is not None:
+            return
+        if frame.kind == "video":
+            if frame.keyframe:
+                rec.gop = []
+            rec.gop.append(frame)
+            if rec.peak_t is not None and frame.t <= rec.peak_t + 0.2:
+                rec.peak_gop = rec.gop
+        try:
+            writer.write(frame)
+        except (OSError, ClipError) as exc:
+            # A full disk or a broken stream must not take the camera down: the event keeps its row and
+            # snapshot; the clip is recovered up to the last complete GOP or dropped.
+            self._give_up_clip(rec, writer, exc)
+
+    def _give_up_clip(self, rec: _Recording, writer: ClipWriter | None, exc: Exception) -> None:
+        rec.write_error = str(exc)
+        log.error("clip writing failed", extra={"camera_id": self.camera_id, "event_id": rec.event_id,
+                                                "error": str(exc)})
+        if rec.unsubscribe is not None:
+            rec.unsubscribe()
+            rec.unsubscribe = None
+
+    def update(self, *, motion: float | None = None, t: float | None = None,
+               boxes: list[tuple[float, float, float, float]] | None = None, audio_dbfs: float | None = None,
+               trigger: str | None = None) -> None:
+        rec = self.current
+        if rec is None:
+            return
+        if trigger:
+            rec.triggers.add(trigger)
+        if motion is not None and motion > rec.peak_motion:
+            rec.peak_motion = motion
+            rec.peak_t = t
+            rec.peak_gop = rec.gop
+        if boxes and t is not None and len(rec.boxes) < _MAX_BOX_SAMPLES:
+            rec.boxes.append([round(t - rec.start, 2), *[round(v, 4) for b in boxes[:4] for v in b]])
+        if audio_dbfs is not None and (rec.audio_peak_dbfs is None or audio_dbfs > rec.audio_peak_dbfs):
+            rec.audio_peak_dbfs = audio_dbfs
+
+    def end(self, end: float, reason: str) -> asyncio.Task[dict[str, Any]] | None:
+        rec, self.current = self.current, None
+        if rec is None:
+            return None
+        if rec.unsubscribe is not None:
+            rec.unsubscribe()
+        task = asyncio.ensure_future(self._finish(rec, end, reason))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return task
+
+    async def _finish(self, rec: _Recording, end: float, reason: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "end": end, "triggers": sorted(rec.triggers), "peak_motion": round(rec.peak_motion, 4),
+            "audio_peak_dbfs": rec.audio_peak_dbfs, "boxes": rec.boxes, "status": "complete",
+        }
+        if rec.writer is not None:
+            try:
+                if rec.write_error is not None:
+                    raise ClipError(rec.clip_path or "clip", rec.write_error)
+                info = await asyncio.to_thread(rec.writer.close)
+                fields.update(clip_path=str(info.path), clip_size=info.size, clip_codec=info.codec,
+                              clip_duration_s=round(info.duration_s, 3))
+            except (OSError, ClipError) as exc:
+                await asyncio.to_thread(rec.writer.abort)
+                fields.update(clip_path=None, status="partial")
+                log.error("clip could not be finished", extra={"event_id": rec.event_id, "error": str(exc)})
+            frames = rec.peak_gop or rec.gop
+            if frames and rec.clip_path is not None:
+                jpeg = rec.clip_path.with_suffix(".jpg")
+                thumb = rec.clip_path.with_name(rec.clip_path.stem + "-thumb.jpg")
+                try:
+                    snap = await asyncio.to_thread(write_snapshot, frames, rec.peak_t or frames[-1].t, jpeg, thumb)
+                    fields.update(snapshot_path=str(snap.jpeg_path), thumb_path=str(snap.thumb_path))
+                except (OSError, ClipError) as exc:
+                    log.warning("snapshot failed", extra={"event_id": rec.event_id, "error": str(exc)})
+        self.store.update_event(rec.event_id, **fields)
+        event = self.store.get_event(rec.event_id) or {}
+        self.bus.publish("event.ended", event=event, camera_id=self.camera_id, event_id=rec.event_id, reason=reason)
+        log.info("event ended", extra={"camera_id": self.camera_id, "event_id": rec.event_id, "reason": reason,
+                                       "duration_s": round(end - rec.start, 2), "clip": fields.get("clip_path")})
+        return event
+
+    async def close(self, t: float) -> None:
+        """Shutdown: cut an open event short and wait for every clip to be finished."""
+        if self.current is not None:
+            self.end(t, "shutdown")
+        if self._finishing:
+            await asyncio.gather(*list(self._finishing), return_exceptions=True)

@@ -1,0 +1,69 @@
+"""The sound trigger against generated scenes with known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hub.media.frames import AudioChunk
+from hub.triggers.audio import AudioConfig, AudioTrigger
+from tests import scenes
+
+
+def _triggers(scene: scenes.AudioScene, config: AudioConfig | None = None, frame_ms: float = 20) -> list[float]:
+    trig = AudioTrigger(config)
+    return [c.t for c in scene.chunks(frame_ms) if trig.process(c).triggered]
+
+
+@pytest.mark.parametrize("name", ["clap_quiet", "clap_fan"])
+def test_clap_triggers_promptly(name: str) -> None:
+    scene = scenes.AUDIO_SCENES[name]()
+    hits = _triggers(scene)
+    assert hits, "clap missed"
+    onset = scene.onsets[0]
+    assert onset - 0.02 <= hits[0] <= onset + 0.1
+    assert hits[-1] < onset + 0.5  # the clap does not linger as a sound
+
+
+@pytest.mark.parametrize("name", ["silence", "fan", "faint_click"])
+def test_no_trigger_without_a_sound(name: str) -> None:
+    assert _triggers(scenes.AUDIO_SCENES[name]()) == []
+
+
+def test_floor_follows_the_fan() -> None:
+    scene = scenes.audio_fan()
+    trig = AudioTrigger()
+    for c in scene.chunks():
+        r = trig.process(c)
+    assert -43 < r.floor_dbfs < -37  # the fan is at -40 dBFS
+
+
+def test_fan_switching_on_is_one_sound_not_an_alarm() -> None:
+    rng = np.random.default_rng(1)
+    quiet = scenes._noise(rng, 48000 * 3, -70)
+    fan = scenes._fan(rng, 48000 * 30, 48000, -30)
+    scene = scenes.AudioScene("fan_on", np.concatenate([quiet, fan]), 48000, [3.0])
+    hits = _triggers(scene)
+    assert hits and hits[0] < 3.1
+    assert hits[-1] < 3.0 + 15  # the floor has caught up well before the end
+
+
+def test_chunk_sizes_do_not_matter() -> None:
+    scene = scenes.audio_clap_quiet()
+    a = _triggers(scene, frame_ms=20)
+    b = _triggers(scene, frame_ms=50)  # 50 ms chunks carry 2.5 analysis frames
+    assert a and b and abs(a[0] - b[0]) <= 0.05
+
+
+def test_result_fields_and_silence() -> None:
+    trig = AudioTrigger()
+    r = trig.process(AudioChunk(np.zeros(960, np.float32), 48000, 0.0))
+    assert r.level_dbfs <= -100 and not r.triggered
+    r = trig.process(AudioChunk(np.full(960, 0.5, np.float32), 48000, 0.02))
+    assert abs(r.level_dbfs - (-6.02)) < 0.1 and r.triggered  # far above floor and the absolute floor
+
+
+def test_absolute_floor_is_configurable() -> None:
+    scene = scenes.audio_faint_click_quiet()
+    assert not _triggers(scene, AudioConfig(rise_db=6))  # the absolute floor holds it back
+    assert _triggers(scene, AudioConfig(rise_db=6, min_level_dbfs=-65))

@@ -1,0 +1,174 @@
+"""The trigger engine's state machine, driven by synthetic results on stream time."""
+
+from __future__ import annotations
+
+from hub.triggers.audio import AudioResult
+from hub.triggers.engine import (
+    EngineConfig,
+    EngineEvent,
+    EventEnded,
+    EventStarted,
+    EventSuppressed,
+    EventUpdated,
+    MotionState,
+    SoundState,
+    State,
+    TriggerEngine,
+)
+from hub.triggers.motion import MotionResult
+
+DT = 0.2  # 5 fps detect frames
+MOVE = MotionResult(True, 0.05, [(0.1, 0.2, 0.3, 0.6)])
+STILL = MotionResult(False, 0.0, [])
+SOUND = AudioResult(-20.0, -60.0, True)
+QUIET = AudioResult(-60.0, -60.0, False)
+
+
+def motion(eng: TriggerEngine, t0: float, t1: float, result: MotionResult = MOVE) -> list[EngineEvent]:
+    """Feed detect frames from t0 (inclusive) to t1 (exclusive)."""
+    out: list[EngineEvent] = []
+    n = round((t1 - t0) / DT)
+    for i in range(n):
+        out += eng.feed_motion(t0 + i * DT, result)
+    return out
+
+
+def of(events: list[EngineEvent], kind: type) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_debounce_two_of_three() -> None:
+    eng = TriggerEngine("cam")
+    out = eng.feed_motion(0.0, MOVE) + eng.feed_motion(0.2, STILL) + eng.feed_motion(0.4, STILL)
+    out += eng.feed_motion(0.6, MOVE)
+    assert not of(out, EventStarted) and eng.state is State.IDLE
+    out = eng.feed_motion(0.8, STILL) + eng.feed_motion(1.0, MOVE)
+    started = of(out, EventStarted)
+    assert len(started) == 1
+    assert started[0].t_start == 0.6 and started[0].detected_at == 1.0 and started[0].trigger == "motion"
+    assert started[0].clip_start == 0.6 - 5.0
+    assert of(out, MotionState) == [MotionState(1.0, True, 0.05)]
+    assert eng.state is State.ACTIVE
+
+
+def test_lifecycle_active_post_roll_cooldown_idle() -> None:
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=5, cooldown_s=30))
+    out = motion(eng, 0.0, 3.0)
+    assert len(of(out, EventStarted)) == 1
+    key = of(out, EventStarted)[0].event_key
+    out = motion(eng, 3.0, 4.2, STILL)
+    assert eng.state is State.POST_ROLL  # motion cleared just over 1 s after the last motion frame at 2.8
+    assert [(round(s.t, 1), s.active) for s in of(out, MotionState)] == [(4.0, False)]
+    out = eng.tick(7.7)
+    assert not of(out, EventEnded)
+    out = eng.tick(7.9)
+    ended = of(out, EventEnded)
+    assert len(ended) == 1 and abs(ended[0].t_end - 7.8) < 1e-9
+    assert (ended[0].event_key, ended[0].reason, ended[0].peak_motion, ended[0].triggers) == \
+        (key, "post_roll", 0.05, ("motion",))
+    assert eng.state is State.COOLDOWN
+    # Activity during cooldown starts nothing...
+    out = motion(eng, 10.0, 12.0)
+    assert not of(out, EventStarted) and of(out, MotionState)
+    # ...after it, the next activity does.
+    eng.tick(38.0)
+    assert eng.state is State.IDLE
+    out = motion(eng, 40.0, 41.0)
+    assert len(of(out, EventStarted)) == 1
+
+
+def test_activity_in_post_roll_extends_the_event() -> None:
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=5))
+    motion(eng, 0.0, 2.0)
+    motion(eng, 2.0, 5.0, STILL)
+    assert eng.state is State.POST_ROLL
+    out = motion(eng, 5.0, 6.0)
+    assert not of(out, EventStarted) and not of(out, EventEnded)
+    assert eng.state is State.ACTIVE
+    out = motion(eng, 6.0, 12.0, STILL)
+    ended = of(out, EventEnded)
+    assert len(ended) == 1 and abs(ended[0].t_end - (5.8 + 5)) < 1e-9
+
+
+def test_max_length_cuts_then_continuing_activity_starts_after_cooldown() -> None:
+    eng = TriggerEngine("cam", EngineConfig(max_length_s=20, cooldown_s=10))
+    out = motion(eng, 0.0, 45.0)
+    started, ended = of(out, EventStarted), of(out, EventEnded)
+    assert ended[0].reason == "max_length" and ended[0].t_end == started[0].t_start + 20
+    assert len(started) == 2
+    # The second event starts when the cooldown ran out, never overlapping the first.
+    assert abs(started[1].t_start - (ended[0].t_end + 10)) < 1e-9
+    assert started[1].event_key != started[0].event_key
+
+
+def test_hourly_cap() -> None:
+    eng = TriggerEngine("cam", EngineConfig(max_events_per_hour=3, cooldown_s=0, post_roll_s=1))
+    starts, suppressed = [], []
+    for k in range(6):
+        t = k * 100.0
+        out = motion(eng, t, t + 2) + motion(eng, t + 2, t + 6, STILL)
+        starts += of(out, EventStarted)
+        suppressed += of(out, EventSuppressed)
+    assert len(starts) == 3 and len(suppressed) == 3  # reported once per blocked run
+    out = motion(eng, 3700.0, 3702.0)  # the first start left the trailing hour
+    assert len(of(out, EventStarted)) == 1
+
+
+def test_disarmed_reports_motion_but_starts_nothing() -> None:
+    eng = TriggerEngine("cam", armed=False)
+    out = motion(eng, 0.0, 2.0) + motion(eng, 2.0, 4.0, STILL)
+    assert not of(out, EventStarted)
+    assert [s.active for s in of(out, MotionState)] == [True, False]
+
+
+def test_disarm_ends_the_event_and_rearm_can_start_at_once() -> None:
+    eng = TriggerEngine("cam")
+    motion(eng, 0.0, 2.0)
+    out = eng.set_armed(False, 2.1)
+    assert of(out, EventEnded)[0].reason == "disarmed" and of(out, EventEnded)[0].t_end == 2.1
+    assert not eng.armed and eng.state is State.IDLE
+    assert not of(motion(eng, 2.2, 3.0), EventStarted)
+    eng.set_armed(True, 3.0)
+    out = motion(eng, 3.0, 3.4)
+    assert len(of(out, EventStarted)) == 1
+
+
+def test_sound_starts_and_extends_without_debounce() -> None:
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=2))
+    out = eng.feed_audio(1.0, SOUND)
+    started = of(out, EventStarted)
+    assert started and started[0].trigger == "sound" and started[0].t_start == 1.0
+    assert of(out, SoundState)[0].active
+    out = motion(eng, 1.2, 2.0)
+    upd = of(out, EventUpdated)
+    assert upd and upd[-1].triggers == ("sound", "motion") and upd[-1].audio_peak_dbfs == -20.0
+    out = eng.feed_audio(2.0, QUIET) + eng.tick(10.0)
+    ended = of(out, EventEnded)
+    assert ended and ended[0].triggers == ("sound", "motion") and ended[0].peak_motion == 0.05
+
+
+def test_disabled_triggers() -> None:
+    eng = TriggerEngine("cam", EngineConfig(motion_enabled=False))
+    out = motion(eng, 0.0, 2.0)
+    assert not of(out, EventStarted) and of(out, MotionState)  # still reported for Home Assistant
+    eng = TriggerEngine("cam", EngineConfig(audio_enabled=False))
+    assert not of(eng.feed_audio(0.0, SOUND), EventStarted)
+
+
+def test_updates_carry_peaks_and_are_throttled() -> None:
+    eng = TriggerEngine("cam")
+    out = []
+    for i, score in enumerate([0.01, 0.02, 0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.02]):
+        out += eng.feed_motion(i * DT, MotionResult(True, score, [(0, 0, 0.1, 0.1)]))
+    upd = of(out, EventUpdated)
+    peaks = [u.peak_motion for u in upd]
+    assert peaks == sorted(peaks) and peaks[-1] == 0.03
+    assert len(upd) < 8  # not one per frame once the peak stops growing
+    assert upd[0].boxes == ((0, 0, 0.1, 0.1),)
+
+
+def test_time_never_runs_backwards() -> None:
+    eng = TriggerEngine("cam")
+    motion(eng, 10.0, 11.0)
+    out = eng.feed_motion(5.0, MOVE)  # a stale timestamp is treated as "now"
+    assert not of(out, EventEnded) and eng.state is State.ACTIVE
