@@ -81,12 +81,14 @@ def init(
 
 @hub_app.command("run")
 def hub_run(config: Optional[Path] = ConfigOpt,
-            no_pair: bool = typer.Option(False, "--no-pair", help="Do not print a pairing code at start.")) -> None:
+            no_pair: bool = typer.Option(False, "--no-pair", help="Do not print a pairing code at start."),
+            demo: bool = typer.Option(False, "--demo", help="Add a synthetic camera (someone walks by every minute).")
+            ) -> None:
     """Start the hub (HTTPS for phones, the API, every camera) until SIGTERM or Ctrl-C."""
-    run_hub(get_config(config), show_pairing=not no_pair)
+    run_hub(get_config(config), show_pairing=not no_pair, demo=demo)
 
 
-def run_hub(cfg: HubConfig, show_pairing: bool = True) -> None:
+def run_hub(cfg: HubConfig, show_pairing: bool = True, demo: bool = False) -> None:
     from hub.app import PortInUseError, open_hub, run_until_stopped
     from hub.datadir import DataDirError
     from hub.logs import setup_logging
@@ -94,6 +96,8 @@ def run_hub(cfg: HubConfig, show_pairing: bool = True) -> None:
     from hub.tls import TlsError
 
     setup_logging(cfg.log.level, cfg.log.format)
+    if demo:
+        _add_demo_camera(cfg)
     try:
         hub = open_hub(cfg)
     except (DataDirError, StoreError, TlsError) as exc:
@@ -114,6 +118,19 @@ def run_hub(cfg: HubConfig, show_pairing: bool = True) -> None:
         fail(str(exc), 2)
     except KeyboardInterrupt:
         pass
+
+
+def _add_demo_camera(cfg: HubConfig) -> None:
+    from hub.config import CameraConfig
+    from hub.demo import DEMO_ID, make_demo_video
+
+    if any(c.id == DEMO_ID for c in cfg.cameras):
+        return
+    try:
+        video = make_demo_video(cfg.storage.data_dir / "demo" / "demo.mp4")
+    except OSError as exc:
+        fail(f"cannot write the demo video into {cfg.storage.data_dir}: {exc.strerror}", 2)
+    cfg.cameras.append(CameraConfig(id=DEMO_ID, name="Demo camera", source=str(video), loop=True))
 
 
 def _print_banner(hub: Any, show_pairing: bool) -> None:
