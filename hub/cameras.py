@@ -43,6 +43,7 @@ class CameraManager:
             self.sources[cam.id] = source
             self._tasks.append(asyncio.create_task(self._run_source(cam.id, source), name=f"source-{cam.id}"))
         self._tasks.append(asyncio.create_task(self._watch_online(), name="camera-watchdog"))
+        self._tasks.append(asyncio.create_task(self._watch_settings(), name="camera-settings"))
 
     async def stop(self) -> None:
         for source in self.sources.values():
@@ -85,31 +86,34 @@ class CameraManager:
         from hub.ingest.webrtc import CameraPeer, PeerConfig, SignalingError
         from hub.web.api import ApiError
 
-        old = self.peers.pop(camera_id, None)
-        if old is not None:
-            await old.close()
         pipe = self._pipeline(camera_id)
-        pipe.on_broken()  # a new peer is a new stream: nothing buffered before it can be continued
         ing = self.hub.config.ingest
+        holder: list[Any] = []
         peer = CameraPeer(
             camera_id, pipe,
-            PeerConfig(keyframe_interval_s=ing.keyframe_interval_s, bitrate_kbps=ing.bitrate_kbps),
-            on_state=lambda state, cid=camera_id: self._on_peer_state(cid, state),
+            PeerConfig(keyframe_interval_s=ing.keyframe_interval_s, bitrate_kbps=ing.bitrate_kbps,
+                       decode_record=ing.decode_record),
+            on_state=lambda state: self._on_peer_state(camera_id, state, holder[0] if holder else None),
         )
+        holder.append(peer)
         try:
-            answer = await peer.accept(offer)
+            answer = await peer.accept(offer)  # validate before touching the live peer: a bad offer changes nothing
         except SignalingError as exc:
             await peer.close()
             raise ApiError(exc.status, str(exc)) from None
+        old = self.peers.pop(camera_id, None)
+        if old is not None:
+            await old.close()
+        pipe.on_broken()  # a new peer is a new stream: nothing buffered before it can be continued
         self.peers[camera_id] = peer
         log.info("camera connected", extra={"camera_id": camera_id})
         return answer
 
-    def _on_peer_state(self, camera_id: str, state: str) -> None:
-        if state in ("failed", "closed"):
-            peer = self.peers.get(camera_id)
-            if peer is not None and state == "failed":
-                self.peers.pop(camera_id, None)
+    def _on_peer_state(self, camera_id: str, state: str, peer: Any) -> None:
+        # A replaced peer closing (the phone reconnected) says nothing about the camera: only the current one does.
+        if state in ("failed", "closed") and peer is not None and self.peers.get(camera_id) is peer:
+            self.peers.pop(camera_id, None)
+            if state == "failed":
                 asyncio.ensure_future(peer.close())
             self._set_online(camera_id, False)
 
@@ -124,6 +128,23 @@ class CameraManager:
             await pipe.close()
         self.hub.bus.publish("camera.removed", camera_id=camera_id)
         return True
+
+    # -- control ---------------------------------------------------------------------------------------
+
+    def apply_armed(self) -> None:
+        """Arm state changed (CLI, web UI, MQTT, schedule): every engine learns its effective state."""
+        for cid, pipe in self.pipelines.items():
+            pipe.set_armed(self.hub.control.is_armed(cid))
+
+    async def _watch_settings(self) -> None:
+        sub = self.hub.bus.subscribe("camera.settings")
+        try:
+            async for msg in sub:
+                pipe = self.pipelines.get(msg.data.get("camera_id", ""))
+                if pipe is not None:
+                    pipe.apply_settings()
+        finally:
+            sub.close()
 
     # -- online state ----------------------------------------------------------------------------------
 

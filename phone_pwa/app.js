@@ -330,6 +330,11 @@ function wirePeer(peer) {
   pc.addEventListener('connectionstatechange', onState);
   if (!('connectionState' in RTCPeerConnection.prototype)) pc.addEventListener('iceconnectionstatechange', onState);
   channel.addEventListener('open', () => sendStatus());
+  // The hub closes the status channel (SCTP abort) the moment it stops or drops this peer; ICE would only
+  // notice ~7 s later (consent freshness) plus the disconnect grace.
+  channel.addEventListener('close', () => {
+    if (S.peer === peer) scheduleReconnect('the hub closed the connection');
+  });
   channel.addEventListener('message', (e) => console.debug('[ping-watch] hub says', e.data));
   peerTimer(setInterval(() => updateStats(peer), STATS_MS), true);
   peerTimer(setInterval(() => sendStatus(), STATUS_MS), true);

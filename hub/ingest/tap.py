@@ -11,8 +11,13 @@ every encoded access unit:
 
 What the wrapper forwards to the real ``put`` decides what aiortc decodes:
 
-* ``record``: tapped, never forwarded, so the record track is never decoded (the big CPU saving);
-* ``audio``: tapped and forwarded (the audio trigger needs PCM);
+* ``record``: tapped, never forwarded, so the record track is never decoded (the big CPU saving); with
+  ``decode=True`` (benchmark baseline only, ``PeerConfig.decode_record``) it is tapped *and* forwarded, so
+  aiortc decodes it exactly as on its default path;
+* ``audio``: tapped; with ``on_audio`` the Opus packet is also decoded right here (libopus, mono, ~40 us) and
+  never forwarded, otherwise it is forwarded to aiortc's decoder. Inline decoding saves, per 20 ms packet, a
+  thread hand-off, aiortc's s16-stereo resample, a ``run_coroutine_threadsafe`` loop wake-up and a queue
+  round trip (measured with ``scripts/bench ingest``);
 * ``detect``: forwarded only (its arrival time is remembered so decoded frames carry it);
 * ``blackhole``: neither; nothing is decoded and no queue grows.
 
@@ -36,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
+from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, EncodedFrame
 from hub.media.h264 import ParameterSetCache, h264_is_keyframe, vp8_is_keyframe, vp8_keyframe_size
 
 if TYPE_CHECKING:
@@ -53,6 +58,7 @@ RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 RECEIVER_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 RECEIVER_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
 RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"  # stats only: read defensively, not checked
 RECEIVER_SEND_PLI = "_send_rtcp_pli"
 RECEIVER_SEND_RTCP = "_send_rtcp"
 TRACK_QUEUE = "_queue"
@@ -178,6 +184,23 @@ class H264Access:
         return data, self.cache.sps is not None and self.cache.pps is not None
 
 
+class OpusMonoDecoder:
+    """libopus through PyAV, asked for 48 kHz mono: one Opus packet -> float32 samples in [-1, 1]."""
+
+    sample_rate = 48000
+
+    def __init__(self) -> None:
+        import av
+
+        self._av = av
+        self.ctx = av.CodecContext.create("libopus", "r")
+        self.ctx.sample_rate = self.sample_rate
+        self.ctx.layout = "mono"
+
+    def decode(self, data: bytes) -> list["np.ndarray"]:
+        return [audio_frame_to_mono(f) for f in self.ctx.decode(self._av.Packet(data))]
+
+
 # --------------------------------------------------------------------------------------------------------
 # Stats
 # --------------------------------------------------------------------------------------------------------
@@ -258,7 +281,8 @@ _CODEC_NAMES = {"h264": "h264", "vp8": "vp8", "opus": "opus"}
 class EncodedTap:
     """Installed on one ``RTCRtpReceiver``; see the module docstring for what each role does.
 
-    ``on_frame(EncodedFrame)`` receives record video / audio frames; ``on_broken()`` is called when the
+    ``on_frame(EncodedFrame)`` receives record video / audio frames; ``on_audio(AudioChunk)`` (audio role)
+    receives the packet decoded inline, mono float32; ``on_broken()`` is called when the
     record track's jitter buffer dropped data; ``on_stream_info(dict)`` when the record codec/resolution
     becomes known or changes. Callbacks run on the event loop thread inside aiortc's packet handler: keep
     them short and never raise (exceptions are logged and swallowed).
@@ -272,17 +296,28 @@ class EncodedTap:
         on_frame: Callable[[EncodedFrame], None] | None = None,
         on_broken: Callable[[], None] | None = None,
         on_stream_info: Callable[[dict[str, Any]], None] | None = None,
+        on_audio: Callable[[AudioChunk], None] | None = None,
         kind: str | None = None,
         clock: Callable[[], float] = time.time,
+        decode: bool = False,
     ) -> None:
         check_aiortc_internals(receiver)
         self.receiver = receiver
         self.role: Role = role
+        self.decode = decode and role == "record"  # naive baseline: also forward record frames to the decoder
         self.kind = kind or (receiver.track.kind if receiver.track is not None else "video")
         self.on_frame = on_frame
         self.on_broken = on_broken
         self.on_stream_info = on_stream_info
         self.clock = clock
+        self.decoded = 0  # audio chunks decoded inline and delivered to on_audio
+        self._opus: OpusMonoDecoder | None = None
+        if role == "audio" and on_audio is not None:
+            try:
+                self._opus = OpusMonoDecoder()
+            except Exception:  # noqa: BLE001 - no libopus in this PyAV build: aiortc decodes instead
+                logger.warning("tap: no inline Opus decoder, audio goes through aiortc's decoder", exc_info=True)
+        self.on_audio = on_audio if self._opus is not None else None
         self.stats = TrackStats()
         self.first_frame_t: float | None = None
         self.codec: str | None = None
@@ -330,7 +365,7 @@ class EncodedTap:
             forward = self._handle(codec, jframe)
         except Exception:  # noqa: BLE001 - never break aiortc's packet handler
             logger.exception("tap: failed to handle a %s frame", self.role)
-            forward = self.role in ("audio", "detect")
+            forward = self.role in ("audio", "detect") or self.decode
         if forward:
             self.stats.forwarded += 1
             self._orig_put(item, block, timeout)
@@ -374,6 +409,7 @@ class EncodedTap:
             self.stats.add(now, len(data), False)
             return False
         if self.role == "detect":
+            self.codec = name
             self._remember_arrival(ts, now)
             keyframe = False
             if name == "h264":
@@ -383,6 +419,7 @@ class EncodedTap:
             self.stats.add(now, len(data), keyframe)
             return True
         if self.role == "audio":
+            self.codec = name
             t = now - self._audio_delay_s
             self._remember_arrival(ts, t)
             self.stats.add(now, len(data), False)
@@ -390,11 +427,15 @@ class EncodedTap:
                 self._emit(
                     EncodedFrame(kind="audio", codec="opus", data=data, pts=ts, time_base=AUDIO_TIME_BASE, t=t)
                 )
-            return True
+            if self._opus is None:
+                return True  # aiortc decodes it; CameraPeer reads the decoded track
+            if name == "opus":
+                self._decode_audio(data, t)
+            return False
         # record
         if name not in ("h264", "vp8"):
             logger.warning("tap: record track carries unsupported codec %r; dropped", getattr(codec, "name", codec))
-            return False
+            return self.decode
         keyframe = False
         if name == "h264":
             data, keyframe = self._h264.process(data)
@@ -432,7 +473,20 @@ class EncodedTap:
                     height=height,
                 )
             )
-        return False  # never decoded
+        return self.decode  # never decoded unless the naive baseline asked for it
+
+    def _decode_audio(self, data: bytes, t: float) -> None:
+        try:
+            chunks = self._opus.decode(data)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a corrupt packet must not stop the stream
+            logger.debug("tap: Opus decode failed: %s", exc)
+            return
+        for samples in chunks:
+            self.decoded += 1
+            try:
+                self.on_audio(AudioChunk(samples=samples, sample_rate=OpusMonoDecoder.sample_rate, t=t))  # type: ignore[misc]
+            except Exception:  # noqa: BLE001
+                logger.exception("tap: on_audio failed")
 
     def _emit(self, frame: EncodedFrame) -> None:
         try:
@@ -485,8 +539,11 @@ def audio_frame_to_mono(frame: Any) -> "np.ndarray":
     """Mono float32 samples in [-1, 1] from a decoded ``av.AudioFrame`` (packed or planar, any channel count)."""
     import numpy as np
 
-    arr = frame.to_ndarray()
     fmt = frame.format.name
+    if fmt == "s16" and len(frame.layout.channels) == 1:  # the inline Opus decoder's output: skip to_ndarray
+        pcm = np.frombuffer(frame.planes[0], dtype=np.int16, count=frame.samples)
+        return pcm.astype(np.float32) * np.float32(1.0 / 32768.0)
+    arr = frame.to_ndarray()
     channels = len(frame.layout.channels) or 1
     if frame.format.is_planar:
         data = arr.reshape(channels, -1)

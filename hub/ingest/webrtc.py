@@ -7,9 +7,13 @@ A phone's offer carries up to three media tracks (plus a ``status`` data channel
   for ``keyframe_interval_s`` so the ring buffer always has a recent keyframe to start a clip on.
 * ``detect``  (second video m-line): decoded by aiortc; the newest luma plane goes to ``sink.on_detect``
   (older frames still queued are dropped, the queue never grows).
-* ``audio``   (first audio m-line): Opus packets tapped to ``sink.on_frame`` *and* decoded, mono float32 to
-  ``sink.on_audio``.
+* ``audio``   (first audio m-line): Opus packets tapped to ``sink.on_frame`` *and* decoded inline in the tap
+  (libopus, mono float32) to ``sink.on_audio``; aiortc's own audio decoder thread stays idle.
 * anything else is blackholed (never forwarded to a decoder, so no queue grows).
+
+``PeerConfig.decode_record`` (benchmarks only: ``scripts/bench ingest`` measures the tap against it) restores
+aiortc's default path for the record track: its frames are still tapped, but also forwarded to aiortc's decoder
+and the decoded frames are read and discarded.
 
 Bandwidth: aiortc's REMB estimator tells Chrome that only ~100 kbps is available on a busy machine, and Chrome
 then sends the "720p" track at 320x180. The estimator is switched off on every video receiver (which also
@@ -32,6 +36,7 @@ from typing import Any, Callable
 from hub.ingest.sink import CameraSink
 from hub.ingest.tap import (
     RECEIVER_ESTIMATOR,
+    RECEIVER_REMOTE_STREAMS,
     RECEIVER_RTCP_SSRC,
     RECEIVER_RTX_SSRC,
     TRACK_QUEUE,
@@ -72,6 +77,9 @@ class PeerConfig:
     remb_interval_s: float = 1.0
     prefer_codec: str = "h264"  # "h264" or "vp8": order of the answer's video codecs
     ice_servers: list[str] = field(default_factory=list)  # LAN: none (aiortc would otherwise dial Google STUN)
+    # Naive baseline for benchmarks only: also decode the record track (aiortc's default path) and discard the
+    # frames. scripts/bench ingest measured 1.4-2.2x the hub CPU of the tap; never enable in production.
+    decode_record: bool = False
 
     @classmethod
     def from_any(cls, config: Any) -> "PeerConfig":
@@ -399,9 +407,11 @@ class CameraPeer:
                 on_frame=self.sink.on_frame,
                 on_broken=self.sink.on_broken,
                 on_stream_info=self.sink.on_stream_info,
+                decode=self.config.decode_record,
             )
         elif role == "audio":
-            tap = EncodedTap(receiver, "audio", kind=track.kind, on_frame=self.sink.on_frame)
+            tap = EncodedTap(receiver, "audio", kind=track.kind, on_frame=self.sink.on_frame,
+                             on_audio=self.sink.on_audio)
         else:
             tap = EncodedTap(receiver, role, kind=track.kind)
         if track.kind == "video" and self.config.pin_remb:
@@ -412,8 +422,10 @@ class CameraPeer:
         self.tracks[key] = entry
         if role == "detect":
             entry.task = asyncio.ensure_future(self._read_detect(entry))
-        elif role == "audio":
+        elif role == "audio" and tap.on_audio is None:  # no inline Opus decoder: read aiortc's decoded track
             entry.task = asyncio.ensure_future(self._read_audio(entry))
+        elif role == "record" and self.config.decode_record:
+            entry.task = asyncio.ensure_future(self._read_discard(entry))
         if entry.task is not None:
             self._tasks.append(entry.task)
 
@@ -490,6 +502,7 @@ class CameraPeer:
                 raise
             frame, ended = self._drain_newest(entry, frame)
             try:
+                entry.tap.width, entry.tap.height = frame.width, frame.height  # decoded size of the detect track
                 y = video_frame_to_luma(frame)
                 t = entry.tap.arrival_time(frame.pts)
                 entry.delivered += 1
@@ -499,6 +512,18 @@ class CameraPeer:
             if ended:
                 track.stop()
                 break
+
+    async def _read_discard(self, entry: _Track) -> None:
+        """Read every decoded frame and drop it (the naive baseline's record track: aiortc's default path)."""
+        from aiortc.mediastreams import MediaStreamError
+
+        track = entry.track
+        while True:
+            try:
+                await track.recv()
+            except MediaStreamError:
+                break
+            entry.delivered += 1
 
     async def _read_audio(self, entry: _Track) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -604,6 +629,25 @@ class CameraPeer:
 
     # -- stats and lifecycle -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _rtp_counts(receiver: Any) -> dict[str, int | None]:
+        """RTP packets received / lost (from sequence numbers) on the media SSRCs, from aiortc's per-SSRC
+        statistics (private, read defensively: None when aiortc moved it)."""
+        streams = getattr(receiver, RECEIVER_REMOTE_STREAMS, None)
+        if not isinstance(streams, dict):
+            return {"rtp_packets": None, "rtp_lost": None}
+        rtx = getattr(receiver, RECEIVER_RTX_SSRC, {}) or {}
+        received = lost = 0
+        try:
+            for ssrc, st in list(streams.items()):
+                if ssrc in rtx:
+                    continue
+                received += st.packets_received
+                lost += st.packets_lost
+        except Exception:  # noqa: BLE001 - stats only
+            return {"rtp_packets": None, "rtp_lost": None}
+        return {"rtp_packets": received, "rtp_lost": lost}
+
     def stats(self) -> dict[str, Any]:
         tracks = {}
         for key, entry in self.tracks.items():
@@ -615,8 +659,9 @@ class CameraPeer:
                 codec=entry.tap.codec,
                 width=entry.tap.width,
                 height=entry.tap.height,
-                decoded_delivered=entry.delivered,
+                decoded_delivered=entry.delivered + entry.tap.decoded,
                 decoded_dropped=entry.dropped,
+                **self._rtp_counts(entry.receiver),
             )
             tracks[key] = d
         return {
@@ -625,6 +670,7 @@ class CameraPeer:
             "plis_sent": self.plis_sent,
             "rembs_sent": self.rembs_sent,
             "remb_kbps": self.config.bitrate_kbps if self.config.pin_remb else None,
+            "decode_record": self.config.decode_record,
             "status_messages": self.status_messages,
             "tracks": tracks,
         }
