@@ -356,8 +356,15 @@ class ClipWriter:
         try:
             self._container.mux(packet)
         except av.error.FFmpegError as e:
-            # A muxer in an unknown state cannot be trusted with more data: the clip is given up.
-            self.abort()
+            # A muxer in an unknown state cannot be trusted with more data. What already reached the disk (whole
+            # fragments, e.g. before the disk filled up) stays in the .part for recover_partial().
+            self._closed = True
+            c, self._container = self._container, None
+            self._held = []
+            try:
+                c.close()
+            except Exception:  # already failing; the fragments on disk are what counts
+                pass
             raise ClipError(self.part_path, f"mux failed: {e}") from e
 
     # --- finishing ----------------------------------------------------------------------------------------

@@ -108,8 +108,12 @@ class CameraPipeline:
         settings = camera_settings(hub, camera_id)
         self.chain = build_chain(hub, camera_id, settings, self._armed())
         self.recorder = EventRecorder(camera_id, self.buffer, hub.store, hub.bus, hub.data.clips_dir,
-                                      settings["pre_roll_s"], settings["post_roll_s"])
+                                      settings["pre_roll_s"], settings["post_roll_s"], on_disk_full=self._disk_full)
         self._ticker = asyncio.get_event_loop().create_task(self._tick_forever(), name=f"tick-{camera_id}")
+
+    def _disk_full(self) -> None:
+        if self.hub.scheduler is not None:
+            asyncio.ensure_future(self.hub.scheduler.prune(emergency=True))
 
     def _armed(self) -> bool:
         return self.hub.control.is_armed(self.camera_id) if self.hub.control else True

@@ -9,7 +9,9 @@ file and decoding the snapshot run in a worker thread: the loop keeps serving th
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 from hub.buffer import RingBuffer
 from hub.bus import Bus
-from hub.clips import ClipError, ClipWriter, write_snapshot
+from hub.clips import ClipError, ClipWriter, part_path_for, recover_partial, write_snapshot
 from hub.media.frames import EncodedFrame
 from hub.store import Store
 
@@ -47,7 +49,9 @@ class _Recording:
 
 class EventRecorder:
     def __init__(self, camera_id: str, buffer: RingBuffer, store: Store, bus: Bus, clips_dir: Path,
-                 pre_roll_s: float, post_roll_s: float, record: bool = True) -> None:
+                 pre_roll_s: float, post_roll_s: float, record: bool = True,
+                 on_disk_full: Callable[[], None] | None = None) -> None:
+        self.on_disk_full = on_disk_full
         self.camera_id = camera_id
         self.buffer = buffer
         self.store = store
@@ -118,8 +122,11 @@ class EventRecorder:
 
     def _give_up_clip(self, rec: _Recording, writer: ClipWriter | None, exc: Exception) -> None:
         rec.write_error = str(exc)
-        log.error("clip writing failed", extra={"camera_id": self.camera_id, "event_id": rec.event_id,
-                                                "error": str(exc)})
+        full = _is_disk_full(exc)
+        log.error("disk full: clip cut short, running retention to make room" if full else "clip writing failed",
+                  extra={"camera_id": self.camera_id, "event_id": rec.event_id, "error": str(exc)})
+        if full and self.on_disk_full is not None:
+            self.on_disk_full()
         if rec.unsubscribe is not None:
             rec.unsubscribe()
             rec.unsubscribe = None
@@ -157,17 +164,24 @@ class EventRecorder:
             "end": end, "triggers": sorted(rec.triggers), "peak_motion": round(rec.peak_motion, 4),
             "audio_peak_dbfs": rec.audio_peak_dbfs, "boxes": rec.boxes, "status": "complete",
         }
-        if rec.writer is not None:
+        if rec.writer is not None and rec.clip_path is not None:
             try:
                 if rec.write_error is not None:
-                    raise ClipError(rec.clip_path or "clip", rec.write_error)
-                info = await asyncio.to_thread(rec.writer.close)
+                    # keep whatever whole GOPs made it to disk before the failure
+                    info = await asyncio.to_thread(recover_partial, part_path_for(rec.clip_path))
+                    if info is None:
+                        raise ClipError(rec.clip_path, rec.write_error)
+                    fields["status"] = "partial"
+                else:
+                    info = await asyncio.to_thread(rec.writer.close)
                 fields.update(clip_path=str(info.path), clip_size=info.size, clip_codec=info.codec,
                               clip_duration_s=round(info.duration_s, 3))
             except (OSError, ClipError) as exc:
                 await asyncio.to_thread(rec.writer.abort)
                 fields.update(clip_path=None, status="partial")
                 log.error("clip could not be finished", extra={"event_id": rec.event_id, "error": str(exc)})
+                if _is_disk_full(exc) and self.on_disk_full is not None:
+                    self.on_disk_full()
             frames = rec.peak_gop or rec.gop
             if frames and rec.clip_path is not None:
                 jpeg = rec.clip_path.with_suffix(".jpg")
@@ -177,7 +191,12 @@ class EventRecorder:
                     fields.update(snapshot_path=str(snap.jpeg_path), thumb_path=str(snap.thumb_path))
                 except (OSError, ClipError) as exc:
                     log.warning("snapshot failed", extra={"event_id": rec.event_id, "error": str(exc)})
-        self.store.update_event(rec.event_id, **fields)
+        try:
+            self.store.update_event(rec.event_id, **fields)
+        except sqlite3.OperationalError as exc:  # "database or disk is full": the row is repaired at next start
+            log.error("could not record the event's end", extra={"event_id": rec.event_id, "error": str(exc)})
+            if self.on_disk_full is not None:
+                self.on_disk_full()
         event = self.store.get_event(rec.event_id) or {}
         self.bus.publish("event.ended", event=event, camera_id=self.camera_id, event_id=rec.event_id, reason=reason)
         log.info("event ended", extra={"camera_id": self.camera_id, "event_id": rec.event_id, "reason": reason,
@@ -190,3 +209,13 @@ class EventRecorder:
             self.end(t, "shutdown")
         if self._finishing:
             await asyncio.gather(*list(self._finishing), return_exceptions=True)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc) or "disk is full" in str(exc):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False

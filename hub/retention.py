@@ -44,7 +44,7 @@ def _event_bytes(event: dict[str, Any]) -> int:
 
 
 def plan_prune(store: Store, cfg: StorageConfig, clips_dir: Path, now: float | None = None,
-               free_bytes: int | None = None) -> PrunePlan:
+               free_bytes: int | None = None, extra_free: int = 0) -> PrunePlan:
     now = time.time() if now is None else now
     plan = PrunePlan()
     cutoff = now - cfg.retention_days * 86400
@@ -55,7 +55,7 @@ def plan_prune(store: Store, cfg: StorageConfig, clips_dir: Path, now: float | N
         clips_dir.mkdir(parents=True, exist_ok=True)
         free_bytes = shutil.disk_usage(clips_dir).free
     budget = int(cfg.max_disk_gb * GB)
-    need_free = int(cfg.min_free_gb * GB)
+    need_free = int(cfg.min_free_gb * GB) + extra_free
     for ev in events:
         if ev["start"] < cutoff:
             reason = "age"
@@ -88,5 +88,7 @@ def apply_prune(store: Store, plan: PrunePlan, on_deleted: Any = None) -> int:
         if on_deleted is not None:
             on_deleted(ev)
     if plan.events:
-        log.info("retention removed events", extra={"count": len(plan.events), "freed_mb": round(plan.bytes_freed / 1e6, 1)})
+        why = sorted(set(plan.reasons.values()))  # age: too old; budget: max_disk_gb; disk: too little free space
+        log.info("retention removed events", extra={"count": len(plan.events), "reasons": why,
+                                                     "freed_mb": round(plan.bytes_freed / 1e6, 1)})
     return len(plan.events)

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# After a write failed for lack of space, retention frees this much beyond storage.min_free_gb: room for a few
+# more clips, so the next event is not cut short too.
+DISK_FULL_HEADROOM = 64 * 1024 * 1024
+
 
 class HubScheduler:
     def __init__(self, hub: Hub) -> None:
@@ -46,21 +50,21 @@ class HubScheduler:
         except KeyError:
             log.warning("arm schedule names an unknown camera", extra={"camera_id": camera})
 
-    def _plan(self) -> PrunePlan:
+    def _plan(self, extra_free: int = 0) -> PrunePlan:
         # Its own connection: sqlite3 connections must not be shared between threads without a lock, and the
         # loop's connection keeps serving the cameras meanwhile.
         store = Store(self.hub.data.db_path)
         try:
-            return plan_prune(store, self.hub.config.storage, self.hub.data.clips_dir)
+            return plan_prune(store, self.hub.config.storage, self.hub.data.clips_dir, extra_free=extra_free)
         finally:
             store.close()
 
-    async def prune(self) -> int:
-        """Run retention now (also called when a clip write hits a full disk)."""
+    async def prune(self, emergency: bool = False) -> int:
+        """Run retention now; ``emergency`` (a write hit a full disk) also frees room for the next clips."""
         async with self._prune_lock:
             hub = self.hub
             if hub.closing:
                 return 0
-            plan = await asyncio.to_thread(self._plan)
+            plan = await asyncio.to_thread(self._plan, DISK_FULL_HEADROOM if emergency else 0)
             return apply_prune(hub.store, plan, on_deleted=lambda ev: hub.bus.publish(
                 "event.deleted", event_id=ev["id"], camera_id=ev["camera_id"]))
