@@ -35,7 +35,7 @@ class CameraManager:
 
             kind = "rtsp" if cam.source.startswith(("rtsp://", "rtsps://")) else "file"
             self.hub.store.ensure_static_camera(cam.id, cam.name or cam.id, kind)
-            pipe = self._pipeline(cam.id)
+            pipe = self.pipeline(cam.id)
             source = FileCamera(
                 cam.source, pipe, realtime=True, loop=cam.loop, detect_fps=self.hub.config.ingest.detect_fps,
                 detect_width=self.hub.config.ingest.detect_width, detect_url=cam.detect_source,
@@ -73,7 +73,8 @@ class CameraManager:
                 await asyncio.sleep(backoff)  # retry pacing, not synchronisation
                 backoff = min(backoff * 2, 30.0)
 
-    def _pipeline(self, camera_id: str) -> CameraPipeline:
+    def pipeline(self, camera_id: str) -> CameraPipeline:
+        """The camera's pipeline, made on first use (a phone's first offer, a configured source)."""
         pipe = self.pipelines.get(camera_id)
         if pipe is None:
             pipe = self.pipelines[camera_id] = CameraPipeline(
@@ -86,7 +87,7 @@ class CameraManager:
         from hub.ingest.webrtc import CameraPeer, PeerConfig, SignalingError
         from hub.web.api import ApiError
 
-        pipe = self._pipeline(camera_id)
+        pipe = self.pipeline(camera_id)
         ing = self.hub.config.ingest
         holder: list[Any] = []
         peer = CameraPeer(

@@ -14,11 +14,16 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from fractions import Fraction
 from typing import Any, Callable
 
+import av
+import cv2
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hub.app import Hub, create_app, open_hub
 from hub.config import HubConfig
 from hub.control import Controller
+from hub.media.frames import VIDEO_TIME_BASE, EncodedFrame
 from mqtt import discovery as d
 from mqtt.bridge import MqttBridge
 from tests.harness.mosquitto import find_mosquitto
@@ -36,7 +42,6 @@ TIMEOUT = 5.0
 BASE_URL = "https://hub.test:8443"
 # A JPEG's bytes as the bridge sees them: it forwards files and controller results unchanged.
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4 + b"\xff\xd9"
-SNAP_JPEG = b"\xff\xd8\xff\xdb" + b"snapshot-now" * 50 + b"\xff\xd9"
 
 REQUIRED = {
     "binary_sensor": {"state_topic"},
@@ -150,16 +155,22 @@ class FakeHA:
 # -- the hub ----------------------------------------------------------------------------------------------
 
 
-class FakePipeline:
-    """Stands in for a camera pipeline in the camera manager: online, with a JPEG for snapshot_now()."""
-
-    online = True
-
-    def stats(self) -> dict[str, Any]:
-        return {}
-
-    async def snapshot_now(self) -> bytes:
-        return SNAP_JPEG
+def encoded_gop(n: int = 5) -> list[EncodedFrame]:
+    """A real H.264 GOP (libx264, baseline, Annex B) for a camera's ring buffer."""
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = 320, 180, "yuv420p"
+    enc.time_base = Fraction(1, 15)
+    enc.options = {"profile": "baseline", "bf": "0", "g": "30"}
+    frames, t0 = [], time.time()
+    for i in range(n):
+        img = np.full((180, 320), 40 + 30 * i, np.uint8)
+        vf = av.VideoFrame.from_ndarray(img, format="gray").reformat(format="yuv420p")
+        vf.pts = i
+        for pkt in enc.encode(vf):
+            frames.append(pkt)
+    frames += list(enc.encode())
+    return [EncodedFrame("video", "h264", bytes(p), int(p.pts) * 6000, VIDEO_TIME_BASE, t0 + int(p.pts) / 15,
+                         keyframe=bool(p.is_keyframe), width=320, height=180) for p in frames]
 
 
 @dataclass
@@ -190,8 +201,12 @@ def make_hub(tmp: Path, port: int) -> tuple[Hub, Controller]:
     hub.store.ensure_static_camera("front", "Front door", "file")
     hub.store.ensure_static_camera("yard", "Yard", "rtsp")
     hub.store.update_camera("front", battery=0.87)
-    hub.cameras.pipelines["front"] = FakePipeline()
-    return hub, Controller(hub)
+    # a real pipeline with a real GOP buffered, so the snapshot button has a picture to decode
+    front = hub.cameras.pipeline("front")
+    for f in encoded_gop():
+        front.buffer.push(f)
+    front.online = True
+    return hub, hub.control
 
 
 def make_bridge(hub: Hub, control: Controller, hub_id: str = "testhub") -> MqttBridge:
@@ -442,7 +457,9 @@ async def test_snapshot_button_publishes_image(setup: Setup) -> None:
     mark = s.ha.mark()
     await s.ha.publish(s.front.snapshot_command, "PRESS")
     msg = await s.ha.wait(s.front.image, after=mark)
-    assert msg.payload == SNAP_JPEG
+    assert msg.payload[:2] == b"\xff\xd8"
+    picture = cv2.imdecode(np.frombuffer(msg.payload, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert picture.shape == (180, 320) and abs(int(picture.mean()) - (40 + 30 * 4)) < 12  # the newest frame
     # A camera with nothing buffered: no image, no crash (checked by the next command working).
     await s.ha.publish(s.yard.snapshot_command, "PRESS")
     await s.ha.publish(s.topics.armed_command, "DISARM")
