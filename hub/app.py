@@ -41,6 +41,7 @@ class Hub:
     control: Any = None  # hub.control.Controller, set in create_app
     mqtt: Any = None  # mqtt.bridge.MqttBridge when mqtt.enabled
     scheduler: Any = None  # hub.scheduler.HubScheduler
+    live: Any = None  # hub.live.LiveRelays, set by hub.web.ui.setup_ui
     closing: bool = False
 
     def urls(self) -> dict[str, str]:

@@ -46,6 +46,8 @@ class CameraManager:
         self._tasks.append(asyncio.create_task(self._watch_settings(), name="camera-settings"))
 
     async def stop(self) -> None:
+        if self.hub.live is not None:
+            await self.hub.live.close_all()
         for source in self.sources.values():
             await source.stop()
         for peer in list(self.peers.values()):
@@ -127,6 +129,8 @@ class CameraManager:
         pipe = self.pipelines.pop(camera_id, None)
         if pipe is not None:
             await pipe.close()
+        if self.hub.live is not None:
+            await self.hub.live.close_camera(camera_id)
         self.hub.bus.publish("camera.removed", camera_id=camera_id)
         return True
 

@@ -481,6 +481,57 @@ async def event_thumb(request: web.Request) -> web.StreamResponse:
     return _serve(hub, stored, "thumbnail")
 
 
+# -- handlers: live view ---------------------------------------------------------------------------------
+
+LIVE_KEY: web.AppKey[Any] = web.AppKey("ui_live", object)
+
+
+def _live(request: web.Request) -> Any:
+    """The hub's LiveRelays (made in setup_ui; also ``hub.live``, so the camera manager can close them)."""
+    return request.app[LIVE_KEY]
+
+
+async def camera_live(request: web.Request) -> web.Response:
+    """POST ``{"type": "offer", "sdp": ...}`` (the page's recvonly video offer, ICE gathered) → ``{"type":
+    "answer", "sdp", "relay_id", "codec"}``: a WebRTC relay of the camera's encoded video (never re-encoded).
+    404 unknown camera, 409 no video yet, 415 the browser cannot receive the camera's codec."""
+    from hub.live import LiveError
+
+    sess = require_session(request)
+    hub = _hub(request)
+    cid = request.match_info["camera_id"]
+    _active_camera(hub, cid)
+    body = await _json_body(request)
+    try:
+        relay, answer = await _live(request).open(cid, body, sess.id_hash)
+    except LiveError as exc:
+        raise ApiError(exc.status, str(exc), exc.hint) from None
+    return web.json_response(answer | {"relay_id": relay.id, "codec": relay.codec})
+
+
+async def camera_live_stats(request: web.Request) -> web.Response:
+    """The camera's live-view relays (viewers) with what each forwarded."""
+    require_session(request)
+    hub = _hub(request)
+    cid = request.match_info["camera_id"]
+    _active_camera(hub, cid)
+    return web.json_response({"camera_id": cid, "viewers": await _live(request).stats(cid)})
+
+
+async def camera_live_close(request: web.Request) -> web.Response:
+    """DELETE: the page left the live view; closes that relay (only the session's own)."""
+    sess = require_session(request)
+    hub = _hub(request)
+    cid = request.match_info["camera_id"]
+    _active_camera(hub, cid)
+    rid = request.match_info["relay_id"]
+    relay = _live(request).relays.get(rid)
+    if relay is None or relay.camera_id != cid or not (sess.via_bearer or relay.session == sess.id_hash):
+        raise ApiError(404, f"no live view '{rid}'")
+    await relay.close("viewer left")
+    return web.json_response({"relay_id": rid, "closed": True})
+
+
 # -- handlers: pairing and system ------------------------------------------------------------------------
 
 
@@ -603,13 +654,23 @@ async def _close_sockets(app: web.Application, session_hash: str | None = None) 
 
 def setup_ui(app: web.Application) -> None:
     """Add the web UI's page, static files and ``/api/ui/`` routes (after hub.web.api.setup_routes' middleware)."""
+    from hub.live import LiveRelays
+
     setup_auth(app)
     app[UI_STATE_KEY] = _UiState()
+    hub = app[HUB_KEY]
+    app[LIVE_KEY] = hub.live = LiveRelays(hub)  # type: ignore[attr-defined]
 
     async def on_logout(session_hash: str) -> None:
         await _close_sockets(app, session_hash)
+        live = app.get(LIVE_KEY)
+        if live is not None:
+            await live.close_session(session_hash)
 
     async def on_shutdown(_: web.Application) -> None:
+        live = app.get(LIVE_KEY)
+        if live is not None:
+            await live.close_all()  # before the cameras stop (this runs ahead of the hub's own shutdown)
         await _close_sockets(app)
 
     app[LOGOUT_HOOK_KEY] = on_logout
@@ -623,6 +684,9 @@ def setup_ui(app: web.Application) -> None:
     r.add_patch("/api/ui/cameras/{camera_id}", camera_update)
     r.add_get("/api/ui/cameras/{camera_id}/snapshot", camera_snapshot)
     r.add_post("/api/ui/cameras/{camera_id}/arm", arm_camera)
+    r.add_post("/api/ui/cameras/{camera_id}/live", camera_live)
+    r.add_get("/api/ui/cameras/{camera_id}/live", camera_live_stats)
+    r.add_delete("/api/ui/cameras/{camera_id}/live/{relay_id}", camera_live_close)
     r.add_get("/api/ui/arm", arm_state)
     r.add_post("/api/ui/arm", arm_hub)
     r.add_get("/api/ui/events", events)

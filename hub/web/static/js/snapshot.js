@@ -29,5 +29,9 @@ export function refreshingImage(url, everyMs, alt) {
     if (!stopped && everyMs) timer = setTimeout(load, everyMs);
   }
   load();
-  return { el, img, stop() { stopped = true; clearTimeout(timer); }, reload: load };
+  return {
+    el, img, reload: load,
+    stop() { stopped = true; clearTimeout(timer); },
+    start() { if (stopped) { stopped = false; load(); } },
+  };
 }
