@@ -148,6 +148,16 @@ def main() -> None:
     for name, make in detectors.items():
         costs = [time_detector(make, fr, args.repeat) for fr in (all_frames, quiet, busy)]
         print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in costs) + " |")
+    # The hub may pin OpenCV to one thread (many small frames, several cameras): on 160x90 images a second
+    # thread mostly adds hand-off cost, and on a busy 2-core box it waits for a core.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for name in ("ping-watch medium", "ping-watch high"):
+            costs = [time_detector(detectors[name], fr, args.repeat) for fr in (all_frames, quiet, busy)]
+            print(f"| {name}, cv2 1 thread | " + " | ".join(f"{c:.3f}" for c in costs) + " |")
+    finally:
+        cv2.setNumThreads(threads)
     big = [f for f in scenes.person_near(size=(640, 360)).detect_frames()]
     print(f"\nping-watch medium at 640x360: {time_detector(detectors['ping-watch medium'], big, args.repeat):.3f} ms"
           " per frame\n")
