@@ -53,6 +53,11 @@ class Hub:
 
 
 def open_hub(config: HubConfig) -> Hub:
+    import cv2
+
+    # Every camera's detector runs on the event loop; OpenCV's own worker threads only oversubscribe the
+    # Pi's cores (measured: the detector is as fast single-threaded, 0.21 vs 0.20 ms per frame).
+    cv2.setNumThreads(1)
     data = DataDir(config.storage.data_dir).ensure()
     secrets = data.load_secrets(create=True)
     store = Store(data.db_path)
