@@ -124,6 +124,10 @@ def check_aiortc_internals(receiver: Any | None = None) -> None:
 
     _check_receiver_source()
 
+    from hub.ingest.fastpath import check_fastpath_internals  # the record track's lean receive path
+
+    check_fastpath_internals(receiver)
+
 
 @functools.lru_cache(maxsize=1)
 def _check_receiver_source() -> None:

@@ -15,6 +15,10 @@ A phone's offer carries up to three media tracks (plus a ``status`` data channel
 aiortc's default path for the record track: its frames are still tapped, but also forwarded to aiortc's decoder
 and the decoded frames are read and discarded.
 
+Per-packet cost (``hub/ingest/fastpath.py``, kill switch ``PINGWATCH_INGEST_FASTPATH=0``): the record track's
+H.264 packets take a lean path that reassembles frames straight into the tap (aiortc's jitter buffer only after a
+gap or reordering), and the ICE sockets read every queued datagram per event-loop wake-up.
+
 Bandwidth: aiortc's REMB estimator tells Chrome that only ~100 kbps is available on a busy machine, and Chrome
 then sends the "720p" track at 320x180. The estimator is switched off on every video receiver (which also
 saves its per-packet CPU) and the hub itself sends a REMB with the configured bitrate every
@@ -28,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field, fields
@@ -51,6 +56,13 @@ from hub.media.frames import AudioChunk, DetectFrame
 logger = logging.getLogger(__name__)
 
 ROLES = ("record", "detect", "audio")
+
+
+def fastpath_enabled() -> bool:
+    """Kill switch for hub/ingest/fastpath.py (lean record-track packet path + batched ICE socket reads):
+    ``PINGWATCH_INGEST_FASTPATH=0`` gives aiortc's own receive path back (benchmark baseline, or if a new
+    browser's packetization ever trips the fast path)."""
+    return os.environ.get("PINGWATCH_INGEST_FASTPATH", "1") != "0"
 MAX_SDP_BYTES = 64 * 1024
 MAX_STATUS_BYTES = 16 * 1024
 
@@ -259,6 +271,7 @@ class _Track:
     task: asyncio.Task | None = None
     dropped: int = 0  # decoded detect/audio frames dropped because the reader lagged
     delivered: int = 0
+    fastpath: Any = None  # hub.ingest.fastpath.RecordFastPath on the record track (None when decoded)
 
 
 class CameraPeer:
@@ -287,6 +300,7 @@ class CameraPeer:
         self._roles: dict[int, Role] = {}
         self._transceiver_roles: dict[int, tuple[Role, str | None]] = {}
         self.plis_sent = 0
+        self.batched_sockets = 0  # ICE sockets read in batches (hub.ingest.fastpath.batch_ice_reads)
         self.rembs_sent = 0
         self.status_messages = 0
         self.last_status: dict[str, Any] | None = None
@@ -361,6 +375,11 @@ class CameraPeer:
         except Exception as exc:  # noqa: BLE001 - aiortc: ValueError, OperationError, InvalidStateError...
             await self.close()
             raise SignalingError(400, f"cannot accept offer: {exc}") from None
+        # Read every queued datagram per event-loop wake-up on the ICE sockets (hub/ingest/fastpath.py).
+        from hub.ingest.fastpath import batch_ice_reads
+
+        if fastpath_enabled():
+            self.batched_sockets = batch_ice_reads(pc)
         if "record" not in self.tracks:
             await self.close()
             raise SignalingError(400, "offer has no video track to record")
@@ -414,10 +433,18 @@ class CameraPeer:
                              on_audio=self.sink.on_audio)
         else:
             tap = EncodedTap(receiver, role, kind=track.kind)
+        if role == "record" and track.kind == "video" and not self.config.decode_record and fastpath_enabled():
+            # Lean per-packet path for the record track's H.264 packets (hub/ingest/fastpath.py).
+            from hub.ingest.fastpath import install_record_fastpath
+
+            entry_fastpath = install_record_fastpath(receiver, tap)
+        else:
+            entry_fastpath = None
         if track.kind == "video" and self.config.pin_remb:
             # Switch aiortc's own REMB estimator off; _maintain() sends the pinned value.
             setattr(receiver, RECEIVER_ESTIMATOR, None)
         entry = _Track(role=role, kind=track.kind, mid=mid or tr.mid, receiver=receiver, track=track, tap=tap)
+        entry.fastpath = entry_fastpath
         key = role if role != "blackhole" else f"blackhole:{entry.mid}"
         self.tracks[key] = entry
         if role == "detect":
