@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hub.buffer import RingBuffer
 from hub.clips import ClipError, write_snapshot
-from hub.media.frames import AudioChunk, DetectFrame, EncodedFrame
+from hub.media.frames import AudioChunk, AudioLevel, DetectFrame, EncodedFrame
 from hub.recorder import EventRecorder
 from hub.triggers.audio import AudioConfig, AudioTrigger
 from hub.triggers.engine import (EngineConfig, EngineEvent, EventEnded, EventStarted, EventSuppressed,
@@ -71,6 +71,9 @@ class TriggerChain:
 
     def hear(self, chunk: AudioChunk) -> list[EngineEvent]:
         return self.engine.feed_audio(chunk.t, self.audio.process(chunk))
+
+    def hear_level(self, level: AudioLevel) -> list[EngineEvent]:
+        return self.engine.feed_audio(level.t, self.audio.process_level(level.dbfs))
 
 
 def build_chain(hub: Hub, camera_id: str, settings: dict[str, Any], armed: bool) -> TriggerChain:
@@ -136,6 +139,11 @@ class CameraPipeline:
         self.audio_chunks += 1
         self._clock(chunk.t)
         self._handle(self.chain.hear(chunk))
+
+    def on_audio_level(self, level: AudioLevel) -> None:
+        self.audio_chunks += 1
+        self._clock(level.t)
+        self._handle(self.chain.hear_level(level))
 
     def on_broken(self) -> None:
         self.buffer.mark_broken()

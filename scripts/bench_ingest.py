@@ -258,6 +258,12 @@ class Run:
         pid = hub.proc.pid  # type: ignore[union-attr]
         ctx = ssl.create_default_context(cafile=str(hub.cert_path))
         async with httpx.AsyncClient(verify=ctx, timeout=10) as client:
+            if not args.record:
+                # Ingest is what is measured: the moving test scene would otherwise keep an event (clip writing,
+                # snapshots) open for the whole window. Disarmed, the triggers still run on every camera.
+                r = await client.post(f"{hub.https}/api/ui/arm", json={"armed": False},
+                                      headers={"Authorization": f"Bearer {hub.admin_secret}"})
+                r.raise_for_status()
             await asyncio.sleep(2.0)
             idle_a = cpu_sample(pid)
             await asyncio.sleep(3.0)
@@ -572,6 +578,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--modes", default="tap,naive", help="tap (record never decoded) and/or naive (default both)")
     p.add_argument("--json", action="store_true", help="also print one JSON line with every number")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (hub logs, data, generated media)")
+    p.add_argument("--record", action="store_true",
+                   help="leave the hub armed: the moving scene then records events (clip writing is included)")
     args = p.parse_args(argv)
     try:
         args.cameras = [int(x) for x in args.cameras.split(",") if x.strip()]

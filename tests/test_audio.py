@@ -67,3 +67,24 @@ def test_absolute_floor_is_configurable() -> None:
     scene = scenes.audio_faint_click_quiet()
     assert not _triggers(scene, AudioConfig(rise_db=6))  # the absolute floor holds it back
     assert _triggers(scene, AudioConfig(rise_db=6, min_level_dbfs=-65))
+
+
+@pytest.mark.parametrize("make", [scenes.audio_clap_quiet, scenes.audio_clap_fan, scenes.audio_fan])
+def test_sender_levels_decide_like_samples(make):
+    """Browsers send each packet's RMS level (RFC 6464, whole dB): the trigger decides the same from it."""
+    scene = make()
+    from_samples = AudioTrigger()
+    from_levels = AudioTrigger()
+    fired_samples, fired_levels = [], []
+    for chunk in scene.chunks(20.0):
+        r = from_samples.process(chunk)
+        ms = float(np.mean(np.square(chunk.samples, dtype=np.float64)))
+        level = max(-127.0, round(10 * np.log10(ms))) if ms > 0 else -127.0
+        q = from_levels.process_level(level)
+        if r.triggered:
+            fired_samples.append(chunk.t)
+        if q.triggered:
+            fired_levels.append(chunk.t)
+    assert bool(fired_samples) == bool(fired_levels) == bool(scene.onsets)
+    if scene.onsets:
+        assert abs(fired_levels[0] - fired_samples[0]) <= 0.04

@@ -447,3 +447,34 @@ async def test_chrome_shaped_offer_is_answered() -> None:
         assert peer.tracks["record"].mid == "0" and peer.tracks["detect"].mid == "1"
     finally:
         await peer.close()
+
+
+class LevelSink(RecordingSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels: list = []
+
+    def on_audio_level(self, level) -> None:
+        self.levels.append(level)
+
+
+async def test_sender_audio_levels_replace_decoding() -> None:
+    """RFC 6464 levels in the RTP headers feed the sound trigger; the Opus packets are stored, never decoded."""
+    sink = LevelSink()
+    peer = CameraPeer("cam-levels", sink, None)
+    client, _, _ = await _client("video/h264")
+    try:
+        answer = await peer.accept({"type": "offer", "sdp": client.localDescription.sdp})
+        assert "ssrc-audio-level" in answer["sdp"]
+        await client.setRemoteDescription(RTCSessionDescription(**answer))
+        assert await _wait_for(lambda: len(sink.levels) > 60, 10), "no audio levels"
+        # ToneTrack: a sine of amplitude 8000/32767 has an RMS of -15.2 dBFS
+        steady = [lv.dbfs for lv in sink.levels[10:]]
+        assert all(abs(v - -15.2) <= 1.5 for v in steady), steady[:20]
+        audio_tap = peer.tracks["audio"].tap
+        assert audio_tap.levels >= len(sink.levels) and audio_tap.decoded == 0 and sink.audio == []
+        stored = [f for f in sink.frames if f.kind == "audio"]
+        assert len(stored) > 50 and all(f.codec == "opus" for f in stored)  # still recorded into clips
+    finally:
+        await client.close()
+        await peer.close()

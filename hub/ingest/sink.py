@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from hub.media.frames import AudioChunk, DetectFrame, EncodedFrame
+from hub.media.frames import AudioChunk, AudioLevel, DetectFrame, EncodedFrame
 
 
 class CameraSink(Protocol):
@@ -16,6 +16,9 @@ class CameraSink(Protocol):
 
     def on_audio(self, chunk: AudioChunk) -> None:
         """Decoded audio for the level trigger."""
+
+    def on_audio_level(self, level: AudioLevel) -> None:
+        """The sender's level of one audio packet (RFC 6464); while these arrive, on_audio does not."""
 
     def on_broken(self) -> None:
         """Video data was lost: nothing before the next keyframe can be used."""

@@ -41,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, EncodedFrame
+from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, AudioLevel, EncodedFrame
 from hub.media.h264 import ParameterSetCache, h264_is_keyframe, vp8_is_keyframe, vp8_keyframe_size
 
 if TYPE_CHECKING:
@@ -279,6 +279,8 @@ class TrackStats:
 # The tap
 # --------------------------------------------------------------------------------------------------------
 
+_LEVELS_FRESH_S = 1.0  # without an RFC 6464 level for this long, the tap decodes Opus again
+
 _CODEC_NAMES = {"h264": "h264", "vp8": "vp8", "opus": "opus"}
 
 
@@ -333,6 +335,9 @@ class EncodedTap:
         self._arrival_order: deque[int] = deque()
         self._info_sent: tuple | None = None
         self._audio_delay_s = 0.0
+        self.levels = 0  # RFC 6464 levels delivered (audio)
+        self._levels_at = float("-inf")  # when the last one arrived: while fresh, Opus is not decoded
+        self._level_hooked = False
 
         q = getattr(receiver, RECEIVER_DECODER_QUEUE)
         self._queue = q
@@ -431,6 +436,8 @@ class EncodedTap:
                 self._emit(
                     EncodedFrame(kind="audio", codec="opus", data=data, pts=ts, time_base=AUDIO_TIME_BASE, t=t)
                 )
+            if now - self._levels_at < _LEVELS_FRESH_S:
+                return False  # the sender's own levels feed the trigger: nothing to decode
             if self._opus is None:
                 return True  # aiortc decodes it; CameraPeer reads the decoded track
             if name == "opus":
@@ -500,8 +507,35 @@ class EncodedTap:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    def tap_levels(self, on_level: Callable[[AudioLevel], None]) -> None:
+        """Audio: deliver each RTP packet's RFC 6464 level (``ssrc-audio-level``, which aiortc negotiates and
+        browsers fill in) to ``on_level``. While levels arrive the Opus packets are stored but never decoded, which
+        was a third of the hub's CPU per camera; a sender without the extension falls back to decoding."""
+        receiver = self.receiver
+        original = receiver._handle_rtp_packet
+
+        async def handle(packet: Any, arrival_time_ms: int) -> None:
+            level = packet.extensions.audio_level
+            if level is not None:
+                now = self.clock()
+                self._levels_at = now
+                self.levels += 1
+                try:
+                    on_level(AudioLevel(dbfs=-float(level[1]), t=now))
+                except Exception:  # noqa: BLE001
+                    logger.exception("tap: on_audio_level failed")
+            await original(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle  # instance attribute shadows the method (pinned aiortc)
+        self._level_hooked = True
+
     def remove(self) -> None:
         """Restore aiortc's own ``put`` / ``add`` (the tap stops seeing frames)."""
+        if self._level_hooked:
+            try:
+                del self.receiver._handle_rtp_packet
+            except AttributeError:
+                pass
         try:
             del self._queue.put
         except AttributeError:

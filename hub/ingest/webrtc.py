@@ -431,6 +431,9 @@ class CameraPeer:
         elif role == "audio":
             tap = EncodedTap(receiver, "audio", kind=track.kind, on_frame=self.sink.on_frame,
                              on_audio=self.sink.on_audio)
+            on_level = getattr(self.sink, "on_audio_level", None)
+            if on_level is not None:
+                tap.tap_levels(on_level)
         else:
             tap = EncodedTap(receiver, role, kind=track.kind)
         if role == "record" and track.kind == "video" and not self.config.decode_record and fastpath_enabled():

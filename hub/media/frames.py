@@ -59,3 +59,15 @@ class AudioChunk:
     samples: np.ndarray
     sample_rate: int
     t: float
+
+
+@dataclass(slots=True)
+class AudioLevel:
+    """The sender's own level of one audio packet (RFC 6464 ssrc-audio-level), in dBFS (RMS, -127..0).
+
+    Browsers put it in every Opus packet's RTP header, so the hub can run the sound trigger without decoding.
+    """
+
+    dbfs: float
+    t: float
+    duration_ms: float = 20.0

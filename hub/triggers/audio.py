@@ -87,6 +87,15 @@ class AudioTrigger:
         floor = self._floor if self._floor is not None else self._last_level
         return AudioResult(self._last_level, floor, triggered)
 
+    def process_level(self, level_dbfs: float) -> AudioResult:
+        """One frame's level measured by the sender (RFC 6464), instead of samples: the same decision per frame.
+
+        The sender's level is quantised to 1 dB; the trigger's rise, hold and floor work in whole dB anyway.
+        """
+        triggered = self._step(level_dbfs)
+        self._last_level = level_dbfs
+        return AudioResult(level_dbfs, self._floor if self._floor is not None else level_dbfs, triggered)
+
     def _step(self, level: float) -> bool:
         c = self.config
         dt = c.frame_ms / 1000.0
