@@ -51,6 +51,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.harness.chromium import BASE_ARGS  # noqa: E402
 from tests.hubproc import HubProcess  # noqa: E402
 
 W, H, FPS = 1280, 720, 15
@@ -61,17 +62,7 @@ TARGET_MB = 12.0
 TARGET_RATIO = 3.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-dev-shm-usage",
+CHROMIUM_ARGS = BASE_ARGS + [
     # N cameras share one browser: keep every page's timers and encoders at full speed.
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",

@@ -109,3 +109,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
     if _START_TIMES:
         parts = ", ".join(f"{k} {v:.2f}s" for k, v in _START_TIMES.items())
         terminalreporter.write_line(f"harness start times: {parts}")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(hub):
+    """An HTTPS client for the module's own ``hub`` fixture (a tests.hubproc.HubProcess), trusting its certificate."""
+    import ssl
+
+    import httpx
+
+    ctx = ssl.create_default_context(cafile=str(hub.cert_path))
+    async with httpx.AsyncClient(base_url=hub.https, verify=ctx, timeout=10.0) as client:
+        yield client

@@ -13,7 +13,7 @@ from hub.store import Store
 from tests import scenes
 from tests.harness.media import write_y4m
 from tests.hubproc import HubProcess
-from tests.test_browser_ingest import api, stream_camera, write_tone_wav  # noqa: F401 - fixture reused
+from tests.test_browser_ingest import stream_camera, write_tone_wav
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +27,7 @@ def hub(tmp_path_factory):
     h.stop()
 
 
-async def test_walk_in_front_of_a_phone_makes_one_event_with_a_clip(camera_browser, hub, api, tmp_path):  # noqa: F811
+async def test_walk_in_front_of_a_phone_makes_one_event_with_a_clip(camera_browser, hub, api, tmp_path):
     scene = scenes.person_near(size=(640, 360), fps=15)  # the walk starts 3 s into the 8 s loop
     video = write_y4m(tmp_path / "walk.y4m", [np.dstack([y] * 3) for y in scene.frames], 15)
     browser = await camera_browser(video, write_tone_wav(tmp_path / "tone.wav"), spki=hub.spki)

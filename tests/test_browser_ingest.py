@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import pytest_asyncio
 
 from tests.hubproc import HubProcess
 
@@ -134,13 +132,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
         yield h
     finally:
         h.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(hub: HubProcess):
-    ctx = ssl.create_default_context(cafile=str(hub.cert_path))
-    async with httpx.AsyncClient(base_url=hub.https, verify=ctx, timeout=10.0) as client:
-        yield client
 
 
 def admin(hub: HubProcess) -> dict[str, str]:

@@ -1,6 +1,5 @@
 """The hub as users run it: a real process, HTTPS with its own certificate, clean SIGTERM."""
 
-import json
 import ssl
 import stat
 

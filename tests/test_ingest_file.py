@@ -13,39 +13,7 @@ import pytest
 
 from hub.ingest.file import FileCamera, FileCameraError
 from hub.media.h264 import split_annexb
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.frames: list = []
-        self.detect: list = []
-        self.audio: list = []
-        self.info: list = []
-        self.broken = 0
-
-    def on_frame(self, frame) -> None:
-        self.frames.append(frame)
-
-    def on_detect(self, frame) -> None:
-        self.detect.append(frame)
-
-    def on_audio(self, chunk) -> None:
-        self.audio.append(chunk)
-
-    def on_broken(self) -> None:
-        self.broken += 1
-
-    def on_status(self, status) -> None:
-        pass
-
-    def on_stream_info(self, info) -> None:
-        self.info.append(info)
-
-    def video(self):
-        return [f for f in self.frames if f.kind == "video"]
-
-    def audio_frames(self):
-        return [f for f in self.frames if f.kind == "audio"]
+from tests.sinks import RecordingSink
 
 
 def make_clip(path: Path, *, vcodec="libx264", acodec="libopus", seconds=2.0, fps=30, size=(320, 240), gop=30):

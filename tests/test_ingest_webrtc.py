@@ -24,37 +24,7 @@ import av
 from hub.ingest.tap import RECEIVER_DECODER_THREAD
 from hub.ingest.webrtc import CameraPeer, SignalingError, apply_bitrate_floor, assign_roles, parse_offer_mlines
 from hub.media.h264 import split_annexb
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.frames: list = []
-        self.detect: list = []
-        self.audio: list = []
-        self.broken = 0
-        self.status: list = []
-        self.info: list = []
-
-    def on_frame(self, frame) -> None:
-        self.frames.append(frame)
-
-    def on_detect(self, frame) -> None:
-        self.detect.append(frame)
-
-    def on_audio(self, chunk) -> None:
-        self.audio.append(chunk)
-
-    def on_broken(self) -> None:
-        self.broken += 1
-
-    def on_status(self, status) -> None:
-        self.status.append(status)
-
-    def on_stream_info(self, info) -> None:
-        self.info.append(info)
-
-    def video(self):
-        return [f for f in self.frames if f.kind == "video"]
+from tests.sinks import RecordingSink
 
 
 class PatternTrack(VideoStreamTrack):

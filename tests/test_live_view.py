@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import ssl
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from tests.hubproc import HubProcess
 from tests.test_browser_ingest import admin, open_page, pairing_code, track, wait_hub, wait_state
@@ -70,13 +68,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
         yield h
     finally:
         h.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(hub: HubProcess):
-    ctx = ssl.create_default_context(cafile=str(hub.cert_path))
-    async with httpx.AsyncClient(base_url=hub.https, verify=ctx, timeout=10.0) as client:
-        yield client
 
 
 async def viewers(api: httpx.AsyncClient, hub: HubProcess, cid: str) -> list[dict]:
