@@ -58,7 +58,7 @@ class IngestConfig(_Section):
     detect_fps: int = Field(5, ge=1, le=30)
     offline_after_s: float = Field(30, gt=0, description="A camera silent this long is reported offline.")
     decode_record: bool = Field(
-        False, description="Benchmarks only (scripts/bench ingest): also decode the record track, aiortc's naive path."
+        False, description="Benchmarks only (scripts/bench ingest): aiortc's default receive path, record track decoded."
     )
 
 

@@ -12,8 +12,9 @@ A phone's offer carries up to three media tracks (plus a ``status`` data channel
 * anything else is blackholed (never forwarded to a decoder, so no queue grows).
 
 ``PeerConfig.decode_record`` (benchmarks only: ``scripts/bench ingest`` measures the tap against it) restores
-aiortc's default path for the record track: its frames are still tapped, but also forwarded to aiortc's decoder
-and the decoded frames are read and discarded.
+aiortc's default receive path throughout: the record track's frames are still tapped but also decoded (and the
+decoded frames read and discarded), audio goes through aiortc's own decoder thread, and neither the fast path nor
+the RFC 6464 levels are used.
 
 Per-packet cost (``hub/ingest/fastpath.py``, kill switch ``PINGWATCH_INGEST_FASTPATH=0``): the record track's
 H.264 packets take a lean path that reassembles frames straight into the tap (aiortc's jitter buffer only after a
@@ -378,7 +379,7 @@ class CameraPeer:
         # Read every queued datagram per event-loop wake-up on the ICE sockets (hub/ingest/fastpath.py).
         from hub.ingest.fastpath import batch_ice_reads
 
-        if fastpath_enabled():
+        if fastpath_enabled() and not self.config.decode_record:
             self.batched_sockets = batch_ice_reads(pc)
         if "record" not in self.tracks:
             await self.close()
@@ -429,10 +430,11 @@ class CameraPeer:
                 decode=self.config.decode_record,
             )
         elif role == "audio":
+            # The naive baseline (decode_record) is aiortc's default path throughout: its own Opus decoder thread.
             tap = EncodedTap(receiver, "audio", kind=track.kind, on_frame=self.sink.on_frame,
-                             on_audio=self.sink.on_audio)
+                             on_audio=None if self.config.decode_record else self.sink.on_audio)
             on_level = getattr(self.sink, "on_audio_level", None)
-            if on_level is not None:
+            if on_level is not None and not self.config.decode_record:
                 tap.tap_levels(on_level)
         else:
             tap = EncodedTap(receiver, role, kind=track.kind)
