@@ -80,12 +80,12 @@ class HubProcess:
 
         return cert_info(self.cert_path).spki_sha256_b64
 
-    def start(self, timeout: float = 30.0) -> HubProcess:
+    def start(self, timeout: float = 30.0, args: tuple[str, ...] = ()) -> HubProcess:
         self.lines = []
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PINGWATCH_CONFIG", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", "--config", str(self.config_path), "--no-pair"],
+            [sys.executable, "-m", "hub", "--config", str(self.config_path), "--no-pair", *args],
             cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()

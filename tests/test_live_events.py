@@ -174,3 +174,28 @@ def test_sigkill_mid_event_leaves_a_playable_clip(tmp_path, mosquitto):
     with av.open(ev["clip_path"]) as c:
         assert sum(1 for _ in c.decode(video=0)) >= 15
     assert not [p for p in (hub.data_dir / "clips").rglob(".*")], "temp files left behind"
+
+
+def test_demo_camera_makes_an_event_within_a_minute(tmp_path, mosquitto):
+    """`pingwatch hub run --demo`: a newcomer without a phone sees a camera, an event with a clip and HA entities."""
+    ha = Listener(mosquitto.host, mosquitto.port, "pwdemo")
+    hub = HubProcess.create(tmp_path / "hub", mqtt={"enabled": True, "host": mosquitto.host, "port": mosquitto.port,
+                                                    "topic_prefix": "pwdemo"})
+    t0 = time.monotonic()
+    hub.start(timeout=60, args=("--demo",))
+    try:
+        ha.wait_for(lambda t, p, r: t.startswith("homeassistant/device/") and b"demo" in p)
+        ha.wait_for(lambda t, p, r: t == "pwdemo/camera/demo/status" and p == b"online")
+        ended = json.loads(hub.wait_for_log('"msg": "event ended"', timeout=60))
+        ha.wait_for(lambda t, p, r: t == "pwdemo/camera/demo/snapshot" and p[:2] == b"\xff\xd8")
+        elapsed = time.monotonic() - t0
+    finally:
+        assert hub.stop() == 0
+        ha.close()
+    assert elapsed < 60, f"first demo event took {elapsed:.0f} s"
+    store = Store(hub.data_dir / "hub.db")
+    ev = store.get_event(ended["event_id"])
+    assert ev["camera_id"] == "demo" and ev["status"] == "complete"
+    assert set(ev["triggers"]) == {"motion", "sound"}  # the demo's walker knocks on the way
+    with av.open(ev["clip_path"]) as c:
+        assert sum(1 for _ in c.decode(video=0)) > 15 * 5
