@@ -36,6 +36,15 @@ _STATUS_FIELDS = {"battery": float, "charging": bool, "visible": bool, "temperat
 TICK_S = 0.5  # how often time-outs (post-roll end, motion clear) are checked while a camera sends nothing
 
 
+def default_camera_settings(hub: Hub) -> dict[str, Any]:
+    """What a camera uses for each setting the web UI has not set for it: the config file's values."""
+    cfg = hub.config
+    return {"sensitivity": cfg.motion.sensitivity, "motion_enabled": cfg.motion.enabled,
+            "pre_roll_s": cfg.events.pre_roll_s, "post_roll_s": cfg.events.post_roll_s,
+            "audio_enabled": cfg.audio.enabled, "audio_level_dbfs": cfg.audio.min_level_dbfs,
+            "zones": [], "masks": []}
+
+
 def camera_settings(hub: Hub, camera_id: str) -> dict[str, Any]:
     """The camera's own settings (web UI) over the hub's defaults (config file)."""
     cam = hub.store.get_camera(camera_id) or {}
@@ -44,11 +53,7 @@ def camera_settings(hub: Hub, camera_id: str) -> dict[str, Any]:
     except ValueError:
         stored = {}
     stored = {k: v for k, v in (stored if isinstance(stored, dict) else {}).items() if v is not None}
-    cfg = hub.config
-    return {"sensitivity": cfg.motion.sensitivity, "motion_enabled": cfg.motion.enabled,
-            "pre_roll_s": cfg.events.pre_roll_s, "post_roll_s": cfg.events.post_roll_s,
-            "audio_enabled": cfg.audio.enabled, "audio_level_dbfs": cfg.audio.min_level_dbfs,
-            "zones": [], "masks": []} | stored
+    return default_camera_settings(hub) | stored
 
 
 class TriggerChain:

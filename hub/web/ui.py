@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hub import __version__
 from hub.app import HUB_KEY, Hub
 from hub.bus import Message
+from hub.pipeline import default_camera_settings
 from hub.web.api import ApiError, _json_body
 from hub.web.auth import LOGOUT_HOOK_KEY, require_session, setup_auth
 
@@ -106,14 +107,6 @@ class CameraSettings(BaseModel):
     _polys = field_validator("zones", "masks")(_check_polygons)
 
 
-def _defaults(hub: Hub) -> dict[str, Any]:
-    cfg = hub.config
-    return {"sensitivity": cfg.motion.sensitivity, "motion_enabled": cfg.motion.enabled,
-            "pre_roll_s": cfg.events.pre_roll_s, "post_roll_s": cfg.events.post_roll_s,
-            "audio_enabled": cfg.audio.enabled, "audio_level_dbfs": cfg.audio.min_level_dbfs,
-            "zones": [], "masks": []}
-
-
 def _stored_settings(cam: dict[str, Any]) -> dict[str, Any]:
     try:
         raw = json.loads(cam.get("settings") or "{}")
@@ -124,7 +117,7 @@ def _stored_settings(cam: dict[str, Any]) -> dict[str, Any]:
 
 def _camera_out(hub: Hub, desc: dict[str, Any], cam: dict[str, Any]) -> dict[str, Any]:
     stored = _stored_settings(cam)
-    effective = _defaults(hub) | {k: v for k, v in stored.items() if v is not None}
+    effective = default_camera_settings(hub) | {k: v for k, v in stored.items() if v is not None}
     return desc | {"settings": effective, "camera_armed": bool(cam.get("armed")),
                    "custom": sorted(k for k, v in stored.items() if v not in (None, []))}
 
