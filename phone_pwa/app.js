@@ -183,7 +183,8 @@ async function doPair(code, name) {
   }
 }
 
-function revoked() {
+// Stop streaming and forget the token: the hub revoked it, or the user unpaired.
+function dropPairing() {
   S.gen++;
   clearRetry();
   teardownPeer();
@@ -192,6 +193,10 @@ function revoked() {
   S.creds = null;
   S.verified = false;
   wake.release();
+}
+
+function revoked() {
+  dropPairing();
   undim();
   showPair('This camera was removed from the hub; pair it again.');
   if (S.pendingPair) doPair(S.pendingPair.code, S.pendingPair.name || defaultName());
@@ -199,14 +204,7 @@ function revoked() {
 
 function unpair() {
   if (!confirm('Unpair this phone? It stops sending video. Remove it on the hub too, or it stays listed there as offline.')) return;
-  S.gen++;
-  clearRetry();
-  teardownPeer();
-  stopMedia();
-  api.clearCredentials();
-  S.creds = null;
-  S.verified = false;
-  wake.release();
+  dropPairing();
   showPair('Unpaired. Enter a new code to pair again.', 'info');
 }
 
