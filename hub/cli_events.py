@@ -283,12 +283,9 @@ def replay(
     """Run a video through the live triggers; one line per event (tune sensitivity on your own footage)."""
     import asyncio
 
-    from hub.pipeline import TriggerChain
+    from hub.pipeline import build_chain, default_camera_settings
     from hub.replay import ReplayError, ReplayEvent
     from hub.replay import replay as run_replay
-    from hub.triggers.audio import AudioConfig
-    from hub.triggers.engine import EngineConfig
-    from hub.triggers.motion import MotionConfig
     from hub.triggers.zones import ZoneError, parse_polygon
 
     cfg = get_config(config)
@@ -302,15 +299,11 @@ def replay(
     except ZoneError as exc:
         fail(f"bad polygon: {exc}", 2)
     ev_cfg = cfg.events
-    chain = TriggerChain(
-        "replay",
-        MotionConfig(sensitivity=sensitivity or cfg.motion.sensitivity, threshold=cfg.motion.threshold,
-                     min_area=cfg.motion.min_area),
-        AudioConfig(rise_db=cfg.audio.rise_db, hold_ms=cfg.audio.hold_ms, min_level_dbfs=cfg.audio.min_level_dbfs),
-        EngineConfig(pre_roll_s=ev_cfg.pre_roll_s, post_roll_s=ev_cfg.post_roll_s, max_length_s=ev_cfg.max_length_s,
-                     cooldown_s=ev_cfg.cooldown_s, max_events_per_hour=10**6, motion_enabled=cfg.motion.enabled,
-                     audio_enabled=cfg.audio.enabled),
-        zones, masks)
+    settings = default_camera_settings(cfg) | {"zones": zones, "masks": masks}
+    if sensitivity:
+        settings["sensitivity"] = sensitivity
+    # no hourly cap: a replay reports every event the footage holds
+    chain = build_chain(cfg, "replay", settings, armed=True, max_events_per_hour=10**6)
 
     def show(ev: ReplayEvent) -> None:
         if as_json:

@@ -24,10 +24,11 @@ from hub.triggers.audio import AudioConfig, AudioTrigger
 from hub.triggers.engine import (EngineConfig, EngineEvent, EventEnded, EventStarted, EventSuppressed,
                                  EventUpdated, MotionState, SoundState, TriggerEngine)
 from hub.triggers.motion import MotionConfig, MotionDetector
-from hub.triggers.zones import ZoneError, active_area
+from hub.triggers.zones import ZoneError, active_area, to_polygon
 
 if TYPE_CHECKING:
     from hub.app import Hub
+    from hub.config import HubConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,8 @@ _STATUS_FIELDS = {"battery": float, "charging": bool, "visible": bool, "temperat
 TICK_S = 0.5  # how often time-outs (post-roll end, motion clear) are checked while a camera sends nothing
 
 
-def default_camera_settings(hub: Hub) -> dict[str, Any]:
+def default_camera_settings(cfg: HubConfig) -> dict[str, Any]:
     """What a camera uses for each setting the web UI has not set for it: the config file's values."""
-    cfg = hub.config
     return {"sensitivity": cfg.motion.sensitivity, "motion_enabled": cfg.motion.enabled,
             "pre_roll_s": cfg.events.pre_roll_s, "post_roll_s": cfg.events.post_roll_s,
             "audio_enabled": cfg.audio.enabled, "audio_level_dbfs": cfg.audio.min_level_dbfs,
@@ -53,7 +53,7 @@ def camera_settings(hub: Hub, camera_id: str) -> dict[str, Any]:
     except ValueError:
         stored = {}
     stored = {k: v for k, v in (stored if isinstance(stored, dict) else {}).items() if v is not None}
-    return default_camera_settings(hub) | stored
+    return default_camera_settings(hub.config) | stored
 
 
 class TriggerChain:
@@ -64,7 +64,9 @@ class TriggerChain:
         self.motion = MotionDetector(motion)
         self.audio = AudioTrigger(audio)
         self.engine = TriggerEngine(camera_id, engine, armed=armed)
-        self.zones, self.masks = zones or [], masks or []
+        # Validated here (ZoneError), not at the first frame, so a bad polygon is reported once, at set-up.
+        self.zones = [to_polygon(z) for z in zones or []]
+        self.masks = [to_polygon(m) for m in masks or []]
         self._mask_size: tuple[int, int] | None = None
 
     def detect(self, frame: DetectFrame) -> list[EngineEvent]:
@@ -81,15 +83,16 @@ class TriggerChain:
         return self.engine.feed_audio(level.t, self.audio.process_level(level.dbfs))
 
 
-def build_chain(hub: Hub, camera_id: str, settings: dict[str, Any], armed: bool) -> TriggerChain:
-    cfg = hub.config
+def build_chain(cfg: HubConfig, camera_id: str, settings: dict[str, Any], armed: bool,
+                max_events_per_hour: int | None = None) -> TriggerChain:
+    """The triggers for one camera from the config and its settings (``camera_settings``); used live and by replay."""
     motion = MotionConfig(sensitivity=settings["sensitivity"], threshold=cfg.motion.threshold,
                           min_area=cfg.motion.min_area)
     audio = AudioConfig(rise_db=cfg.audio.rise_db, hold_ms=cfg.audio.hold_ms,
                         min_level_dbfs=settings["audio_level_dbfs"])
     engine = EngineConfig(pre_roll_s=settings["pre_roll_s"], post_roll_s=settings["post_roll_s"],
                           max_length_s=cfg.events.max_length_s, cooldown_s=cfg.events.cooldown_s,
-                          max_events_per_hour=cfg.events.max_per_hour, motion_enabled=settings["motion_enabled"],
+                          max_events_per_hour=max_events_per_hour or cfg.events.max_per_hour, motion_enabled=settings["motion_enabled"],
                           audio_enabled=settings["audio_enabled"])
     try:
         return TriggerChain(camera_id, motion, audio, engine, settings.get("zones"), settings.get("masks"), armed)
@@ -114,7 +117,7 @@ class CameraPipeline:
         self._t = 0.0  # newest camera-clock time seen, and when (monotonic) it was seen
         self._t_mono = 0.0
         settings = camera_settings(hub, camera_id)
-        self.chain = build_chain(hub, camera_id, settings, self._armed())
+        self.chain = build_chain(hub.config, camera_id, settings, self._armed())
         self.recorder = EventRecorder(camera_id, self.buffer, hub.store, hub.bus, hub.data.clips_dir,
                                       settings["pre_roll_s"], settings["post_roll_s"], on_disk_full=self._disk_full)
         self._ticker = asyncio.get_event_loop().create_task(self._tick_forever(), name=f"tick-{camera_id}")
@@ -222,7 +225,7 @@ class CameraPipeline:
     def apply_settings(self) -> None:
         """Rebuild the triggers from the camera's current settings (the web UI changed them)."""
         settings = camera_settings(self.hub, self.camera_id)
-        self.chain = build_chain(self.hub, self.camera_id, settings, self._armed())
+        self.chain = build_chain(self.hub.config, self.camera_id, settings, self._armed())
         self.recorder.pre_roll_s, self.recorder.post_roll_s = settings["pre_roll_s"], settings["post_roll_s"]
         log.info("camera settings applied", extra={"camera_id": self.camera_id})
 

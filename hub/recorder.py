@@ -49,7 +49,7 @@ class _Recording:
 
 class EventRecorder:
     def __init__(self, camera_id: str, buffer: RingBuffer, store: Store, bus: Bus, clips_dir: Path,
-                 pre_roll_s: float, post_roll_s: float, record: bool = True,
+                 pre_roll_s: float, post_roll_s: float,
                  on_disk_full: Callable[[], None] | None = None) -> None:
         self.on_disk_full = on_disk_full
         self.camera_id = camera_id
@@ -59,7 +59,6 @@ class EventRecorder:
         self.clips_dir = clips_dir
         self.pre_roll_s = pre_roll_s
         self.post_roll_s = post_roll_s
-        self.record = record
         self.codec: str | None = None  # record-track codec, from the stream info
         self.current: _Recording | None = None
         self._finishing: set[asyncio.Task[Any]] = set()
@@ -76,21 +75,18 @@ class EventRecorder:
             "camera_id": self.camera_id, "status": "recording", "start": start, "detected_at": detected_at,
             "triggers": [trigger], "pre_roll_s": self.pre_roll_s, "post_roll_s": self.post_roll_s,
         })
-        writer = unsubscribe = clip_path = None
-        rec = _Recording(event_id, start, detected_at, {trigger}, None, None, None)
-        if self.record:
-            clip_path = self._clip_path(event_id, start)
-            try:
-                clip_path.parent.mkdir(parents=True, exist_ok=True)
-                writer = ClipWriter(clip_path, audio=True)
-                frames = self.buffer.frames_since(start - self.pre_roll_s)
-                for f in frames:
-                    self._write(rec, writer, f)
-                unsubscribe = self.buffer.subscribe(lambda f: self._write(rec, writer, f))
-            except (OSError, ClipError) as exc:
-                self._give_up_clip(rec, writer, exc)
-                writer = None
-        rec.writer, rec.unsubscribe, rec.clip_path = writer, unsubscribe, clip_path if writer else None
+        rec = _Recording(event_id, start, detected_at, {trigger}, None, None, self._clip_path(event_id, start))
+        try:
+            rec.clip_path.parent.mkdir(parents=True, exist_ok=True)
+            rec.writer = writer = ClipWriter(rec.clip_path, audio=True)
+            for f in self.buffer.frames_since(start - self.pre_roll_s):
+                self._write(rec, writer, f)
+            if rec.write_error is None:
+                rec.unsubscribe = self.buffer.subscribe(lambda f: self._write(rec, writer, f))
+        except (OSError, ClipError) as exc:
+            self._give_up_clip(rec, exc)
+        if rec.writer is None:
+            rec.clip_path = None
         self.current = rec
         self.store.update_event(event_id, clip_path=str(rec.clip_path) if rec.clip_path else None)
         self.bus.publish("event.started", event_id=event_id, camera_id=self.camera_id, start=start,
@@ -118,9 +114,9 @@ class EventRecorder:
         except (OSError, ClipError) as exc:
             # A full disk or a broken stream must not take the camera down: the event keeps its row and
             # snapshot; the clip is recovered up to the last complete GOP or dropped.
-            self._give_up_clip(rec, writer, exc)
+            self._give_up_clip(rec, exc)
 
-    def _give_up_clip(self, rec: _Recording, writer: ClipWriter | None, exc: Exception) -> None:
+    def _give_up_clip(self, rec: _Recording, exc: Exception) -> None:
         rec.write_error = str(exc)
         full = _is_disk_full(exc)
         log.error("disk full: clip cut short, running retention to make room" if full else "clip writing failed",

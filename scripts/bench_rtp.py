@@ -181,17 +181,21 @@ def install(receiver: Any, sink: CountingSink, mode: str) -> Any:
     return tap
 
 
-async def replay(datagrams: list[bytes], mode: str, stage: str = "all") -> tuple[float, CountingSink]:
-    """CPU seconds to push every datagram through the receive path (fresh receiver, fresh SRTP session)."""
+def receive_path(mode: str) -> tuple[Any, Any, Any, Any, CountingSink]:
+    """A fresh SRTP session, receiver and sink for one measurement: (ext map, unprotect, parse, receiver, sink)."""
     from aiortc.rtp import RtpPacket
 
-    emap = ext_map()
     _, rx = srtp_sessions()
     sink = CountingSink()
     receiver = make_receiver()
     install(receiver, sink, mode)
-    parse = RtpPacket.parse
-    unprotect = rx.unprotect
+    return ext_map(), rx.unprotect, RtpPacket.parse, receiver, sink
+
+
+async def replay(datagrams: list[bytes], mode: str, stage: str = "all") -> tuple[float, CountingSink]:
+    """CPU seconds to push every datagram through the receive path (fresh receiver, fresh SRTP session)."""
+
+    emap, unprotect, parse, receiver, sink = receive_path(mode)
     t0 = time.process_time()
     if stage == "srtp":
         for d in datagrams:
@@ -244,7 +248,6 @@ async def udp_replay(frames_dg: list[list[bytes]], mode: str, fps: float, batch:
     import tempfile
 
     from aioice import stun
-    from aiortc.rtp import RtpPacket
 
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
@@ -264,13 +267,7 @@ async def udp_replay(frames_dg: list[list[bytes]], mode: str, fps: float, batch:
         batch_datagram_reads(transport)
         await asyncio.sleep(0)
     port = transport.get_extra_info("sockname")[1]
-    emap = ext_map()
-    _, rx = srtp_sessions()
-    sink = CountingSink()
-    receiver = make_receiver()
-    install(receiver, sink, mode)
-    parse = RtpPacket.parse
-    unprotect = rx.unprotect
+    emap, unprotect, parse, receiver, sink = receive_path(mode)
 
     async def recvfrom() -> tuple[bytes, int]:
         return await q.get()

@@ -117,7 +117,7 @@ def _stored_settings(cam: dict[str, Any]) -> dict[str, Any]:
 
 def _camera_out(hub: Hub, desc: dict[str, Any], cam: dict[str, Any]) -> dict[str, Any]:
     stored = _stored_settings(cam)
-    effective = default_camera_settings(hub) | {k: v for k, v in stored.items() if v is not None}
+    effective = default_camera_settings(hub.config) | {k: v for k, v in stored.items() if v is not None}
     return desc | {"settings": effective, "camera_armed": bool(cam.get("armed")),
                    "custom": sorted(k for k, v in stored.items() if v not in (None, []))}
 
