@@ -95,7 +95,7 @@ class CameraManager:
         peer = CameraPeer(
             camera_id, pipe,
             PeerConfig(keyframe_interval_s=ing.keyframe_interval_s, bitrate_kbps=ing.bitrate_kbps,
-                       decode_record=ing.decode_record),
+                       read_interval_ms=ing.read_interval_ms, decode_record=ing.decode_record),
             on_state=lambda state: self._on_peer_state(camera_id, state, holder[0] if holder else None),
         )
         holder.append(peer)

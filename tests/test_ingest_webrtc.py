@@ -21,6 +21,7 @@ from aiortc import rtcrtpreceiver
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamTrack
 import av
 
+from hub.ingest.fastpath import DatagramPoller
 from hub.ingest.tap import RECEIVER_DECODER_THREAD
 from hub.ingest.webrtc import CameraPeer, SignalingError, apply_bitrate_floor, assign_roles, parse_offer_mlines
 from hub.media.h264 import split_annexb
@@ -93,6 +94,15 @@ async def _client(mime: str, *, audio: bool = True, record=(320, 240), detect=(1
     channel = pc.createDataChannel("status")
     await pc.setLocalDescription(await pc.createOffer())
     return pc, rec, channel
+
+
+def _ice_transports(peer: CameraPeer) -> list:
+    """The hub side's asyncio UDP transports (aioice protocols of every ICE connection)."""
+    out = []
+    for tr in peer.pc.getTransceivers():
+        conn = tr.receiver.transport.transport._connection
+        out += [p.transport for p in conn._protocols if p.transport not in out]
+    return out
 
 
 async def _wait_for(cond, timeout: float) -> bool:
@@ -203,6 +213,18 @@ async def test_h264_record_detect_audio_status(decode_log) -> None:
         r = stats["tracks"]["record"]
         assert r["codec"] == "h264" and r["keyframes"] >= 3 and r["fps"] > 15 and r["bitrate_kbps"] > 0
         assert r["last_keyframe_gap_s"] is not None and r["last_keyframe_gap_s"] <= 2.5
+
+        # Media went straight from the socket to the receivers (hub/ingest/srtp_direct.py), never suspending,
+        # and the streaming sockets left the selector for the shared poller (hub/ingest/fastpath.py).
+        direct = stats["srtp_direct"]
+        assert direct["rtp"] > 300 and direct["rtcp"] > 0, direct
+        assert direct["suspended"] == 0 and direct["dropped"] == 0, direct
+        transports = _ice_transports(peer)
+        selector_fds = asyncio.get_running_loop()._selector.get_map()
+        streaming = [t for t in transports if t._sock_fd not in selector_fds]
+        assert streaming, "no ICE socket moved to the poller"
+        poller = DatagramPoller.for_loop(asyncio.get_running_loop(), 0.04)
+        assert len(poller) >= 1 and poller.ticks > 50
     finally:
         await client.close()
         await peer.close()

@@ -338,6 +338,7 @@ class EncodedTap:
         self.levels = 0  # RFC 6464 levels delivered (audio)
         self._levels_at = float("-inf")  # when the last one arrived: while fresh, Opus is not decoded
         self._level_hooked = False
+        self._on_level: Callable[[AudioLevel], None] | None = None
 
         q = getattr(receiver, RECEIVER_DECODER_QUEUE)
         self._queue = q
@@ -507,27 +508,41 @@ class EncodedTap:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def tap_levels(self, on_level: Callable[[AudioLevel], None]) -> None:
+    def tap_levels(self, on_level: Callable[[AudioLevel], None], hook: bool = True) -> None:
         """Audio: deliver each RTP packet's RFC 6464 level (``ssrc-audio-level``, which aiortc negotiates and
         browsers fill in) to ``on_level``. While levels arrive the Opus packets are stored but never decoded, which
-        was a third of the hub's CPU per camera; a sender without the extension falls back to decoding."""
+        was a third of the hub's CPU per camera; a sender without the extension falls back to decoding.
+        ``hook=False``: the caller's own packet handler (``hub.ingest.opus_fastpath``) calls :meth:`deliver_level`."""
+        self._on_level = on_level
+        if not hook:
+            return
         receiver = self.receiver
         original = receiver._handle_rtp_packet
 
         async def handle(packet: Any, arrival_time_ms: int) -> None:
             level = packet.extensions.audio_level
             if level is not None:
-                now = self.clock()
-                self._levels_at = now
-                self.levels += 1
-                try:
-                    on_level(AudioLevel(dbfs=-float(level[1]), t=now))
-                except Exception:  # noqa: BLE001
-                    logger.exception("tap: on_audio_level failed")
+                self.deliver_level(level[1])
             await original(packet, arrival_time_ms)
 
         receiver._handle_rtp_packet = handle  # instance attribute shadows the method (pinned aiortc)
         self._level_hooked = True
+
+    def deliver_level(self, level: int) -> None:
+        """One packet's RFC 6464 level (0-127, in -dBov) to the ``on_level`` given to :meth:`tap_levels`."""
+        if self._on_level is None:  # nobody listens: keep decoding Opus for on_audio instead
+            return
+        now = self.clock()
+        self._levels_at = now
+        self.levels += 1
+        try:
+            self._on_level(AudioLevel(dbfs=-float(level), t=now))  # type: ignore[misc]
+        except Exception:  # noqa: BLE001
+            logger.exception("tap: on_audio_level failed")
+
+    def set_fast_release(self) -> None:
+        """Audio frames now reach the tap as their packet arrives (no jitter-buffer prefetch to subtract)."""
+        self._audio_delay_s = 0.0
 
     def remove(self) -> None:
         """Restore aiortc's own ``put`` / ``add`` (the tap stops seeing frames)."""

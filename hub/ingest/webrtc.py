@@ -89,6 +89,9 @@ class PeerConfig:
     pin_remb: bool = True
     remb_interval_s: float = 1.0
     prefer_codec: str = "h264"  # "h264" or "vp8": order of the answer's video codecs
+    # Once media flows, the camera's sockets are drained on a shared timer this often instead of on every
+    # packet (hub.ingest.fastpath.DatagramPoller); 0 reads on every readiness event.
+    read_interval_ms: int = 40
     ice_servers: list[str] = field(default_factory=list)  # LAN: none (aiortc would otherwise dial Google STUN)
     # Naive baseline for benchmarks only: also decode the record track (aiortc's default path) and discard the
     # frames. scripts/bench ingest measured 1.4-2.2x the hub CPU of the tap; never enable in production.
@@ -302,6 +305,7 @@ class CameraPeer:
         self._transceiver_roles: dict[int, tuple[Role, str | None]] = {}
         self.plis_sent = 0
         self.batched_sockets = 0  # ICE sockets read in batches (hub.ingest.fastpath.batch_ice_reads)
+        self._direct: list[Any] = []  # hub.ingest.srtp_direct.DirectSrtp per DTLS transport (counters)
         self.rembs_sent = 0
         self.status_messages = 0
         self.last_status: dict[str, Any] | None = None
@@ -380,7 +384,7 @@ class CameraPeer:
         from hub.ingest.fastpath import batch_ice_reads
 
         if fastpath_enabled() and not self.config.decode_record:
-            self.batched_sockets = batch_ice_reads(pc)
+            self.batched_sockets, self._direct = batch_ice_reads(pc, poll_interval_s=cfg.read_interval_ms / 1000)
         if "record" not in self.tracks:
             await self.close()
             raise SignalingError(400, "offer has no video track to record")
@@ -434,8 +438,13 @@ class CameraPeer:
             tap = EncodedTap(receiver, "audio", kind=track.kind, on_frame=self.sink.on_frame,
                              on_audio=None if self.config.decode_record else self.sink.on_audio)
             on_level = getattr(self.sink, "on_audio_level", None)
+            lean = not self.config.decode_record and fastpath_enabled()
             if on_level is not None and not self.config.decode_record:
-                tap.tap_levels(on_level)
+                tap.tap_levels(on_level, hook=not lean)
+            if lean:  # lean per-packet path for Opus (hub/ingest/opus_fastpath.py); it delivers the levels
+                from hub.ingest.opus_fastpath import install_opus_fastpath
+
+                install_opus_fastpath(receiver, tap)
         else:
             tap = EncodedTap(receiver, role, kind=track.kind)
         if role == "record" and track.kind == "video" and not self.config.decode_record and fastpath_enabled():
@@ -630,32 +639,42 @@ class CameraPeer:
         return True
 
     async def _maintain(self) -> None:
+        """Keyframe requests and the pinned REMB. Sleeps until the next one is due rather than ticking: a
+        per-camera 10 Hz tick was a tenth of the hub's wake-ups."""
         cfg = self.config
         interval = cfg.keyframe_interval_s
-        tick = min(0.1, interval / 4)
+        # Ask early enough (PLI -> encoder -> network takes ~RTT + one frame) that the gap stays close to the
+        # interval; repeat at most every half interval if the keyframe does not come.
+        lead = max(interval - 0.2, interval * 0.85)
+        retry = max(interval / 2, 0.5)
         try:
             while not self._closed:
-                await asyncio.sleep(tick)
-                rec = self.tracks.get("record")
-                if rec is None:
-                    continue
                 now = time.time()
-                last_kf = rec.tap.stats.last_keyframe_t
-                if last_kf is None:
-                    # Senders start with a keyframe: only ask if none came within 0.5 s of the first frame.
-                    first = rec.tap.first_frame_t
-                    due = first is not None and now - first >= 0.5
-                else:
-                    # Ask early enough (PLI -> encoder -> network takes ~RTT + one frame) that the gap stays
-                    # close to the interval; repeat at most every half interval if the keyframe does not come.
-                    due = now - last_kf >= max(interval - 0.2, interval * 0.85)
-                if due and now - self._last_pli >= max(interval / 2, 0.5):
-                    with contextlib.suppress(Exception):
-                        await self.request_keyframe()
-                if cfg.pin_remb and now - self._last_remb >= cfg.remb_interval_s:
-                    with contextlib.suppress(Exception):
-                        if await self._send_remb():
-                            self._last_remb = now
+                wake = now + min(interval / 4, 0.5)
+                rec = self.tracks.get("record")
+                if rec is not None:
+                    last_kf = rec.tap.stats.last_keyframe_t
+                    if last_kf is None:
+                        # Senders start with a keyframe: only ask if none came within 0.5 s of the first frame.
+                        first = rec.tap.first_frame_t
+                        due_at = None if first is None else first + 0.5
+                    else:
+                        due_at = last_kf + lead
+                    if due_at is not None:
+                        due_at = max(due_at, self._last_pli + retry)
+                        if now >= due_at:
+                            with contextlib.suppress(Exception):
+                                await self.request_keyframe()
+                            due_at = now + retry
+                        wake = min(wake, due_at) if last_kf is None else due_at
+                    if cfg.pin_remb:
+                        if now - self._last_remb >= cfg.remb_interval_s:
+                            with contextlib.suppress(Exception):
+                                if await self._send_remb():
+                                    self._last_remb = now
+                        wake = min(wake, max(self._last_remb + cfg.remb_interval_s, now + 0.1))
+                # A keyframe that arrives early moves due_at later: waking at the old due time just re-checks.
+                await asyncio.sleep(max(0.02, wake - time.time()))
         except asyncio.CancelledError:
             pass
 
@@ -679,6 +698,16 @@ class CameraPeer:
         except Exception:  # noqa: BLE001 - stats only
             return {"rtp_packets": None, "rtp_lost": None}
         return {"rtp_packets": received, "rtp_lost": lost}
+
+    def _direct_stats(self) -> dict[str, int] | None:
+        """Counters of the direct SRTP dispatch (None when it is off: kill switch or the naive baseline)."""
+        if not self._direct:
+            return None
+        total: dict[str, int] = {}
+        for d in self._direct:
+            for k, v in d.stats().items():
+                total[k] = total.get(k, 0) + v
+        return total
 
     def stats(self) -> dict[str, Any]:
         tracks = {}
@@ -704,6 +733,7 @@ class CameraPeer:
             "remb_kbps": self.config.bitrate_kbps if self.config.pin_remb else None,
             "decode_record": self.config.decode_record,
             "status_messages": self.status_messages,
+            "srtp_direct": self._direct_stats(),
             "tracks": tracks,
         }
 

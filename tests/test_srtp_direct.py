@@ -1,0 +1,165 @@
+"""hub/ingest/srtp_direct.py (SRTP straight from the socket to the receivers) and the socket poller of
+hub/ingest/fastpath.py, on real loopback UDP sockets; the full WebRTC path is in test_ingest_webrtc.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from hub.ingest.fastpath import POLL_RCVBUF_BYTES, DatagramPoller, batch_datagram_reads
+from hub.ingest.srtp_direct import DirectSrtp, check_direct_internals, run_now
+
+
+async def test_run_now_runs_in_place_or_finishes_on_the_loop(caplog) -> None:
+    done: list[str] = []
+
+    async def plain() -> None:
+        done.append("plain")
+
+    assert run_now(plain()) is True
+    assert done == ["plain"]  # ran before run_now returned
+
+    fut = asyncio.get_running_loop().create_future()
+
+    async def waits() -> None:
+        done.append(await fut)
+        await asyncio.sleep(0)  # a bare yield, then finish
+        done.append("after")
+
+    assert run_now(waits()) is False
+    assert done == ["plain"]
+    fut.set_result("woken")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert done == ["plain", "woken", "after"]
+
+    async def boom() -> None:
+        raise RuntimeError("bad packet")
+
+    with caplog.at_level(logging.ERROR, logger="hub.ingest.srtp_direct"):
+        assert run_now(boom(), "test handler") is True  # logged, not raised
+    assert "test handler failed" in caplog.text
+
+
+async def _endpoint(media, poll_interval_s: float):
+    got: list[bytes] = []
+
+    class Proto(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr) -> None:
+            got.append(data)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+    await asyncio.sleep(0)
+    assert batch_datagram_reads(transport, media=media, poll_interval_s=poll_interval_s)
+    await asyncio.sleep(0)
+    return transport, got
+
+
+async def _until(cond, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_media_datagrams_switch_the_socket_to_the_poller() -> None:
+    media_seen: list[bytes] = []
+
+    def media(data: bytes) -> bool:
+        if data.startswith(b"\x80refuse"):
+            return False  # e.g. before the DTLS handshake: the protocol gets it after all
+        media_seen.append(data)
+        return True
+
+    loop = asyncio.get_running_loop()
+    transport, got = await _endpoint(media, poll_interval_s=0.02)
+    port = transport.get_extra_info("sockname")[1]
+    fd = transport._sock_fd
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # DTLS (first byte 20-63) and STUN (0-3) go to the protocol; the socket stays in the selector.
+        tx.sendto(b"\x16dtls", ("127.0.0.1", port))
+        tx.sendto(b"\x00\x01stun", ("127.0.0.1", port))
+        tx.sendto(b"\x80refuse", ("127.0.0.1", port))
+        await _until(lambda: len(got) == 3)
+        assert got == [b"\x16dtls", b"\x00\x01stun", b"\x80refuse"] and media_seen == []
+        assert fd in loop._selector.get_map()
+
+        # The first media datagram taken moves the socket to the poller.
+        tx.sendto(b"\x80first", ("127.0.0.1", port))
+        await _until(lambda: media_seen == [b"\x80first"])
+        assert fd not in loop._selector.get_map()
+        poller = DatagramPoller.for_loop(loop, 0.02)
+        assert len(poller) == 1
+        ticks = poller.ticks
+
+        # From now on the poller drains everything, in order, media and the rest.
+        expected = []
+        for i in range(300):
+            data = (b"\x80" if i % 10 else b"\x16") + str(i).encode()
+            tx.sendto(data, ("127.0.0.1", port))
+            expected.append(data)
+        await _until(lambda: len(media_seen) + len(got) == 1 + 3 + 300)
+        assert media_seen[1:] == [d for d in expected if d[0] == 0x80]
+        assert got[3:] == [d for d in expected if d[0] == 0x16]
+        assert poller.ticks > ticks
+        # The receive buffer was raised for a poll interval's keyframe burst (Linux doubles it, capped by rmem_max).
+        rmem_max = int(open("/proc/sys/net/core/rmem_max").read())
+        rcvbuf = transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert rcvbuf == 2 * min(POLL_RCVBUF_BYTES, rmem_max)
+    finally:
+        tx.close()
+        transport.close()
+    # A closed socket leaves the poller at its next tick, and the timer stops with the last one.
+    await _until(lambda: len(poller) == 0)
+    await asyncio.sleep(0.05)
+    assert poller._handle is None
+
+
+async def test_without_poll_interval_the_socket_stays_in_the_selector() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await _endpoint(lambda data: True, poll_interval_s=0.0)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tx.sendto(b"\x80rtp", ("127.0.0.1", transport.get_extra_info("sockname")[1]))
+        await asyncio.sleep(0.05)
+        assert transport._sock_fd in loop._selector.get_map()
+    finally:
+        tx.close()
+        transport.close()
+
+
+def test_internals_are_as_mirrored() -> None:
+    from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+
+    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+    check_direct_internals(dtls)
+
+
+async def test_forged_and_early_datagrams_are_refused_or_dropped() -> None:
+    """A datagram before the handshake is left to aiortc (which drops it); one that fails SRTP authentication
+    once the session exists is dropped and counted, and nothing reaches a receiver."""
+    import os
+
+    import pylibsrtp
+    from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+    from aiortc.rtcdtlstransport import State
+
+    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+    direct = DirectSrtp(dtls)
+    forged = b"\x80\x60\x00\x01" + os.urandom(40)
+    assert direct(forged) is False  # no SRTP session yet
+
+    key = os.urandom(30)
+    dtls._rx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    dtls._state = State.CONNECTED
+    assert direct(forged) is True
+    assert direct(b"\x80\xc8" + os.urandom(40)) is True  # forged SRTCP
+    assert direct.stats() == {"rtp": 0, "rtcp": 0, "unroutable": 0, "dropped": 2, "suspended": 0}
+    dtls._state = State.CLOSED
+    assert direct(forged) is False
