@@ -219,6 +219,7 @@ async def test_h264_record_detect_audio_status(decode_log) -> None:
         direct = stats["srtp_direct"]
         assert direct["rtp"] > 300 and direct["rtcp"] > 0, direct
         assert direct["suspended"] == 0 and direct["dropped"] == 0, direct
+        assert direct["lean"] > direct["rtp"] // 2, direct  # record and audio packets skip aiortc's generic parse
         transports = _ice_transports(peer)
         selector_fds = asyncio.get_running_loop()._selector.get_map()
         streaming = [t for t in transports if t._sock_fd not in selector_fds]

@@ -160,6 +160,77 @@ async def test_forged_and_early_datagrams_are_refused_or_dropped() -> None:
     dtls._state = State.CONNECTED
     assert direct(forged) is True
     assert direct(b"\x80\xc8" + os.urandom(40)) is True  # forged SRTCP
-    assert direct.stats() == {"rtp": 0, "rtcp": 0, "unroutable": 0, "dropped": 2, "suspended": 0}
+    assert direct.stats() == {"rtp": 0, "lean": 0, "rtcp": 0, "unroutable": 0, "dropped": 2, "suspended": 0}
     dtls._state = State.CLOSED
     assert direct(forged) is False
+
+
+class _LeanReceiver:
+    """Stands in for an aiortc receiver carrying one of the hub's synchronous handlers."""
+
+    _RTCRtpReceiver__remote_bitrate_estimator = None
+
+    def __init__(self, kind: str) -> None:
+        self._RTCRtpReceiver__kind = kind
+        self._hub_handle_rtp_sync = lambda packet, ms: None
+
+
+def _direct_with_receivers():
+    from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+
+    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+    dtls._rtp_header_extensions_map.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+        RTCRtpHeaderExtensionParameters(id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+        RTCRtpHeaderExtensionParameters(id=4, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+        RTCRtpHeaderExtensionParameters(
+            id=3, uri="http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
+    ]))
+    video, audio = _LeanReceiver("video"), _LeanReceiver("audio")
+    dtls._rtp_router.register_receiver(video, ssrcs=[1111], payload_types=[102, 103])
+    dtls._rtp_router.register_receiver(audio, ssrcs=[2222], payload_types=[111])
+    return DirectSrtp(dtls), dtls, video, audio
+
+
+def test_lean_parse_matches_aiortc() -> None:
+    """Every field the lean handlers read is what aiortc's own parse gives, for Chrome-shaped packets with and
+    without extensions, padding, audio levels; anything unusual falls back to aiortc's parse."""
+    from aiortc.rtp import RtpPacket
+
+    direct, dtls, video, audio = _direct_with_receivers()
+    emap = dtls._rtp_header_extensions_map
+    cases = []
+    for pt, ssrc, receiver in ((102, 1111, video), (103, 1111, video), (111, 2222, audio)):
+        for ext in (False, True):
+            for padding in (0, 1, 7):
+                p = RtpPacket(payload_type=pt, marker=pt % 2, sequence_number=65535 - pt, timestamp=4_000_000_000,
+                              ssrc=ssrc, payload=bytes(range(40)))
+                if ext:
+                    p.extensions.mid = "0"
+                    p.extensions.abs_send_time = 0x123456
+                    p.extensions.transport_sequence_number = 77
+                    if receiver is audio:
+                        p.extensions.audio_level = (True, 42)
+                p.padding_size = padding
+                cases.append((bytes(p.serialize(emap)), receiver))
+    for raw, receiver in cases:
+        want = RtpPacket.parse(raw, emap)
+        got = direct._lean_route(raw)
+        assert got is not None and got[0] is receiver
+        packet = got[1]
+        for name in ("payload_type", "marker", "sequence_number", "timestamp", "ssrc", "payload", "padding_size",
+                     "csrc"):
+            assert getattr(packet, name) == getattr(want, name), name
+        assert packet.extensions.audio_level == want.extensions.audio_level
+
+    unknown_ssrc = RtpPacket(payload_type=102, ssrc=9999, payload=b"x").serialize(emap)
+    wrong_pt = RtpPacket(payload_type=111, ssrc=1111, payload=b"x").serialize(emap)
+    with_csrc = RtpPacket(payload_type=102, ssrc=1111, payload=b"x")
+    with_csrc.csrc = [5]
+    bad_padding = bytearray(RtpPacket(payload_type=102, ssrc=1111, payload=b"xyz").serialize(emap))
+    bad_padding[0] |= 0x20
+    bad_padding[-1] = 200
+    truncated_ext = bytes(cases[3][0][:14])
+    for raw in (unknown_ssrc, wrong_pt, with_csrc.serialize(emap), bytes(bad_padding), truncated_ext, b"\x80\x66"):
+        assert direct._lean_route(bytes(raw)) is None

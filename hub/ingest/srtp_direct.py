@@ -31,6 +31,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import struct
 import time
 from typing import Any, Callable, Coroutine
 
@@ -63,6 +64,10 @@ _RTP_NEEDLES = (
 SYNC_HANDLER = "_hub_handle_rtp_sync"
 # clock.current_ms() is milliseconds since the NTP epoch (1900-01-01 UTC); time.time() is the same clock.
 NTP_UNIX_OFFSET_S = 2208988800
+
+
+_RTP_HEADER = struct.Struct("!BBHLL")
+_EXT_HEADER = struct.Struct("!HH")
 
 
 class DirectSrtpInternalsError(RuntimeError):
@@ -147,7 +152,10 @@ class DirectSrtp:
         self._connected = State.CONNECTED
         self._parse: Callable[..., Any] = RtpPacket.parse
         self._srtp_error = pylibsrtp.Error
+        self._RtpPacket = RtpPacket
+        self._lean_modes: dict[Any, int] = {}
         self.rtp = 0  # RTP packets handed to a receiver here
+        self.lean = 0  # of which parsed by _lean_route
         self.rtcp = 0  # SRTCP datagrams handled here
         self.unroutable = 0  # no receiver for the SSRC / payload type (aiortc drops them too)
         self.dropped = 0  # failed SRTP authentication / replay check, or not parseable as RTP
@@ -173,16 +181,21 @@ class DirectSrtp:
             self.dropped += 1
             logger.debug("srtp_direct: SRTP unprotect failed: %s", exc)
             return True
-        try:
-            packet = self._parse(plain, dtls._rtp_header_extensions_map)
-        except ValueError as exc:
-            self.dropped += 1
-            logger.debug("srtp_direct: RTP parsing failed: %s", exc)
-            return True
-        receiver = dtls._rtp_router.route_rtp(packet)
-        if receiver is None:
-            self.unroutable += 1
-            return True
+        lean = self._lean_route(plain)
+        if lean is not None:
+            receiver, packet = lean
+            self.lean += 1
+        else:
+            try:
+                packet = self._parse(plain, dtls._rtp_header_extensions_map)
+            except ValueError as exc:
+                self.dropped += 1
+                logger.debug("srtp_direct: RTP parsing failed: %s", exc)
+                return True
+            receiver = dtls._rtp_router.route_rtp(packet)
+            if receiver is None:
+                self.unroutable += 1
+                return True
         self.rtp += 1
         arrival_ms = int((time.time() + NTP_UNIX_OFFSET_S) * 1000)
         sync = getattr(receiver, SYNC_HANDLER, None)
@@ -196,6 +209,69 @@ class DirectSrtp:
             self.suspended += 1
         return True
 
+    # -- lean parse ----------------------------------------------------------------------------------------
+
+    def _lean_mode(self, receiver: Any) -> int | None:
+        """-1: not lean; 0: lean, no extension needed; >0: lean, with the RFC 6464 audio level of that id."""
+        from hub.ingest.fastpath import RECEIVER_ESTIMATOR
+
+        if getattr(receiver, SYNC_HANDLER, None) is None or getattr(receiver, RECEIVER_ESTIMATOR, None) is not None:
+            return -1  # aiortc's own handler (or its bandwidth estimator) may read any header extension
+        if getattr(receiver, "_RTCRtpReceiver__kind", "video") != "audio":
+            return 0
+        ids = getattr(self.dtls._rtp_header_extensions_map, "_HeaderExtensionsMap__ids", None)
+        return getattr(ids, "audio_level", None) or 0
+
+    def _lean_route(self, plain: bytes) -> tuple[Any, Any] | None:
+        """(receiver, packet) for a packet of a known SSRC whose receiver is one of the hub's lean handlers, parsed
+        without aiortc's generic header-extension decoding (mid, abs-send-time, transport-cc... are not read on
+        these receivers; the audio level is). None: take aiortc's own parse and router (first packets of an SSRC,
+        CSRCs, anything malformed, other receivers)."""
+        n = len(plain)
+        if n < 12:
+            return None
+        b0, b1, seq, ts, ssrc = _RTP_HEADER.unpack_from(plain)
+        router = self.dtls._rtp_router
+        receiver = router.ssrc_table.get(ssrc)
+        if receiver is None or b0 & 0xCF != 0x80:  # version 2 and no CSRC, else the generic parse
+            return None
+        mode = self._lean_modes.get(receiver)
+        if mode is None:
+            mode = self._lean_modes[receiver] = self._lean_mode(receiver)
+        pt = b1 & 0x7F
+        if mode < 0 or receiver not in router.payload_type_table.get(pt, ()):
+            return None
+        packet = self._RtpPacket(payload_type=pt, marker=b1 >> 7, sequence_number=seq, timestamp=ts, ssrc=ssrc)
+        pos = 12
+        if b0 & 0x10:
+            if n < 16:
+                return None
+            profile, length = _EXT_HEADER.unpack_from(plain, 12)
+            pos = 16 + 4 * length
+            if n < pos:
+                return None
+            if mode and profile == 0xBEDE:  # one-byte elements (RFC 8285): find the audio level
+                i = 16
+                while i < pos:
+                    h = plain[i]
+                    if h == 0:
+                        i += 1
+                        continue
+                    if h >> 4 == mode:
+                        if i + 1 < pos:
+                            packet.extensions.audio_level = (plain[i + 1] & 0x80 == 0x80, plain[i + 1] & 0x7F)
+                        break
+                    i += (h & 0x0F) + 2
+        end = n
+        if b0 & 0x20:
+            pad = plain[-1]
+            if not pad or pad > n - pos:
+                return None
+            packet.padding_size = pad
+            end = n - pad
+        packet.payload = plain[pos:end]
+        return receiver, packet
+
     def stats(self) -> dict[str, int]:
-        return {"rtp": self.rtp, "rtcp": self.rtcp, "unroutable": self.unroutable, "dropped": self.dropped,
-                "suspended": self.suspended}
+        return {"rtp": self.rtp, "lean": self.lean, "rtcp": self.rtcp, "unroutable": self.unroutable,
+                "dropped": self.dropped, "suspended": self.suspended}
