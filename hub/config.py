@@ -58,7 +58,7 @@ class IngestConfig(_Section):
     detect_fps: int = Field(5, ge=1, le=30)
     offline_after_s: float = Field(30, gt=0, description="A camera silent this long is reported offline.")
     read_interval_ms: int = Field(
-        40, ge=0, le=200,
+        60, ge=0, le=200,
         description="A streaming camera's packets are read this often in one go (0: as each arrives); less CPU.",
     )
     decode_record: bool = Field(

@@ -1,6 +1,6 @@
 """Benchmark of the hub's WebRTC ingest: CPU, memory, loss and what actually arrives, per 720p phone camera.
 
-Usage: scripts/bench ingest [--cameras 1,2,4] [--seconds 20] [--warmup 16] [--modes tap,naive] [--json]
+Usage: scripts/bench ingest [--cameras 1,2,4] [--seconds 20] [--warmup 16] [--modes tap,aiortc,naive] [--json]
 
 For each N in --cameras and each mode, ONE real hub process (``python -m hub``, temp config and data dir, bound
 to 127.0.0.1) receives N headless Chromium fake cameras (one browser, one context per camera, each paired with
@@ -8,6 +8,8 @@ its own code) playing a generated 1280x720 @15 fps Y4M (smooth texture with mild
 object; pure noise makes OpenH264 fall to ~1 fps) and a WAV. Modes:
 
 * ``tap``:   the product path: the record track is tapped, never decoded (``ingest.decode_record: false``);
+* ``aiortc``: the same, but every packet on aiortc's own receive path (``PINGWATCH_INGEST_FASTPATH=0``: no
+             direct SRTP dispatch, no socket poller, no lean handlers), to show what those save;
 * ``naive``: aiortc's default path: the record track is also decoded and the frames discarded
              (``ingest.decode_record: true``, benchmarks only).
 
@@ -248,7 +250,7 @@ class Run:
         args = self.args
         self.hub = hub = HubProcess.create(
             self.root, ingest={"decode_record": self.mode == "naive"}, log={"format": "json", "level": "info"}
-        ).start()
+        ).start(env={"PINGWATCH_INGEST_FASTPATH": "0"} if self.mode == "aiortc" else None)
         pid = hub.proc.pid  # type: ignore[union-attr]
         ctx = ssl.create_default_context(cafile=str(hub.cert_path))
         async with httpx.AsyncClient(verify=ctx, timeout=10) as client:
@@ -583,7 +585,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=20.0, help="measurement window (default 20)")
     p.add_argument("--warmup", type=float, default=16.0,
                    help="minimum seconds of record frames before the window; the 15 s buffer must be full (default 16)")
-    p.add_argument("--modes", default="tap,naive", help="tap (record never decoded) and/or naive (default both)")
+    p.add_argument("--modes", default="tap,naive",
+                   help="tap (the product path), aiortc (tap on aiortc's own per-packet path: "
+                        "PINGWATCH_INGEST_FASTPATH=0), naive (record decoded); default tap,naive")
     p.add_argument("--json", action="store_true", help="also print one JSON line with every number")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (hub logs, data, generated media)")
     p.add_argument("--record", action="store_true",
@@ -596,8 +600,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not args.cameras or min(args.cameras) < 1:
         p.error("--cameras needs at least one count >= 1")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not args.modes or any(m not in ("tap", "naive") for m in args.modes):
-        p.error("--modes takes tap and/or naive")
+    if not args.modes or any(m not in ("tap", "aiortc", "naive") for m in args.modes):
+        p.error("--modes takes tap, aiortc and/or naive")
     if args.seconds <= 0:
         p.error("--seconds must be positive")
     return args

@@ -80,9 +80,9 @@ class HubProcess:
 
         return cert_info(self.cert_path).spki_sha256_b64
 
-    def start(self, timeout: float = 30.0, args: tuple[str, ...] = ()) -> HubProcess:
+    def start(self, timeout: float = 30.0, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> HubProcess:
         self.lines = []
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         env.pop("PINGWATCH_CONFIG", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "--config", str(self.config_path), "--no-pair", *args],

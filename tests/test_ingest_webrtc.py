@@ -224,8 +224,8 @@ async def test_h264_record_detect_audio_status(decode_log) -> None:
         selector_fds = asyncio.get_running_loop()._selector.get_map()
         streaming = [t for t in transports if t._sock_fd not in selector_fds]
         assert streaming, "no ICE socket moved to the poller"
-        poller = DatagramPoller.for_loop(asyncio.get_running_loop(), 0.04)
-        assert len(poller) >= 1 and poller.ticks > 50
+        poller = DatagramPoller.for_loop(asyncio.get_running_loop(), peer.config.read_interval_ms / 1000)
+        assert len(poller) >= 1 and poller.ticks > 40
     finally:
         await client.close()
         await peer.close()

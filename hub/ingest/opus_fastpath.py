@@ -98,10 +98,6 @@ class OpusFastPath:
             stream = self._streams[ssrc] = self._StreamStatistics(self._codecs[pt].clockRate)
         stream.add(packet)
 
-        level = packet.extensions.audio_level
-        if level is not None:
-            self.tap.deliver_level(level[1])
-
         seq = packet.sequence_number
         expected = self._expected.get(ssrc)
         if expected is not None and seq != expected:
@@ -111,6 +107,10 @@ class OpusFastPath:
                 return
             self.gaps += ahead
         self._expected[ssrc] = (seq + 1) & 0xFFFF
+
+        level = packet.extensions.audio_level
+        if level is not None:
+            self.tap.deliver_level(level[1])
         if not packet.payload or not getattr(self.receiver, RECEIVER_DECODER_THREAD):
             return
         self.packets += 1

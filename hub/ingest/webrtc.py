@@ -91,7 +91,7 @@ class PeerConfig:
     prefer_codec: str = "h264"  # "h264" or "vp8": order of the answer's video codecs
     # Once media flows, the camera's sockets are drained on a shared timer this often instead of on every
     # packet (hub.ingest.fastpath.DatagramPoller); 0 reads on every readiness event.
-    read_interval_ms: int = 40
+    read_interval_ms: int = 60
     ice_servers: list[str] = field(default_factory=list)  # LAN: none (aiortc would otherwise dial Google STUN)
     # Naive baseline for benchmarks only: also decode the record track (aiortc's default path) and discard the
     # frames. scripts/bench ingest measured 1.4-2.2x the hub CPU of the tap; never enable in production.
