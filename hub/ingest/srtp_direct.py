@@ -20,9 +20,12 @@ unauthenticated or replayed datagram is dropped and counted), RTCP handling, the
 What differs: a receiver that raises does not tear the whole transport down (aiortc's receive task would die
 and the camera go dark); the exception is logged and the next packet is handled.
 
-The receivers' handlers are coroutines that never suspend on this path (sending a NACK/PLI ends in a
-synchronous ``sendto``); :func:`run_now` runs them to completion in place and, should one ever suspend, finishes
-it on the event loop as a task would.
+The hub's own handlers (record H.264, Opus) are synchronous and called directly (``SYNC_HANDLER``); their packets,
+once the SSRC is known, get a lean header parse that skips aiortc's decoding of every header extension (mid,
+abs-send-time, transport-cc...: nothing on these receivers reads them; the audio level is read inline). aiortc's
+handlers (detect track, VP8, RTCP) are coroutines that never suspend on this path (sending a NACK/PLI ends in a
+synchronous ``sendto``); :func:`run_now` runs them to completion in place and, should one ever suspend,
+finishes it on the event loop as a task would.
 """
 
 from __future__ import annotations
