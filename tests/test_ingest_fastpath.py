@@ -135,16 +135,11 @@ async def test_batch_datagram_reads_delivers_everything_in_order() -> None:
 
     from hub.ingest.fastpath import batch_datagram_reads
 
-    got: list[bytes] = []
+    from tests.udp import collecting_endpoint
+
     wakeups = 0
-
-    class Proto(asyncio.DatagramProtocol):
-        def datagram_received(self, data, addr) -> None:
-            got.append(data)
-
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
-    await asyncio.sleep(0)
+    transport, got = await collecting_endpoint()
     assert batch_datagram_reads(transport)
     assert not batch_datagram_reads(transport)  # once only
     await asyncio.sleep(0)

@@ -7,10 +7,9 @@ import asyncio
 import logging
 import socket
 
-import pytest
-
 from hub.ingest.fastpath import POLL_RCVBUF_BYTES, DatagramPoller, batch_datagram_reads
 from hub.ingest.srtp_direct import DirectSrtp, check_direct_internals, run_now
+from tests.udp import collecting_endpoint
 
 
 async def test_run_now_runs_in_place_or_finishes_on_the_loop(caplog) -> None:
@@ -45,15 +44,7 @@ async def test_run_now_runs_in_place_or_finishes_on_the_loop(caplog) -> None:
 
 
 async def _endpoint(media, poll_interval_s: float):
-    got: list[bytes] = []
-
-    class Proto(asyncio.DatagramProtocol):
-        def datagram_received(self, data, addr) -> None:
-            got.append(data)
-
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
-    await asyncio.sleep(0)
+    transport, got = await collecting_endpoint()
     assert batch_datagram_reads(transport, media=media, poll_interval_s=poll_interval_s)
     await asyncio.sleep(0)
     return transport, got

@@ -157,35 +157,79 @@ _START = b"\x00\x00\x00\x01"
 _ACTIVE_REFRESH_MS = 250
 
 
-class RecordFastPath:
-    """See the module docstring. ``tap`` is the record track's :class:`hub.ingest.tap.EncodedTap`."""
+class LeanReceiverPath:
+    """What the hub's lean packet handlers share: aiortc's per-packet bookkeeping and the handler installation.
+
+    A subclass implements ``handle_sync(packet, arrival_time_ms)``; it is installed on ``receiver`` both as
+    ``_handle_rtp_packet`` (aiortc's own receive loop awaits it) and as ``SYNC_HANDLER`` (``DirectSrtp`` calls it
+    without a coroutine). ``tap`` is the track's :class:`hub.ingest.tap.EncodedTap`."""
 
     def __init__(self, receiver: Any, tap: Any) -> None:
         check_fastpath_internals(receiver)
         from aiortc import rtcrtpreceiver
-        from aiortc.codecs import depayload
         from aiortc.jitterbuffer import JitterFrame
 
         self.receiver = receiver
         self.tap = tap
         self._orig = receiver._handle_rtp_packet  # bound method: aiortc's own path
         self._clock = rtcrtpreceiver.clock
-        self._unwrap_rtx = rtcrtpreceiver.unwrap_rtx
         self._StreamStatistics = rtcrtpreceiver.StreamStatistics
-        self._depayload = depayload
         self._JitterFrame = JitterFrame
+        self._codecs: dict = getattr(receiver, RECEIVER_CODECS)
+        self._active: dict = getattr(receiver, RECEIVER_ACTIVE_SSRC)
+        self._streams: dict = getattr(receiver, RECEIVER_REMOTE_STREAMS)
+        self._mapper = getattr(receiver, RECEIVER_TIMESTAMP_MAPPER)
+        self._put = tap._put
+        self._active_ms: dict[int, int] = {}
+
+    def install(self) -> None:
+        self.receiver._handle_rtp_packet = self.handle  # instance attribute shadows the method
+        setattr(self.receiver, SYNC_HANDLER, self.handle_sync)
+
+    def remove(self) -> None:
+        for name in ("_handle_rtp_packet", SYNC_HANDLER):
+            try:
+                delattr(self.receiver, name)
+            except AttributeError:
+                pass
+
+    async def handle(self, packet: Any, arrival_time_ms: int) -> None:
+        self.handle_sync(packet, arrival_time_ms)
+
+    def handle_sync(self, packet: Any, arrival_time_ms: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _account(self, packet: Any, arrival_time_ms: int, codec: Any) -> None:
+        """As aiortc does per packet: the SSRC's "active" time (``getSynchronizationSources``, which has a 10 s
+        window, so refreshed at most every 250 ms instead of a ``datetime.now()`` per packet) and the RTCP
+        receiver statistics (loss and jitter reported to the sender)."""
+        ssrc = packet.ssrc
+        last = self._active_ms.get(ssrc)
+        if last is None or arrival_time_ms - last >= _ACTIVE_REFRESH_MS or arrival_time_ms < last:
+            self._active[ssrc] = self._clock.current_datetime()
+            self._active_ms[ssrc] = arrival_time_ms
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            stream = self._streams[ssrc] = self._StreamStatistics(codec.clockRate)
+        stream.add(packet)
+
+
+class RecordFastPath(LeanReceiverPath):
+    """See the module docstring. ``tap`` is the record track's :class:`hub.ingest.tap.EncodedTap`."""
+
+    def __init__(self, receiver: Any, tap: Any) -> None:
+        super().__init__(receiver, tap)
+        from aiortc import rtcrtpreceiver
+        from aiortc.codecs import depayload
+
         r = receiver
-        self._codecs: dict = getattr(r, RECEIVER_CODECS)
-        self._active: dict = getattr(r, RECEIVER_ACTIVE_SSRC)
-        self._streams: dict = getattr(r, RECEIVER_REMOTE_STREAMS)
+        self._unwrap_rtx = rtcrtpreceiver.unwrap_rtx
+        self._depayload = depayload
         self._rtx_ssrc: dict = getattr(r, RECEIVER_RTX_SSRC)
         self._nack = getattr(r, RECEIVER_NACK_GENERATOR)
         self._decoder_error = getattr(r, RECEIVER_DECODER_ERROR)
-        self._mapper = getattr(r, RECEIVER_TIMESTAMP_MAPPER)
         self._jb = getattr(r, RECEIVER_JITTER_BUFFER)  # carries the tap's loss hook on .add
-        self._put = tap._put
         self._cap_1 = self._jb._capacity - 1  # a partial frame this long would overrun aiortc's buffer: go slow
-        self._active_ms: dict[int, int] = {}
         self._kinds: dict[int, int] = {}  # payload type -> 0 other, 1 H.264, 2 RTX of H.264
         # assembler (fast mode): packets [origin, expected) form one partial frame with timestamp _ts
         self.fast = True  # False: aiortc's JitterBuffer holds the state (after a gap / reordering)
@@ -197,15 +241,7 @@ class RecordFastPath:
         self.fast_packets = 0
         self.slow_packets = 0
         self.frames = 0
-        receiver._handle_rtp_packet = self.handle  # instance attribute shadows the method
-        setattr(receiver, SYNC_HANDLER, self.handle_sync)
-
-    def remove(self) -> None:
-        for name in ("_handle_rtp_packet", SYNC_HANDLER):
-            try:
-                delattr(self.receiver, name)
-            except AttributeError:
-                pass
+        self.install()
 
     # -- classification ------------------------------------------------------------------------------------
 
@@ -228,9 +264,6 @@ class RecordFastPath:
 
     # -- the packet handler ----------------------------------------------------------------------------------
 
-    async def handle(self, packet: Any, arrival_time_ms: int) -> None:
-        self.handle_sync(packet, arrival_time_ms)
-
     def handle_sync(self, packet: Any, arrival_time_ms: int) -> None:
         """The handler; synchronous so that ``DirectSrtp`` needs no coroutine per packet. The rare awaits of
         aiortc's (RTCP sends, the VP8 path) complete in place through ``run_now``."""
@@ -244,16 +277,9 @@ class RecordFastPath:
         receiver = self.receiver
         if not receiver._enabled:
             return
-        ssrc = packet.ssrc
-        last = self._active_ms.get(ssrc)
-        if last is None or arrival_time_ms - last >= _ACTIVE_REFRESH_MS or arrival_time_ms < last:
-            self._active[ssrc] = self._clock.current_datetime()
-            self._active_ms[ssrc] = arrival_time_ms
         codec = self._codecs[pt]
-        stream = self._streams.get(ssrc)
-        if stream is None:
-            stream = self._streams[ssrc] = self._StreamStatistics(codec.clockRate)
-        stream.add(packet)
+        self._account(packet, arrival_time_ms, codec)
+        ssrc = packet.ssrc
 
         if kind == 2:  # RTX: unwrap exactly as aiortc does
             original_ssrc = self._rtx_ssrc.get(ssrc)

@@ -20,62 +20,24 @@ aiortc's own receive loop (kill switch, tests) awaits :meth:`OpusFastPath.handle
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from hub.ingest.fastpath import (
-    RECEIVER_ACTIVE_SSRC,
-    RECEIVER_CODECS,
-    RECEIVER_DECODER_THREAD,
-    RECEIVER_REMOTE_STREAMS,
-    RECEIVER_TIMESTAMP_MAPPER,
-    check_fastpath_internals,
-)
-from hub.ingest.srtp_direct import SYNC_HANDLER, run_now
-
-logger = logging.getLogger(__name__)
-
-_ACTIVE_REFRESH_MS = 250
+from hub.ingest.fastpath import RECEIVER_DECODER_THREAD, LeanReceiverPath
+from hub.ingest.srtp_direct import run_now
 
 
-class OpusFastPath:
+class OpusFastPath(LeanReceiverPath):
     """See the module docstring. ``tap`` is the audio track's :class:`hub.ingest.tap.EncodedTap`."""
 
     def __init__(self, receiver: Any, tap: Any) -> None:
-        check_fastpath_internals(receiver)
-        from aiortc import rtcrtpreceiver
-        from aiortc.jitterbuffer import JitterFrame
-
-        self.receiver = receiver
-        self.tap = tap
-        self._orig = receiver._handle_rtp_packet  # aiortc's own (bound method)
-        self._clock = rtcrtpreceiver.clock
-        self._StreamStatistics = rtcrtpreceiver.StreamStatistics
-        self._JitterFrame = JitterFrame
-        self._codecs: dict = getattr(receiver, RECEIVER_CODECS)
-        self._active: dict = getattr(receiver, RECEIVER_ACTIVE_SSRC)
-        self._streams: dict = getattr(receiver, RECEIVER_REMOTE_STREAMS)
-        self._mapper = getattr(receiver, RECEIVER_TIMESTAMP_MAPPER)
-        self._put = tap._put
+        super().__init__(receiver, tap)
         self._opus: dict[int, bool] = {}  # payload type -> is Opus
-        self._active_ms: dict[int, int] = {}
         self._expected: dict[int, int] = {}  # ssrc -> next sequence number
         self.packets = 0
         self.gaps = 0  # packets never received (skipped)
         self.late = 0  # late or duplicate packets dropped
         tap.set_fast_release()  # no jitter-buffer prefetch delay to subtract from arrival times any more
-        receiver._handle_rtp_packet = self.handle
-        setattr(receiver, SYNC_HANDLER, self.handle_sync)
-
-    def remove(self) -> None:
-        for name in ("_handle_rtp_packet", SYNC_HANDLER):
-            try:
-                delattr(self.receiver, name)
-            except AttributeError:
-                pass
-
-    async def handle(self, packet: Any, arrival_time_ms: int) -> None:
-        self.handle_sync(packet, arrival_time_ms)
+        self.install()
 
     def handle_sync(self, packet: Any, arrival_time_ms: int) -> None:
         pt = packet.payload_type
@@ -88,15 +50,8 @@ class OpusFastPath:
             return
         if not self.receiver._enabled:
             return
+        self._account(packet, arrival_time_ms, self._codecs[pt])
         ssrc = packet.ssrc
-        last = self._active_ms.get(ssrc)
-        if last is None or arrival_time_ms - last >= _ACTIVE_REFRESH_MS or arrival_time_ms < last:
-            self._active[ssrc] = self._clock.current_datetime()
-            self._active_ms[ssrc] = arrival_time_ms
-        stream = self._streams.get(ssrc)
-        if stream is None:
-            stream = self._streams[ssrc] = self._StreamStatistics(self._codecs[pt].clockRate)
-        stream.add(packet)
 
         seq = packet.sequence_number
         expected = self._expected.get(ssrc)
