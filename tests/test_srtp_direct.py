@@ -7,8 +7,10 @@ import asyncio
 import logging
 import socket
 
+import pytest
+
 from hub.ingest.fastpath import POLL_RCVBUF_BYTES, DatagramPoller, batch_datagram_reads
-from hub.ingest.srtp_direct import DirectSrtp, check_direct_internals, run_now
+from hub.ingest.srtp_direct import DirectSrtp, DirectSrtpInternalsError, check_direct_internals, run_now
 from tests.udp import collecting_endpoint
 
 
@@ -130,6 +132,12 @@ def test_internals_are_as_mirrored() -> None:
 
     dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
     check_direct_internals(dtls)
+
+    class Moved:  # a DTLS transport of an aiortc that renamed what this mirrors
+        pass
+
+    with pytest.raises(DirectSrtpInternalsError, match="_rx_srtp"):
+        DirectSrtp(Moved())
 
 
 async def test_forged_and_early_datagrams_are_refused_or_dropped() -> None:

@@ -16,9 +16,11 @@ aiortc's default receive path throughout: the record track's frames are still ta
 decoded frames read and discarded), audio goes through aiortc's own decoder thread, and neither the fast path nor
 the RFC 6464 levels are used.
 
-Per-packet cost (``hub/ingest/fastpath.py``, kill switch ``PINGWATCH_INGEST_FASTPATH=0``): the record track's
-H.264 packets take a lean path that reassembles frames straight into the tap (aiortc's jitter buffer only after a
-gap or reordering), and the ICE sockets read every queued datagram per event-loop wake-up.
+Per-packet cost (kill switch ``PINGWATCH_INGEST_FASTPATH=0``; docs/architecture.md, "The receive path per
+packet"): the ICE sockets read every queued datagram per wake-up and, once media flows, are drained by one shared
+timer (``hub/ingest/fastpath.py``); SRTP datagrams go straight to the receivers (``hub/ingest/srtp_direct.py``);
+the record track's H.264 packets are assembled into frames without aiortc's jitter buffer, and the audio track's
+Opus packets go straight to the tap (``hub/ingest/opus_fastpath.py``).
 
 Bandwidth: aiortc's REMB estimator tells Chrome that only ~100 kbps is available on a busy machine, and Chrome
 then sends the "720p" track at 320x180. The estimator is switched off on every video receiver (which also
