@@ -66,5 +66,8 @@ class HubScheduler:
             if hub.closing:
                 return 0
             plan = await asyncio.to_thread(self._plan, DISK_FULL_HEADROOM if emergency else 0)
-            return apply_prune(hub.store, plan, on_deleted=lambda ev: hub.bus.publish(
+            removed = apply_prune(hub.store, plan, on_deleted=lambda ev: hub.bus.publish(
                 "event.deleted", event_id=ev["id"], camera_id=ev["camera_id"]))
+            # One line per pass (every storage.prune_interval_min): the log shows retention is alive.
+            log.info("retention pass done", extra={"removed": removed, "emergency": emergency})
+            return removed

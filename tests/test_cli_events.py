@@ -14,6 +14,8 @@ from tests.test_cli import pw
 def hub(tmp_path):
     h = HubProcess.create(tmp_path / "hub")
     h.start()
+    # The hub's start-up retention pass would otherwise race the tests' 40-day-old event (and rightly delete it).
+    h.wait_for_log("retention pass done")
     yield h
     h.kill()
 
