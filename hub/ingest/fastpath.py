@@ -113,7 +113,7 @@ _H264_NEEDLES = (
 )
 
 
-from hub.ingest.srtp_direct import SYNC_HANDLER, run_now
+from hub.ingest.srtp_direct import SYNC_HANDLER, DirectSrtp, DirectSrtpInternalsError, run_now
 from hub.ingest.tap import TESTED_AIORTC_VERSION
 from hub.ingest.tap import AiortcInternalsError as FastPathInternalsError
 
@@ -573,15 +573,13 @@ ICE_CONNECTION = "_connection"  # aiortc RTCIceTransport / RTCIceGatherer -> aio
 AIOICE_PROTOCOLS = "_protocols"  # aioice.Connection -> [StunProtocol], each with .transport (asyncio)
 
 
-def batch_ice_reads(pc: Any, direct: bool = True, poll_interval_s: float = 0.0) -> tuple[int, list[Any]]:
+def batch_ice_reads(pc: Any, poll_interval_s: float = 0.0) -> tuple[int, list[Any]]:
     """Apply :func:`batch_datagram_reads` to every local UDP socket of ``pc``'s ICE transports (call after
-    ``setLocalDescription``: candidates are gathered then). With ``direct``, SRTP datagrams on those sockets go
+    ``setLocalDescription``: candidates are gathered then). SRTP datagrams on those sockets go
     straight to the receivers (:class:`hub.ingest.srtp_direct.DirectSrtp`, one per DTLS transport) and, with
     ``poll_interval_s`` > 0, the sockets are then drained by a :class:`DatagramPoller`. Returns how
     many sockets were switched and the ``DirectSrtp`` objects (for their counters). Private aiortc/aioice names,
     read defensively: a missing one switches nothing (aiortc's own reads go on)."""
-    from hub.ingest.srtp_direct import DirectSrtp, DirectSrtpInternalsError
-
     n = 0
     seen: set[int] = set()
     directs: list[Any] = []
@@ -593,16 +591,15 @@ def batch_ice_reads(pc: Any, direct: bool = True, poll_interval_s: float = 0.0) 
                 continue
             seen.add(id(conn))
             media = None
-            if direct:
-                try:
-                    media = DirectSrtp(dtls)
-                except DirectSrtpInternalsError as exc:
-                    logger.warning("direct SRTP dispatch off: %s", exc)
-                else:
-                    directs.append(media)
+            try:
+                media = DirectSrtp(dtls)
+            except DirectSrtpInternalsError as exc:
+                logger.warning("direct SRTP dispatch off: %s", exc)
+            else:
+                directs.append(media)
             for proto in list(getattr(conn, AIOICE_PROTOCOLS, None) or []):
                 t = getattr(proto, "transport", None)
-                if t is not None and batch_datagram_reads(t, media=media,
-                                                          poll_interval_s=poll_interval_s if media else 0.0):
+                # Without media nothing ever switches a socket to the poller: poll_interval_s is moot then.
+                if t is not None and batch_datagram_reads(t, media=media, poll_interval_s=poll_interval_s):
                     n += 1
     return n, directs

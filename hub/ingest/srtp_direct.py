@@ -38,6 +38,8 @@ import struct
 import time
 from typing import Any, Callable, Coroutine
 
+from hub.ingest.tap import RECEIVER_ESTIMATOR
+
 logger = logging.getLogger(__name__)
 
 DTLS_RX_BYTES = "_RTCDtlsTransport__rx_bytes"
@@ -214,10 +216,8 @@ class DirectSrtp:
 
     # -- lean parse ----------------------------------------------------------------------------------------
 
-    def _lean_mode(self, receiver: Any) -> int | None:
+    def _lean_mode(self, receiver: Any) -> int:
         """-1: not lean; 0: lean, no extension needed; >0: lean, with the RFC 6464 audio level of that id."""
-        from hub.ingest.fastpath import RECEIVER_ESTIMATOR
-
         if getattr(receiver, SYNC_HANDLER, None) is None or getattr(receiver, RECEIVER_ESTIMATOR, None) is not None:
             return -1  # aiortc's own handler (or its bandwidth estimator) may read any header extension
         if getattr(receiver, "_RTCRtpReceiver__kind", "video") != "audio":

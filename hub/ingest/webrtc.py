@@ -652,7 +652,8 @@ class CameraPeer:
         try:
             while not self._closed:
                 now = time.time()
-                wake = now + min(interval / 4, 0.5)
+                deadlines: list[float] = []
+                last_kf: float | None = None
                 rec = self.tracks.get("record")
                 if rec is not None:
                     last_kf = rec.tap.stats.last_keyframe_t
@@ -668,15 +669,18 @@ class CameraPeer:
                             with contextlib.suppress(Exception):
                                 await self.request_keyframe()
                             due_at = now + retry
-                        wake = min(wake, due_at) if last_kf is None else due_at
+                        # A keyframe that arrives meanwhile moves due_at later: waking then just re-checks.
+                        deadlines.append(due_at)
                     if cfg.pin_remb:
                         if now - self._last_remb >= cfg.remb_interval_s:
                             with contextlib.suppress(Exception):
                                 if await self._send_remb():
                                     self._last_remb = now
-                        wake = min(wake, max(self._last_remb + cfg.remb_interval_s, now + 0.1))
-                # A keyframe that arrives early moves due_at later: waking at the old due time just re-checks.
-                await asyncio.sleep(max(0.02, wake - time.time()))
+                        deadlines.append(max(self._last_remb + cfg.remb_interval_s, now + 0.1))
+                if last_kf is None:
+                    # No record track or no keyframe yet: nothing is due, look again shortly.
+                    deadlines.append(now + min(interval / 4, 0.5))
+                await asyncio.sleep(max(0.02, min(deadlines) - time.time()))
         except asyncio.CancelledError:
             pass
 
