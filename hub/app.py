@@ -1,58 +1,75 @@
-"""The hub process: one aiohttp application owning the store, the bus and the cameras.
+"""The composition root: the one place that builds the hub's components and wires them together.
 
-Start-up order matters: data dir → store → certificate → cameras → HTTP(S). Shutdown runs in reverse so open
-clips are finished (their post-roll cut short) before peers close and before the database is flushed.
+Each component gets only what it needs, typed; nothing below this module imports it. Who builds whom and who
+may call whom is drawn in docs/architecture.md ("Composition"). Start-up and shutdown order is the list in
+``_stages``: started top to bottom, stopped bottom to top, so open clips are finished (their post-roll cut short)
+while the MQTT bridge and the web UI's sockets still listen, and the database closes last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from hub import __version__
+from hub.arming import ArmState
 from hub.bus import Bus
+from hub.cameras import CameraManager
 from hub.config import HubConfig
+from hub.control import Controller
 from hub.datadir import DataDir
+from hub.lifecycle import Lifecycle, Stage
+from hub.live import LiveRelays
+from hub.pipeline import PipelineContext
+from hub.recovery import recover
+from hub.scheduler import HubScheduler
 from hub.store import Store
-from hub.tls import CertInfo, ensure_certificate
+from hub.tls import CertInfo, ensure_certificate, lan_address, server_context
+from hub.web.context import WebContext
+from hub.web.server import build_web_app
+from hub.web.ui import close_sockets
+from mqtt.bridge import MqttBridge, stable_hub_id
 
 log = logging.getLogger(__name__)
 
-HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", object)  # type: ignore[arg-type]
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 @dataclass
-class Hub:
+class HubRuntime:
+    """Everything the root built. Only the root and the entry points (``pingwatch hub run``, tests) hold it."""
+
     config: HubConfig
     data: DataDir
     store: Store
     bus: Bus
     cert: CertInfo
-    secrets: dict[str, str]
+    arming: ArmState
+    scheduler: HubScheduler
+    cameras: CameraManager
+    control: Controller
+    live: LiveRelays
+    mqtt: MqttBridge | None
+    web: web.Application
+    lifecycle: Lifecycle
     started_at: float = field(default_factory=time.time)
-    cameras: Any = None  # hub.cameras.CameraManager, set in create_app
-    control: Any = None  # hub.control.Controller, set in create_app
-    mqtt: Any = None  # mqtt.bridge.MqttBridge when mqtt.enabled
-    scheduler: Any = None  # hub.scheduler.HubScheduler
-    live: Any = None  # hub.live.LiveRelays, set by hub.web.ui.setup_ui
-    closing: bool = False
 
     def urls(self) -> dict[str, str]:
-        from hub.tls import lan_address
-
-        host = self.config.server.public_host or lan_address()
-        base = f"https://{host}:{self.config.server.https_port}"
-        return {"base": base, "camera": f"{base}/cam/", "ui": f"{base}/"}
+        return hub_urls(self.config)
 
 
-def open_hub(config: HubConfig) -> Hub:
+def hub_urls(config: HubConfig) -> dict[str, str]:
+    host = config.server.public_host or lan_address()
+    base = f"https://{host}:{config.server.https_port}"
+    return {"base": base, "camera": f"{base}/cam/", "ui": f"{base}/"}
+
+
+def build_hub(config: HubConfig) -> HubRuntime:
+    """Open the data folder, the database and the certificate, and build every component (nothing runs yet:
+    ``HubRuntime.web``'s start-up runs the lifecycle)."""
     import cv2
 
     # Every camera's detector runs on the event loop; OpenCV's own worker threads only oversubscribe the
@@ -61,63 +78,83 @@ def open_hub(config: HubConfig) -> Hub:
     data = DataDir(config.storage.data_dir).ensure()
     secrets = data.load_secrets(create=True)
     store = Store(data.db_path)
-    extra = [config.server.public_host] if config.server.public_host else []
-    cert = ensure_certificate(data, extra)
-    return Hub(config=config, data=data, store=store, bus=Bus(), cert=cert, secrets=secrets)
+    cert = ensure_certificate(data, [config.server.public_host] if config.server.public_host else [])
+    bus = Bus()
 
+    arming = ArmState(store, bus)
+    scheduler = HubScheduler(config.storage, config.arming, data.db_path, data.clips_dir, store, bus, arming)
+    cameras = CameraManager(PipelineContext(
+        config=config, store=store, bus=bus, clips_dir=data.clips_dir, scratch_dir=data.root,
+        is_armed=arming.is_armed, on_disk_full=lambda: scheduler.prune_soon(emergency=True)))
+    arming.add_listener(cameras.apply_armed)
+    control = Controller(arming, cameras)
+    live = LiveRelays(cameras)
+    cameras.add_removal_listener(live.close_camera)
+    mqtt = (MqttBridge(config.mqtt, bus, control, stable_hub_id(store), hub_urls(config)["base"])
+            if config.mqtt.enabled else None)
 
-def create_app(hub: Hub) -> web.Application:
-    from hub.cameras import CameraManager
-    from hub.web.api import setup_routes
-
-    app = web.Application(client_max_size=hub.config.server.max_body_bytes)
-    app[HUB_KEY] = hub
-    from hub.control import Controller
-
-    hub.cameras = CameraManager(hub)
-    hub.control = Controller(hub)
-    setup_routes(app)
+    started_at = time.time()
+    app = build_web_app(WebContext(
+        config=config, data=data, store=store, bus=bus, cert=cert, admin_secret=secrets["admin_secret"],
+        started_at=started_at, cameras=cameras, control=control, live=live, urls=lambda: hub_urls(config),
+        closing=lambda: lifecycle.stopping))  # bound when called: the lifecycle is made just below
+    lifecycle = Lifecycle(_stages(data, store, arming, scheduler, cameras, live, mqtt, app))
 
     async def on_startup(_: web.Application) -> None:
-        from hub.recovery import recover
-        from hub.scheduler import HubScheduler
-
-        repaired = await asyncio.to_thread(recover, hub.store, hub.data.clips_dir)
-        if any(repaired.values()):
-            log.warning("repaired events interrupted by a crash", extra=repaired)
-        hub.scheduler = HubScheduler(hub)
-        hub.scheduler.start()
-        asyncio.get_running_loop().create_task(hub.scheduler.prune())
-        await hub.cameras.start()
-        if hub.config.mqtt.enabled:
-            from mqtt.bridge import MqttBridge, stable_hub_id
-
-            hub.mqtt = MqttBridge(hub.config.mqtt, hub.bus, hub.control, stable_hub_id(hub.store), hub.urls()["base"])
-            await hub.mqtt.start()  # returns at once; connects (and reconnects) in the background
+        await lifecycle.start()
 
     async def on_shutdown(_: web.Application) -> None:
-        hub.closing = True
-        if hub.scheduler is not None:
-            await hub.scheduler.stop()
-        if hub.mqtt is not None:
-            await hub.mqtt.stop()
-        await hub.cameras.stop()
+        await lifecycle.stop()
 
     async def on_cleanup(_: web.Application) -> None:
-        hub.store.close()
+        store.close()
         log.info("hub stopped")
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
-    return app
+    return HubRuntime(config=config, data=data, store=store, bus=bus, cert=cert, arming=arming, scheduler=scheduler,
+                      cameras=cameras, control=control, live=live, mqtt=mqtt, web=app, lifecycle=lifecycle,
+                      started_at=started_at)
 
 
-async def serve(hub: Hub, app: web.Application) -> web.AppRunner:
+def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubScheduler, cameras: CameraManager,
+            live: LiveRelays, mqtt: MqttBridge | None, app: web.Application) -> list[Stage]:
+    """The start-up order (shutdown is its reverse). Consumers of the bus start before the cameras that feed it
+    and stop after them, so an event that ends during shutdown still reaches MQTT and the web UI."""
+
+    async def repair() -> None:
+        repaired = await asyncio.to_thread(recover, store, data.clips_dir)
+        if any(repaired.values()):
+            log.warning("repaired events interrupted by a crash", extra=repaired)
+
+    async def restore_timed_arming() -> None:
+        arming.restore()
+
+    async def stop_timers() -> None:
+        arming.close()
+
+    async def close_ui_sockets() -> None:
+        await close_sockets(app)
+
+    stages = [
+        Stage("recovery", start=repair),
+        Stage("arming", start=restore_timed_arming, stop=stop_timers),
+        Stage("scheduler", start=scheduler.start, stop=scheduler.stop),
+        Stage("web-ui-sockets", stop=close_ui_sockets),
+    ]
+    if mqtt is not None:
+        stages.append(Stage("mqtt", start=mqtt.start, stop=mqtt.stop))  # start returns at once; connects later
+    stages += [
+        Stage("live-view", stop=live.close_all),
+        Stage("cameras", start=cameras.start, stop=cameras.stop),
+    ]
+    return stages
+
+
+async def serve(hub: HubRuntime) -> web.AppRunner:
     """Bind HTTPS on the LAN and, if enabled, plain HTTP on 127.0.0.1 (a secure context for local tools)."""
-    from hub.tls import server_context
-
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+    runner = web.AppRunner(hub.web, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     cfg = hub.config.server
     sites = [web.TCPSite(runner, cfg.host, cfg.https_port, ssl_context=server_context(hub.data))]
@@ -140,15 +177,12 @@ class PortInUseError(Exception):
         )
 
 
-async def run_until_stopped(hub: Hub, ready: asyncio.Event | None = None) -> None:
-    import signal
-
+async def run_until_stopped(hub: HubRuntime, ready: asyncio.Event | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = create_app(hub)
-    runner = await serve(hub, app)
+    runner = await serve(hub)
     log.info("hub started", extra={"version": __version__, "data_dir": str(hub.data.root), **hub.urls()})
     _notify_systemd("READY=1")
     if ready is not None:

@@ -9,36 +9,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Awaitable, Callable
 
-from hub.pipeline import CameraPipeline
-
-if TYPE_CHECKING:
-    from hub.app import Hub
+from hub.errors import CameraError, ErrorKind
+from hub.ingest.file import FileCamera
+from hub.ingest.webrtc import CameraPeer, PeerConfig
+from hub.pipeline import CameraPipeline, PipelineContext
 
 log = logging.getLogger(__name__)
 
 
 class CameraManager:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, ctx: PipelineContext) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.store = ctx.store
+        self.bus = ctx.bus
         self.pipelines: dict[str, CameraPipeline] = {}
-        self.peers: dict[str, Any] = {}  # camera id -> hub.ingest.webrtc.CameraPeer
-        self.sources: dict[str, Any] = {}  # camera id -> hub.ingest.file.FileCamera
+        self.peers: dict[str, CameraPeer] = {}
+        self.sources: dict[str, FileCamera] = {}
         self._tasks: list[asyncio.Task[Any]] = []
+        self._on_removed: list[Callable[[str], Awaitable[None]]] = []
+        self.closing = False
+
+    def add_removal_listener(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        """``await listener(camera_id)`` when a camera is revoked or removed (the live view closes its relays)."""
+        self._on_removed.append(listener)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for cam in self.hub.config.cameras:
-            from hub.ingest.file import FileCamera
-
+        for cam in self.config.cameras:
             kind = "rtsp" if cam.source.startswith(("rtsp://", "rtsps://")) else "file"
-            self.hub.store.ensure_static_camera(cam.id, cam.name or cam.id, kind)
+            self.store.ensure_static_camera(cam.id, cam.name or cam.id, kind)
             pipe = self.pipeline(cam.id)
             source = FileCamera(
-                cam.source, pipe, realtime=True, loop=cam.loop, detect_fps=self.hub.config.ingest.detect_fps,
-                detect_width=self.hub.config.ingest.detect_width, detect_url=cam.detect_source,
+                cam.source, pipe, realtime=True, loop=cam.loop, detect_fps=self.config.ingest.detect_fps,
+                detect_width=self.config.ingest.detect_width, detect_url=cam.detect_source,
             )
             self.sources[cam.id] = source
             self._tasks.append(asyncio.create_task(self._run_source(cam.id, source), name=f"source-{cam.id}"))
@@ -46,8 +53,8 @@ class CameraManager:
         self._tasks.append(asyncio.create_task(self._watch_settings(), name="camera-settings"))
 
     async def stop(self) -> None:
-        if self.hub.live is not None:
-            await self.hub.live.close_all()
+        """Stop every source and peer, finish open clips (their events reach the bus), mark cameras offline."""
+        self.closing = True
         for source in self.sources.values():
             await source.stop()
         for peer in list(self.peers.values()):
@@ -59,11 +66,11 @@ class CameraManager:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for cid in self.pipelines:
-            self.hub.store.update_camera(cid, online=0)
+            self.store.update_camera(cid, online=0)
 
-    async def _run_source(self, camera_id: str, source: Any) -> None:
+    async def _run_source(self, camera_id: str, source: FileCamera) -> None:
         backoff = 1.0
-        while not self.hub.closing:
+        while not self.closing:
             try:
                 await source.run()
                 return
@@ -80,18 +87,19 @@ class CameraManager:
         pipe = self.pipelines.get(camera_id)
         if pipe is None:
             pipe = self.pipelines[camera_id] = CameraPipeline(
-                self.hub, camera_id, on_live=lambda cid: self._set_online(cid, True))
+                self.ctx, camera_id, on_live=lambda cid: self._set_online(cid, True))
         return pipe
 
     # -- phones ----------------------------------------------------------------------------------------
 
     async def accept_offer(self, camera_id: str, offer: dict[str, Any]) -> dict[str, Any]:
-        from hub.ingest.webrtc import CameraPeer, PeerConfig, SignalingError
-        from hub.web.api import ApiError
-
+        """Answer a phone's offer with a new peer that replaces the camera's old one. A bad offer raises
+        ``SignalingError`` and changes nothing."""
+        if self.closing:
+            raise CameraError(ErrorKind.UNAVAILABLE, "the hub is shutting down", "retry in a moment")
         pipe = self.pipeline(camera_id)
-        ing = self.hub.config.ingest
-        holder: list[Any] = []
+        ing = self.config.ingest
+        holder: list[CameraPeer] = []
         peer = CameraPeer(
             camera_id, pipe,
             PeerConfig(keyframe_interval_s=ing.keyframe_interval_s, bitrate_kbps=ing.bitrate_kbps,
@@ -101,9 +109,9 @@ class CameraManager:
         holder.append(peer)
         try:
             answer = await peer.accept(offer)  # validate before touching the live peer: a bad offer changes nothing
-        except SignalingError as exc:
+        except BaseException:
             await peer.close()
-            raise ApiError(exc.status, str(exc)) from None
+            raise
         old = self.peers.pop(camera_id, None)
         if old is not None:
             await old.close()
@@ -112,7 +120,7 @@ class CameraManager:
         log.info("camera connected", extra={"camera_id": camera_id})
         return answer
 
-    def _on_peer_state(self, camera_id: str, state: str, peer: Any) -> None:
+    def _on_peer_state(self, camera_id: str, state: str, peer: CameraPeer | None) -> None:
         # A replaced peer closing (the phone reconnected) says nothing about the camera: only the current one does.
         if state in ("failed", "closed") and peer is not None and self.peers.get(camera_id) is peer:
             self.peers.pop(camera_id, None)
@@ -121,7 +129,8 @@ class CameraManager:
             self._set_online(camera_id, False)
 
     async def revoke(self, camera_id: str) -> bool:
-        if not self.hub.store.revoke_camera(camera_id):
+        """Drop a camera's token, peer, pipeline and live views at once. False if it was not active."""
+        if not self.store.revoke_camera(camera_id):
             return False
         peer = self.peers.pop(camera_id, None)
         if peer is not None:
@@ -129,9 +138,9 @@ class CameraManager:
         pipe = self.pipelines.pop(camera_id, None)
         if pipe is not None:
             await pipe.close()
-        if self.hub.live is not None:
-            await self.hub.live.close_camera(camera_id)
-        self.hub.bus.publish("camera.removed", camera_id=camera_id)
+        for listener in self._on_removed:
+            await listener(camera_id)
+        self.bus.publish("camera.removed", camera_id=camera_id)
         return True
 
     # -- control ---------------------------------------------------------------------------------------
@@ -139,10 +148,10 @@ class CameraManager:
     def apply_armed(self) -> None:
         """Arm state changed (CLI, web UI, MQTT, schedule): every engine learns its effective state."""
         for cid, pipe in self.pipelines.items():
-            pipe.set_armed(self.hub.control.is_armed(cid))
+            pipe.set_armed(self.ctx.is_armed(cid))
 
     async def _watch_settings(self) -> None:
-        sub = self.hub.bus.subscribe("camera.settings")
+        sub = self.bus.subscribe("camera.settings")
         try:
             async for msg in sub:
                 pipe = self.pipelines.get(msg.data.get("camera_id", ""))
@@ -158,28 +167,28 @@ class CameraManager:
         if pipe is None or pipe.online == online:
             return
         pipe.online = online
-        self.hub.store.update_camera(camera_id, online=int(online), last_seen=pipe.last_media or None)
-        self.hub.bus.publish("camera.online" if online else "camera.offline", camera_id=camera_id)
+        self.store.update_camera(camera_id, online=int(online), last_seen=pipe.last_media or None)
+        self.bus.publish("camera.online" if online else "camera.offline", camera_id=camera_id)
         log.info("camera online" if online else "camera offline", extra={"camera_id": camera_id})
 
     async def _watch_online(self) -> None:
-        limit = self.hub.config.ingest.offline_after_s
+        limit = self.config.ingest.offline_after_s
         while True:
             now = time.time()
             for cid, pipe in list(self.pipelines.items()):
                 fresh = pipe.last_media > 0 and now - pipe.last_media < limit
                 self._set_online(cid, fresh)
                 if fresh:
-                    self.hub.store.update_camera(cid, last_seen=pipe.last_media)
+                    self.store.update_camera(cid, last_seen=pipe.last_media)
             await asyncio.sleep(min(5.0, limit / 3))  # periodic check: offline is the absence of an event
 
     def summary(self) -> dict[str, int]:
-        return {"total": len(self.hub.store.list_cameras()),
+        return {"total": len(self.store.list_cameras()),
                 "online": sum(1 for p in self.pipelines.values() if p.online)}
 
     def describe_all(self) -> list[dict[str, Any]]:
         out = []
-        for cam in self.hub.store.list_cameras():
+        for cam in self.store.list_cameras():
             pipe = self.pipelines.get(cam["id"])
             out.append({
                 "id": cam["id"], "name": cam["name"], "kind": cam["kind"],

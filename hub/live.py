@@ -28,16 +28,16 @@ import secrets
 import time
 from collections import deque
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from hub.errors import ErrorKind, HubError
 from hub.media.frames import EncodedFrame
 
 if TYPE_CHECKING:
-    from hub.app import Hub
     from hub.pipeline import CameraPipeline
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,9 @@ MAX_RELAYS_PER_CAMERA = 8
 _MIME = {"h264": "video/h264", "vp8": "video/vp8"}
 
 
-class LiveError(Exception):
-    def __init__(self, status: int, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.hint = hint
+class LiveError(HubError):
+    """A live view that cannot be opened; ``kind`` says why (CONFLICT: no video yet, UNAVAILABLE: too many
+    viewers or shutting down, INVALID / TOO_LARGE / UNSUPPORTED: the viewer's offer)."""
 
 
 def camera_video_codec(pipeline: CameraPipeline) -> str | None:
@@ -146,21 +144,21 @@ class LiveRelay:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             if tr.mid is None or tr.sender.track is not self.track:
-                raise LiveError(400, "the offer has no video m-line to receive the live view")
+                raise LiveError(ErrorKind.INVALID, "the offer has no video m-line to receive the live view")
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             if tr.currentDirection not in ("sendonly", "sendrecv"):
-                raise LiveError(400, "the offer's video m-line must receive (recvonly)")
+                raise LiveError(ErrorKind.INVALID, "the offer's video m-line must receive (recvonly)")
         except LiveError:
             raise
         except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError, OperationError, InvalidStateError...
             msg = str(exc)
             if "send parameters" in msg or "codec" in msg.lower():
-                raise LiveError(415, f"the browser cannot receive {self.codec.upper()} video",
+                raise LiveError(ErrorKind.UNSUPPORTED, f"the browser cannot receive {self.codec.upper()} video",
                                 "the live view falls back to snapshots") from None
-            raise LiveError(400, f"cannot accept offer: {msg or type(exc).__name__}") from None
+            raise LiveError(ErrorKind.INVALID, f"cannot accept offer: {msg or type(exc).__name__}") from None
         if f"{self.codec.upper()}/90000" not in pc.localDescription.sdp.upper():
-            raise LiveError(415, f"the browser cannot receive {self.codec.upper()} video",
+            raise LiveError(ErrorKind.UNSUPPORTED, f"the browser cannot receive {self.codec.upper()} video",
                             "the live view falls back to snapshots")
         self._start_relaying()
         return {"type": "answer", "sdp": pc.localDescription.sdp}
@@ -307,11 +305,25 @@ class LiveRelay:
         }
 
 
+class LiveCameras(Protocol):
+    """What the live view needs of the camera manager: the pipelines to relay, the peers to ask for keyframes,
+    and whether the hub is shutting down."""
+
+    @property
+    def pipelines(self) -> Mapping[str, CameraPipeline]: ...
+
+    @property
+    def peers(self) -> Mapping[str, Any]: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+
 class LiveRelays:
     """Every live-view relay of the hub."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, cameras: LiveCameras) -> None:
+        self.cameras = cameras
         self.relays: dict[str, LiveRelay] = {}
         self._last_kf: dict[str, float] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -323,20 +335,19 @@ class LiveRelays:
     async def open(self, camera_id: str, offer: dict[str, Any], session: str = "") -> tuple[LiveRelay, dict[str, str]]:
         """Validate the viewer's offer, make the relay and return it with the SDP answer. ``LiveError`` on
         refusal: 409 (the camera has no video yet), 400/413 (bad offer), 415 (codec), 503 (too many viewers)."""
-        if self.closed or getattr(self.hub, "closing", False):
-            raise LiveError(503, "the hub is shutting down")
+        if self.closed or self.cameras.closing:
+            raise LiveError(ErrorKind.UNAVAILABLE, "the hub is shutting down")
         if offer.get("type", "offer") != "offer":
-            raise LiveError(400, f"expected type 'offer', got {offer.get('type')!r}")
+            raise LiveError(ErrorKind.INVALID, f"expected type 'offer', got {offer.get('type')!r}")
         sdp = offer.get("sdp")
         if not isinstance(sdp, str) or not sdp.strip():
-            raise LiveError(400, "offer has no sdp")
+            raise LiveError(ErrorKind.INVALID, "offer has no sdp")
         if len(sdp.encode()) > MAX_SDP_BYTES:
-            raise LiveError(413, "sdp too large")
-        cams = getattr(self.hub, "cameras", None)
-        pipe = cams.pipelines.get(camera_id) if cams is not None else None
+            raise LiveError(ErrorKind.TOO_LARGE, "sdp too large")
+        pipe = self.cameras.pipelines.get(camera_id)
         codec = camera_video_codec(pipe) if pipe is not None else None
         if pipe is None or codec is None:
-            raise LiveError(409, "the camera has sent no video yet", "the live view shows snapshots until it does")
+            raise LiveError(ErrorKind.CONFLICT, "the camera has sent no video yet", "the live view shows snapshots until it does")
         self._make_room(camera_id, session)
         relay = LiveRelay(self, camera_id, pipe, codec, session)
         self.relays[relay.id] = relay
@@ -346,7 +357,7 @@ class LiveRelays:
             await relay.close("offer refused")
             raise
         if relay.closed:  # the camera went away while the answer was made
-            raise LiveError(409, "the camera went away")
+            raise LiveError(ErrorKind.CONFLICT, "the camera went away")
         self.request_keyframe(camera_id)
         self._ensure_watcher()
         log.info("live view opened", extra={"camera_id": camera_id, "relay": relay.id, "codec": codec,
@@ -363,7 +374,7 @@ class LiveRelays:
             mine = sorted((r for r in self.relays.values() if r.session == session and not r.closed),
                           key=lambda r: r.created)
             if not mine:
-                raise LiveError(503, "too many live viewers", "close a live view elsewhere and retry")
+                raise LiveError(ErrorKind.UNAVAILABLE, "too many live viewers", "close a live view elsewhere and retry")
             self.close_soon(mine[0], "replaced by a newer viewer")
             self._forget(mine[0])
 
@@ -374,8 +385,7 @@ class LiveRelays:
         now = time.monotonic()
         if now - self._last_kf.get(camera_id, 0.0) < CAMERA_KEYFRAME_EVERY_S:
             return
-        cams = getattr(self.hub, "cameras", None)
-        peer = cams.peers.get(camera_id) if cams is not None else None
+        peer = self.cameras.peers.get(camera_id)
         if peer is None or not hasattr(peer, "request_keyframe"):
             return  # a file/RTSP camera: its keyframes come when they come
         self._last_kf[camera_id] = now
@@ -436,15 +446,14 @@ class LiveRelays:
         connected. Stops when no relay is left (the next open restarts it)."""
         while self.relays:
             await asyncio.sleep(WATCH_EVERY_S)  # periodic check: a camera's absence is not an event here
-            cams = getattr(self.hub, "cameras", None)
             now = time.monotonic()
             for relay in list(self.relays.values()):
-                pipe = cams.pipelines.get(relay.camera_id) if cams is not None else None
+                pipe = self.cameras.pipelines.get(relay.camera_id)
                 if pipe is not relay.pipeline:
                     self.close_soon(relay, "camera removed")
                 elif relay.connected_at is None and now - relay.created > CONNECT_TIMEOUT_S:
                     self.close_soon(relay, "viewer never connected")
-                elif getattr(self.hub, "closing", False):
+                elif self.cameras.closing:
                     self.close_soon(relay, "hub shutting down")
 
     async def stats(self, camera_id: str | None = None) -> list[dict[str, Any]]:

@@ -12,23 +12,22 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from hub.buffer import RingBuffer
+from hub.bus import Bus
 from hub.clips import ClipError, write_snapshot
+from hub.config import HubConfig
 from hub.media.frames import AudioChunk, AudioLevel, DetectFrame, EncodedFrame
 from hub.recorder import EventRecorder
+from hub.store import Store
 from hub.triggers.audio import AudioConfig, AudioTrigger
 from hub.triggers.engine import (EngineConfig, EngineEvent, EventEnded, EventStarted, EventSuppressed,
                                  EventUpdated, MotionState, SoundState, TriggerEngine)
 from hub.triggers.motion import MotionConfig, MotionDetector
 from hub.triggers.zones import ZoneError, active_area, to_polygon
-
-if TYPE_CHECKING:
-    from hub.app import Hub
-    from hub.config import HubConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +44,28 @@ def default_camera_settings(cfg: HubConfig) -> dict[str, Any]:
             "zones": [], "masks": []}
 
 
-def camera_settings(hub: Hub, camera_id: str) -> dict[str, Any]:
+def camera_settings(store: Store, cfg: HubConfig, camera_id: str) -> dict[str, Any]:
     """The camera's own settings (web UI) over the hub's defaults (config file)."""
-    cam = hub.store.get_camera(camera_id) or {}
+    cam = store.get_camera(camera_id) or {}
     try:
         stored = json.loads(cam.get("settings") or "{}")
     except ValueError:
         stored = {}
     stored = {k: v for k, v in (stored if isinstance(stored, dict) else {}).items() if v is not None}
-    return default_camera_settings(hub.config) | stored
+    return default_camera_settings(cfg) | stored
+
+
+@dataclass(frozen=True)
+class PipelineContext:
+    """What every camera pipeline shares, handed down by the camera manager (built by the composition root)."""
+
+    config: HubConfig
+    store: Store
+    bus: Bus
+    clips_dir: Path
+    scratch_dir: Path  # where snapshot temp files go (same file system as the data folder)
+    is_armed: Callable[[str], bool]  # a camera's effective arm state
+    on_disk_full: Callable[[], None]  # a write hit a full disk: run retention now
 
 
 class TriggerChain:
@@ -102,11 +114,11 @@ def build_chain(cfg: HubConfig, camera_id: str, settings: dict[str, Any], armed:
 
 
 class CameraPipeline:
-    def __init__(self, hub: Hub, camera_id: str, on_live: Callable[[str], None] | None = None) -> None:
-        self.hub = hub
+    def __init__(self, ctx: PipelineContext, camera_id: str, on_live: Callable[[str], None] | None = None) -> None:
+        self.ctx = ctx
         self.camera_id = camera_id
         self._on_live = on_live
-        ing = hub.config.ingest
+        ing = ctx.config.ingest
         self.buffer = RingBuffer(window_s=ing.preroll_window_s, max_bytes=int(ing.buffer_max_mb * 1024 * 1024))
         self.online = False
         self.last_media = 0.0
@@ -116,18 +128,14 @@ class CameraPipeline:
         self.audio_chunks = 0
         self._t = 0.0  # newest camera-clock time seen, and when (monotonic) it was seen
         self._t_mono = 0.0
-        settings = camera_settings(hub, camera_id)
-        self.chain = build_chain(hub.config, camera_id, settings, self._armed())
-        self.recorder = EventRecorder(camera_id, self.buffer, hub.store, hub.bus, hub.data.clips_dir,
-                                      settings["pre_roll_s"], settings["post_roll_s"], on_disk_full=self._disk_full)
+        settings = camera_settings(ctx.store, ctx.config, camera_id)
+        self.chain = build_chain(ctx.config, camera_id, settings, self._armed())
+        self.recorder = EventRecorder(camera_id, self.buffer, ctx.store, ctx.bus, ctx.clips_dir,
+                                      settings["pre_roll_s"], settings["post_roll_s"], on_disk_full=ctx.on_disk_full)
         self._ticker = asyncio.get_event_loop().create_task(self._tick_forever(), name=f"tick-{camera_id}")
 
-    def _disk_full(self) -> None:
-        if self.hub.scheduler is not None:
-            asyncio.ensure_future(self.hub.scheduler.prune(emergency=True))
-
     def _armed(self) -> bool:
-        return self.hub.control.is_armed(self.camera_id) if self.hub.control else True
+        return self.ctx.is_armed(self.camera_id)
 
     # -- CameraSink ------------------------------------------------------------------------------------
 
@@ -169,8 +177,8 @@ class CameraPipeline:
         self.status = clean
         fields = {k: (int(v) if isinstance(v, bool) else v) for k, v in clean.items() if k in ("battery", "charging")}
         if fields:
-            self.hub.store.update_camera(self.camera_id, **fields)
-        self.hub.bus.publish("camera.status", camera_id=self.camera_id, **clean)
+            self.ctx.store.update_camera(self.camera_id, **fields)
+        self.ctx.bus.publish("camera.status", camera_id=self.camera_id, **clean)
 
     def on_stream_info(self, info: dict[str, Any]) -> None:
         if info == self.stream_info:
@@ -179,7 +187,7 @@ class CameraPipeline:
         self.recorder.codec = info.get("codec") or self.recorder.codec
         fields = {k: info[k] for k in ("codec", "width", "height", "fps") if info.get(k) is not None}
         if fields:
-            self.hub.store.update_camera(self.camera_id, **fields)
+            self.ctx.store.update_camera(self.camera_id, **fields)
         log.info("camera stream", extra={"camera_id": self.camera_id, **fields})
 
     # -- engine outputs --------------------------------------------------------------------------------
@@ -195,9 +203,9 @@ class CameraPipeline:
     def _handle(self, outputs: list[EngineEvent]) -> None:
         for o in outputs:
             if isinstance(o, MotionState):
-                self.hub.bus.publish("motion", camera_id=self.camera_id, active=o.active, score=round(o.score, 4))
+                self.ctx.bus.publish("motion", camera_id=self.camera_id, active=o.active, score=round(o.score, 4))
             elif isinstance(o, SoundState):
-                self.hub.bus.publish("sound", camera_id=self.camera_id, active=o.active,
+                self.ctx.bus.publish("sound", camera_id=self.camera_id, active=o.active,
                                      level_dbfs=round(o.level_dbfs, 1))
             elif isinstance(o, EventStarted):
                 self.recorder.start(o.t_start, o.detected_at, o.trigger)
@@ -209,7 +217,7 @@ class CameraPipeline:
             elif isinstance(o, EventSuppressed):
                 log.warning("event not recorded: hourly cap reached",
                             extra={"camera_id": self.camera_id, "trigger": o.trigger})
-                self.hub.bus.publish("event.suppressed", camera_id=self.camera_id, trigger=o.trigger, reason=o.reason)
+                self.ctx.bus.publish("event.suppressed", camera_id=self.camera_id, trigger=o.trigger, reason=o.reason)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -224,8 +232,8 @@ class CameraPipeline:
 
     def apply_settings(self) -> None:
         """Rebuild the triggers from the camera's current settings (the web UI changed them)."""
-        settings = camera_settings(self.hub, self.camera_id)
-        self.chain = build_chain(self.hub.config, self.camera_id, settings, self._armed())
+        settings = camera_settings(self.ctx.store, self.ctx.config, self.camera_id)
+        self.chain = build_chain(self.ctx.config, self.camera_id, settings, self._armed())
         self.recorder.pre_roll_s, self.recorder.post_roll_s = settings["pre_roll_s"], settings["post_roll_s"]
         log.info("camera settings applied", extra={"camera_id": self.camera_id})
 
@@ -239,7 +247,7 @@ class CameraPipeline:
             return None
 
         def work() -> bytes:
-            with tempfile.TemporaryDirectory(dir=self.hub.data.root) as d:
+            with tempfile.TemporaryDirectory(dir=self.ctx.scratch_dir) as d:
                 jpeg = Path(d) / "snap.jpg"
                 write_snapshot(frames, newest, jpeg, Path(d) / "thumb.jpg")
                 return jpeg.read_bytes()

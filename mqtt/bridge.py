@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.bus import Bus, Message, Subscription
 from hub.config import MqttConfig
+from hub.errors import HubError
 from mqtt import discovery as d
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # Mosquitto's default message limit is far
 class ControlLike(Protocol):
     def is_armed(self, camera_id: str | None = None) -> bool: ...
 
-    def set_armed(self, armed: bool, camera_id: str | None = None, for_s: float | None = None) -> None: ...
+    def set_armed(self, armed: bool, camera_id: str | None = None, for_s: float | None = None) -> float | None: ...
 
     def cameras(self) -> list[dict[str, Any]]: ...
 
@@ -106,9 +107,16 @@ class MqttBridge:
                                                "topic_prefix": self.topics.prefix})
 
     async def stop(self) -> None:
+        """Publish what the bus still holds (events that ended during the hub's shutdown), say offline, leave."""
         self._stopping = True
         if self._sub is not None:
             self._sub.close()
+            while not self._sub.queue.empty():
+                msg = self._sub.queue.get_nowait()
+                try:
+                    self._on_bus(msg)
+                except Exception:  # noqa: BLE001 - one odd message must not keep the others from going out
+                    log.exception("mqtt: could not handle a bus message", extra={"topic": msg.topic})
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -415,7 +423,7 @@ class MqttBridge:
                 return self._ignore(topic, payload, "expected ON or OFF")
             try:
                 self.control.set_armed(text == d.ON, cid)
-            except KeyError:
+            except HubError:
                 return self._ignore(topic, payload, "unknown camera")
             self._set_state(self.topics.camera(cid).armed_state, d.on_off(self._camera_armed(cid)), force=True)
         elif kind == "snapshot":

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 import pytest
+
+from hub.web.errors import STATUS_OF_KIND
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -22,7 +24,7 @@ from aiortc.mediastreams import AUDIO_PTIME, MediaStreamTrack
 import av
 
 from hub.ingest.fastpath import DatagramPoller
-from hub.ingest.tap import RECEIVER_DECODER_THREAD
+from hub.ingest.aiortc_names import RECEIVER_DECODER_THREAD
 from hub.ingest.webrtc import CameraPeer, SignalingError, apply_bitrate_floor, assign_roles, parse_offer_mlines
 from hub.media.h264 import split_annexb
 from tests.sinks import RecordingSink
@@ -299,7 +301,7 @@ async def test_malformed_and_video_less_offers() -> None:
         peer = CameraPeer("x", RecordingSink())
         with pytest.raises(SignalingError) as ei:
             await peer.accept(bad)  # type: ignore[arg-type]
-        assert ei.value.status == 400
+        assert STATUS_OF_KIND[ei.value.kind] == 400
 
     # audio + data channel only: no video
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -309,7 +311,7 @@ async def test_malformed_and_video_less_offers() -> None:
     peer = CameraPeer("x", RecordingSink())
     with pytest.raises(SignalingError) as ei:
         await peer.accept({"type": "offer", "sdp": pc.localDescription.sdp})
-    assert ei.value.status == 400 and "video" in ei.value.message
+    assert STATUS_OF_KIND[ei.value.kind] == 400 and "video" in ei.value.message
     await pc.close()
 
     # a truncated real offer (aiortc's parser chokes) is a 400, not a 500
@@ -319,7 +321,7 @@ async def test_malformed_and_video_less_offers() -> None:
     peer = CameraPeer("x", RecordingSink())
     with pytest.raises(SignalingError) as ei:
         await peer.accept({"type": "offer", "sdp": broken})
-    assert ei.value.status == 400
+    assert STATUS_OF_KIND[ei.value.kind] == 400
     await peer.close()
     await client.close()
 

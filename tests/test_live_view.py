@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hub.web.errors import STATUS_OF_KIND
+
 from tests.hubproc import HubProcess
 from tests.test_browser_ingest import admin, open_page, pairing_code, track, wait_hub, wait_state
 
@@ -198,13 +200,13 @@ class FakePeer:
         return True
 
 
-def fake_hub(cid: str, buffer):
+def fake_cameras(cid: str, buffer):
     from types import SimpleNamespace
 
     pipe = SimpleNamespace(buffer=buffer)
     peer = FakePeer()
-    hub = SimpleNamespace(cameras=SimpleNamespace(pipelines={cid: pipe}, peers={cid: peer}), closing=False)
-    return hub, pipe, peer
+    cameras = SimpleNamespace(pipelines={cid: pipe}, peers={cid: peer}, closing=False)
+    return cameras, pipe, peer
 
 
 async def test_relay_queue_is_bounded_and_resumes_at_a_keyframe():
@@ -218,8 +220,8 @@ async def test_relay_queue_is_bounded_and_resumes_at_a_keyframe():
     buf = RingBuffer(window_s=15.0)
     for f in frames[:200]:  # some history: the relay starts at its newest keyframe
         buf.push(f)
-    hub, pipe, peer = fake_hub("cam", buf)
-    relays = live.LiveRelays(hub)
+    cameras, pipe, peer = fake_cameras("cam", buf)
+    relays = live.LiveRelays(cameras)
     relay = live.LiveRelay(relays, "cam", pipe, "h264", "s")
     relay._start_relaying()
     queued = [f for f, _ in relay._queue]
@@ -272,8 +274,8 @@ async def test_in_process_viewer_plays_the_relay_and_close_all_ends_it():
     buf = RingBuffer(window_s=15.0)
     for f in frames[:8]:
         buf.push(f)
-    hub, _, peer = fake_hub("cam", buf)
-    relays = live.LiveRelays(hub)
+    cameras, _, peer = fake_cameras("cam", buf)
+    relays = live.LiveRelays(cameras)
 
     viewer = RTCPeerConnection()
     viewer.addTransceiver("video", direction="recvonly")
@@ -305,7 +307,7 @@ async def test_in_process_viewer_plays_the_relay_and_close_all_ends_it():
     assert relays.relays == {} and relay.closed and buf._listeners == ()
     with pytest.raises(live.LiveError) as err:
         await relays.open("cam", {"type": "offer", "sdp": "v=0"}, "s")
-    assert err.value.status == 503
+    assert STATUS_OF_KIND[err.value.kind] == 503
 
 
 async def test_offers_the_relay_cannot_serve_are_refused():
@@ -317,8 +319,8 @@ async def test_offers_the_relay_cannot_serve_are_refused():
 
     buf = RingBuffer()
     buf.push(EncodedFrame("video", "h264", b"\x00\x00\x00\x01\x65" + bytes(50), 0, VIDEO_TIME_BASE, 1.0, True))
-    hub, _, _ = fake_hub("cam", buf)
-    relays = live.LiveRelays(hub)
+    cameras, _, _ = fake_cameras("cam", buf)
+    relays = live.LiveRelays(cameras)
 
     async def offer(kind: str, mimes: tuple[str, ...] | None = None) -> str:
         pc = RTCPeerConnection()
@@ -336,9 +338,9 @@ async def test_offers_the_relay_cannot_serve_are_refused():
     for sdp, status in cases:
         with pytest.raises(live.LiveError) as err:
             await relays.open("cam", {"type": "offer", "sdp": sdp}, "s")
-        assert err.value.status == status, (str(err.value), sdp[:200])
+        assert STATUS_OF_KIND[err.value.kind] == status, (str(err.value), sdp[:200])
     with pytest.raises(live.LiveError) as err:
         await relays.open("cam", {"type": "answer", "sdp": await offer("video")}, "s")
-    assert err.value.status == 400
+    assert STATUS_OF_KIND[err.value.kind] == 400
     assert relays.relays == {} and buf._listeners == ()
     await relays.close_all()

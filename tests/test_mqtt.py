@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.app import Hub, create_app, open_hub
+from hub.app import HubRuntime, build_hub
 from hub.config import HubConfig
 from hub.control import Controller
 from hub.media.frames import VIDEO_TIME_BASE, EncodedFrame
@@ -175,7 +175,7 @@ def encoded_gop(n: int = 5) -> list[EncodedFrame]:
 
 @dataclass
 class Setup:
-    hub: Hub
+    hub: HubRuntime
     control: Controller
     bridge: MqttBridge
     ha: FakeHA
@@ -191,13 +191,12 @@ class Setup:
         return self.topics.camera("yard")
 
 
-def make_hub(tmp: Path, port: int) -> tuple[Hub, Controller]:
+def make_hub(tmp: Path, port: int) -> tuple[HubRuntime, Controller]:
     tag = uuid.uuid4().hex[:8]
     cfg = HubConfig(storage={"data_dir": str(tmp / "data")},
                     mqtt={"enabled": True, "host": HOST, "port": port, "topic_prefix": f"pw-{tag}",
                           "discovery_prefix": f"ha-{tag}"})
-    hub = open_hub(cfg)
-    create_app(hub)  # sets hub.cameras (not started: no sources, no HTTP)
+    hub = build_hub(cfg)  # built, not started: no sources, no HTTP
     hub.store.ensure_static_camera("front", "Front door", "file")
     hub.store.ensure_static_camera("yard", "Yard", "rtsp")
     hub.store.update_camera("front", battery=0.87)
@@ -209,7 +208,7 @@ def make_hub(tmp: Path, port: int) -> tuple[Hub, Controller]:
     return hub, hub.control
 
 
-def make_bridge(hub: Hub, control: Controller, hub_id: str = "testhub") -> MqttBridge:
+def make_bridge(hub: HubRuntime, control: Controller, hub_id: str = "testhub") -> MqttBridge:
     return MqttBridge(hub.config.mqtt, hub.bus, control, hub_id, BASE_URL, reconnect_min_s=0.2, reconnect_max_s=1.0)
 
 

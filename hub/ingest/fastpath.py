@@ -40,7 +40,7 @@ Still done per packet as aiortc does: the ``_enabled`` check, the RTCP receiver 
 (``StreamStatistics.add``: RR loss/jitter reports to the sender), RTX unwrapping, the NACK generator (NACKs are
 sent as before), the decoder-error PLI check. The REMB estimator is off on these receivers (``CameraPeer``).
 
-``check_fastpath_internals()`` (called from ``hub.ingest.tap.check_aiortc_internals``) fails loudly, naming the
+``check_fastpath_internals()`` (called when the path is installed, and by the tests) fails loudly, naming the
 attribute, when the private names or the source this mirrors change.
 """
 
@@ -54,18 +54,12 @@ import socket
 import weakref
 from typing import Any, Callable
 
-logger = logging.getLogger(__name__)
+from hub.ingest.aiortc_names import (RECEIVER_ACTIVE_SSRC, RECEIVER_CODECS, RECEIVER_DECODER_ERROR,
+                                     RECEIVER_DECODER_THREAD, RECEIVER_ESTIMATOR, RECEIVER_JITTER_BUFFER,
+                                     RECEIVER_NACK_GENERATOR, RECEIVER_REMOTE_STREAMS, RECEIVER_RTX_SSRC,
+                                     RECEIVER_TIMESTAMP_MAPPER, TESTED_AIORTC_VERSION)
 
-RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
-RECEIVER_ACTIVE_SSRC = "_RTCRtpReceiver__active_ssrc"
-RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
-RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
-RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
-RECEIVER_DECODER_ERROR = "_RTCRtpReceiver__decoder_error"
-RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
-RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
-RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
-RECEIVER_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+logger = logging.getLogger(__name__)
 
 _PRIVATE_NAMES = (
     RECEIVER_CODECS, RECEIVER_ACTIVE_SSRC, RECEIVER_REMOTE_STREAMS, RECEIVER_RTX_SSRC, RECEIVER_NACK_GENERATOR,
@@ -113,9 +107,8 @@ _H264_NEEDLES = (
 )
 
 
+from hub.ingest.aiortc_names import AiortcInternalsError as FastPathInternalsError
 from hub.ingest.srtp_direct import SYNC_HANDLER, DirectSrtp, DirectSrtpInternalsError, run_now
-from hub.ingest.tap import TESTED_AIORTC_VERSION
-from hub.ingest.tap import AiortcInternalsError as FastPathInternalsError
 
 
 def check_fastpath_internals(receiver: Any | None = None) -> None:
@@ -179,7 +172,7 @@ class LeanReceiverPath:
         self._active: dict = getattr(receiver, RECEIVER_ACTIVE_SSRC)
         self._streams: dict = getattr(receiver, RECEIVER_REMOTE_STREAMS)
         self._mapper = getattr(receiver, RECEIVER_TIMESTAMP_MAPPER)
-        self._put = tap._put
+        self._put = tap.deliver  # the tap's public entry: buffer, and decode if the role needs it
         self._active_ms: dict[int, int] = {}
 
     def install(self) -> None:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.ingest.fastpath import RECEIVER_DECODER_THREAD, LeanReceiverPath
+from hub.ingest.aiortc_names import RECEIVER_DECODER_THREAD
+from hub.ingest.fastpath import LeanReceiverPath
 from hub.ingest.srtp_direct import run_now
 
 

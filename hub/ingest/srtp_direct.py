@@ -38,7 +38,7 @@ import struct
 import time
 from typing import Any, Callable, Coroutine
 
-from hub.ingest.tap import RECEIVER_ESTIMATOR
+from hub.ingest.aiortc_names import RECEIVER_ESTIMATOR
 
 logger = logging.getLogger(__name__)
 

@@ -41,6 +41,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
+from hub.ingest.aiortc_names import (RECEIVER_DECODER_QUEUE, RECEIVER_DECODER_THREAD, RECEIVER_ESTIMATOR,
+                                     RECEIVER_JITTER_BUFFER, RECEIVER_RTCP_SSRC, RECEIVER_RTX_SSRC,
+                                     RECEIVER_SEND_PLI, RECEIVER_SEND_RTCP, TESTED_AIORTC_VERSION, TRACK_QUEUE,
+                                     AiortcInternalsError)
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, AudioLevel, EncodedFrame
 from hub.media.h264 import ParameterSetCache, h264_is_keyframe, vp8_is_keyframe, vp8_keyframe_size
 
@@ -50,25 +54,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Role = Literal["record", "detect", "audio", "blackhole"]
-
-# The private names this module (and hub/ingest/webrtc.py) reach for. Keep in sync with the pinned aiortc.
-RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
-RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
-RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
-RECEIVER_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
-RECEIVER_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
-RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
-RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"  # stats only: read defensively, not checked
-RECEIVER_SEND_PLI = "_send_rtcp_pli"
-RECEIVER_SEND_RTCP = "_send_rtcp"
-TRACK_QUEUE = "_queue"
-
-TESTED_AIORTC_VERSION = "1.16.0"
-
-
-class AiortcInternalsError(RuntimeError):
-    """aiortc's private receiver internals are not what the encoded tap was written against."""
-
 
 def check_aiortc_internals(receiver: Any | None = None) -> None:
     """Raise :class:`AiortcInternalsError` naming the first private aiortc name that is missing or changed.
@@ -123,10 +108,8 @@ def check_aiortc_internals(receiver: Any | None = None) -> None:
     need(track, TRACK_QUEUE, "RemoteStreamTrack")
 
     _check_receiver_source()
-
-    from hub.ingest.fastpath import check_fastpath_internals  # the record track's lean receive path
-
-    check_fastpath_internals(receiver)
+    # The lean receive path's own names are checked by hub.ingest.fastpath.check_fastpath_internals when it is
+    # installed (and by tests/test_ingest_fastpath.py).
 
 
 @functools.lru_cache(maxsize=1)
@@ -343,7 +326,7 @@ class EncodedTap:
         q = getattr(receiver, RECEIVER_DECODER_QUEUE)
         self._queue = q
         self._orig_put = q.put
-        q.put = self._put  # instance attribute shadows queue.Queue.put
+        q.put = self.deliver  # instance attribute shadows queue.Queue.put
 
         self._jb = getattr(receiver, RECEIVER_JITTER_BUFFER)
         self._orig_jb_add = None
@@ -366,7 +349,9 @@ class EncodedTap:
             logger.exception("tap: loss hook failed")
         return result
 
-    def _put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+    def deliver(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Take one ``(codec, JitterFrame)`` from aiortc's receiver (or from the lean path, which calls this
+        directly): buffer it, and forward it to aiortc's decoder when the track's role needs decoding."""
         if item is None:  # decoder stop sentinel: always forward or receiver.stop() hangs
             self._orig_put(item, block, timeout)
             return

@@ -41,13 +41,11 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
+from hub.errors import ErrorKind, HubError
 from hub.ingest.sink import CameraSink
+from hub.ingest.aiortc_names import (RECEIVER_ESTIMATOR, RECEIVER_REMOTE_STREAMS, RECEIVER_RTCP_SSRC,
+                                     RECEIVER_RTX_SSRC, TRACK_QUEUE)
 from hub.ingest.tap import (
-    RECEIVER_ESTIMATOR,
-    RECEIVER_REMOTE_STREAMS,
-    RECEIVER_RTCP_SSRC,
-    RECEIVER_RTX_SSRC,
-    TRACK_QUEUE,
     EncodedTap,
     Role,
     audio_frame_to_mono,
@@ -70,16 +68,8 @@ MAX_SDP_BYTES = 64 * 1024
 MAX_STATUS_BYTES = 16 * 1024
 
 
-class SignalingError(Exception):
-    """The offer cannot be accepted; ``status`` is the HTTP status the API should answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"SignalingError({self.status}, {self.message!r})"
+class SignalingError(HubError):
+    """The offer cannot be accepted; ``kind`` says why (INVALID, TOO_LARGE, CONFLICT)."""
 
 
 @dataclass
@@ -151,19 +141,19 @@ def parse_offer_mlines(sdp: str) -> list[_MLine]:
     """Light structural check of an SDP offer; raises ``SignalingError(400)`` when it is not SDP at all."""
     lines = [ln for ln in re.split(r"\r?\n", sdp) if ln]
     if not lines or not lines[0].startswith("v="):
-        raise SignalingError(400, "malformed SDP: must start with v=")
+        raise SignalingError(ErrorKind.INVALID, "malformed SDP: must start with v=")
     mlines: list[_MLine] = []
     for ln in lines:
         if not _SDP_LINE.match(ln):
-            raise SignalingError(400, f"malformed SDP line: {ln[:60]!r}")
+            raise SignalingError(ErrorKind.INVALID, f"malformed SDP line: {ln[:60]!r}")
         if ln.startswith("m="):
             parts = ln[2:].split()
             if len(parts) < 4:
-                raise SignalingError(400, f"malformed SDP m-line: {ln[:60]!r}")
+                raise SignalingError(ErrorKind.INVALID, f"malformed SDP m-line: {ln[:60]!r}")
             try:
                 port = int(parts[1].split("/")[0])
             except ValueError:
-                raise SignalingError(400, f"malformed SDP m-line port: {ln[:60]!r}") from None
+                raise SignalingError(ErrorKind.INVALID, f"malformed SDP m-line port: {ln[:60]!r}") from None
             mlines.append(_MLine(index=len(mlines), kind=parts[0], port=port))
         elif mlines:
             m = mlines[-1]
@@ -174,7 +164,7 @@ def parse_offer_mlines(sdp: str) -> list[_MLine]:
             elif ln == "a=rtcp-mux":
                 m.rtcp_mux = True
     if not mlines:
-        raise SignalingError(400, "malformed SDP: no media sections")
+        raise SignalingError(ErrorKind.INVALID, "malformed SDP: no media sections")
     return mlines
 
 
@@ -190,11 +180,11 @@ def assign_roles(mlines: list[_MLine], roles: dict[str, str] | None) -> dict[int
             logger.info("offer roles: no audio/video m-line with mid %r, ignored", mid)
             continue
         if role not in ROLES:
-            raise SignalingError(400, f"unknown role {role!r} for mid {mid!r}")
+            raise SignalingError(ErrorKind.INVALID, f"unknown role {role!r} for mid {mid!r}")
         if (role == "audio") != (m.kind == "audio"):
-            raise SignalingError(400, f"role {role!r} does not fit the {m.kind} m-line {mid!r}")
+            raise SignalingError(ErrorKind.INVALID, f"role {role!r} does not fit the {m.kind} m-line {mid!r}")
         if role in taken:
-            raise SignalingError(400, f"role {role!r} given twice")
+            raise SignalingError(ErrorKind.INVALID, f"role {role!r} given twice")
         if m.sends:
             out[m.index] = role  # type: ignore[assignment]
             taken.add(role)
@@ -322,35 +312,35 @@ class CameraPeer:
         from aiortc import sdp as aiortc_sdp
 
         if self.pc is not None:
-            raise SignalingError(409, "this peer already accepted an offer")
+            raise SignalingError(ErrorKind.CONFLICT, "this peer already accepted an offer")
         if not isinstance(offer, dict):
-            raise SignalingError(400, "offer must be a JSON object")
+            raise SignalingError(ErrorKind.INVALID, "offer must be a JSON object")
         if offer.get("type", "offer") != "offer":
-            raise SignalingError(400, f"expected type 'offer', got {offer.get('type')!r}")
+            raise SignalingError(ErrorKind.INVALID, f"expected type 'offer', got {offer.get('type')!r}")
         sdp = offer.get("sdp")
         if not isinstance(sdp, str) or not sdp.strip():
-            raise SignalingError(400, "offer has no sdp")
+            raise SignalingError(ErrorKind.INVALID, "offer has no sdp")
         if len(sdp.encode()) > MAX_SDP_BYTES:
-            raise SignalingError(413, "sdp too large")
+            raise SignalingError(ErrorKind.TOO_LARGE, "sdp too large")
         roles = offer.get("roles")
         if roles is not None and not (
             isinstance(roles, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in roles.items())
         ):
-            raise SignalingError(400, "roles must map mid strings to 'record' | 'detect' | 'audio'")
+            raise SignalingError(ErrorKind.INVALID, "roles must map mid strings to 'record' | 'detect' | 'audio'")
 
         mlines = parse_offer_mlines(sdp)
         if not any(m.kind == "video" and m.sends for m in mlines):
-            raise SignalingError(400, "offer has no video track")
+            raise SignalingError(ErrorKind.INVALID, "offer has no video track")
         for m in mlines:
             if m.kind in ("audio", "video") and m.port != 0 and not m.rtcp_mux:
-                raise SignalingError(400, f"m-line {m.mid or m.index}: rtcp-mux is required")
+                raise SignalingError(ErrorKind.INVALID, f"m-line {m.mid or m.index}: rtcp-mux is required")
         try:
             aiortc_sdp.SessionDescription.parse(sdp)
         except Exception as exc:  # noqa: BLE001 - aiortc raises anything from ValueError to IndexError
-            raise SignalingError(400, f"malformed SDP: {exc}") from None
+            raise SignalingError(ErrorKind.INVALID, f"malformed SDP: {exc}") from None
         self._roles = assign_roles(mlines, roles)
         if "record" not in self._roles.values():
-            raise SignalingError(400, "offer has no video track to record")
+            raise SignalingError(ErrorKind.INVALID, "offer has no video track to record")
 
         check_aiortc_internals()
         cfg = self.config
@@ -381,7 +371,7 @@ class CameraPeer:
             raise
         except Exception as exc:  # noqa: BLE001 - aiortc: ValueError, OperationError, InvalidStateError...
             await self.close()
-            raise SignalingError(400, f"cannot accept offer: {exc}") from None
+            raise SignalingError(ErrorKind.INVALID, f"cannot accept offer: {exc}") from None
         # Read every queued datagram per event-loop wake-up on the ICE sockets (hub/ingest/fastpath.py).
         from hub.ingest.fastpath import batch_ice_reads
 
@@ -389,7 +379,7 @@ class CameraPeer:
             self.batched_sockets, self._direct = batch_ice_reads(pc, poll_interval_s=cfg.read_interval_ms / 1000)
         if "record" not in self.tracks:
             await self.close()
-            raise SignalingError(400, "offer has no video track to record")
+            raise SignalingError(ErrorKind.INVALID, "offer has no video track to record")
 
         answer_sdp = apply_bitrate_floor(pc.localDescription.sdp, cfg.bitrate_kbps, cfg.min_kbps, cfg.start_kbps)
         self._tasks.append(asyncio.ensure_future(self._maintain()))

@@ -7,84 +7,36 @@ show the user what to do instead of a stack trace.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from hub import __version__
-from hub.app import HUB_KEY, REPO_ROOT, Hub
+from hub import REPO_ROOT, __version__
+from hub.errors import ErrorKind, PairingError
+from hub.web.context import web_context
+from hub.web.errors import ApiError, bearer, json_body
 
 log = logging.getLogger(__name__)
 
 PWA_DIR = REPO_ROOT / "phone_pwa"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ApiError(web.HTTPException):
-    def __init__(self, status: int, error: str, hint: str | None = None) -> None:
-        self.status_code = status
-        body = {"error": error} | ({"hint": hint} if hint else {})
-        super().__init__(text=json.dumps(body), content_type="application/json")
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError:
-        raise
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise ApiError(413, f"request body too large (limit {exc.max_size} bytes)") from None
-    except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.content_type == "application/json":
-            raise
-        raise ApiError(exc.status, exc.reason) from None
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
-        raise ApiError(500, "internal error; see the hub's log") from None
-
-
-def _hub(request: web.Request) -> Hub:
-    return request.app[HUB_KEY]
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > request.app._client_max_size:
-        raise ApiError(413, f"request body too large (limit {request.app._client_max_size} bytes)")
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object")
-    return body
-
-
-def _bearer(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return None
 
 
 def camera_from_token(request: web.Request) -> dict[str, Any]:
-    token = _bearer(request)
+    token = bearer(request)
     if not token:
         raise ApiError(401, "missing camera token", "pair this camera with the hub first")
-    cam = _hub(request).store.camera_for_token(token)
+    cam = web_context(request).store.camera_for_token(token)
     if cam is None:
         raise ApiError(401, "unknown or revoked camera token", "pair this camera with the hub again")
     return cam
 
 
 def require_admin(request: web.Request) -> None:
-    token = _bearer(request)
-    secret = _hub(request).secrets["admin_secret"]
+    token = bearer(request)
+    secret = web_context(request).admin_secret
     if not token or not hmac.compare_digest(token.encode(), secret.encode()):
         raise ApiError(401, "admin secret required", "pass the admin secret printed by 'pingwatch init'")
 
@@ -93,14 +45,14 @@ def require_admin(request: web.Request) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    hub = _hub(request)
+    hub = web_context(request)
     try:
         hub.store.db.execute("SELECT 1").fetchone()
         db_ok = True
     except Exception:  # noqa: BLE001 - health must answer whatever went wrong
         db_ok = False
-    cams = hub.cameras.summary() if hub.cameras else {}
-    status = "ok" if db_ok and not hub.closing else "degraded"
+    cams = hub.cameras.summary()
+    status = "ok" if db_ok and not hub.closing() else "degraded"
     return web.json_response(
         {"status": status, "version": __version__, "uptime_s": round(time.time() - hub.started_at, 1),
          "db": "ok" if db_ok else "error", "cameras": cams},
@@ -109,17 +61,18 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def pair(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     code, name = body.get("code"), body.get("name") or "Phone camera"
     if not isinstance(code, str) or not code.strip():
         raise ApiError(400, "missing pairing code")
     if not isinstance(name, str):
         raise ApiError(400, "name must be a string")
-    result = _hub(request).store.redeem_pairing_code(code, name)
+    result = web_context(request).store.redeem_pairing_code(code, name)
     if result is None:
-        raise ApiError(403, "wrong or expired pairing code", "show a new code with 'pingwatch pair' on the hub")
+        raise PairingError(ErrorKind.REFUSED, "wrong or expired pairing code",
+                           "show a new code with 'pingwatch pair' on the hub")
     log.info("camera paired", extra={"camera_id": result.camera_id})
-    _hub(request).bus.publish("camera.added", camera_id=result.camera_id, name=result.name)
+    web_context(request).bus.publish("camera.added", camera_id=result.camera_id, name=result.name)
     return web.json_response({"camera_id": result.camera_id, "token": result.token, "name": result.name}, status=201)
 
 
@@ -130,8 +83,8 @@ async def camera_me(request: web.Request) -> web.Response:
 
 async def camera_offer(request: web.Request) -> web.Response:
     cam = camera_from_token(request)
-    body = await _json_body(request)
-    answer = await _hub(request).cameras.accept_offer(cam["id"], body)
+    body = await json_body(request)
+    answer = await web_context(request).cameras.accept_offer(cam["id"], body)
     return web.json_response(answer)
 
 
@@ -140,7 +93,7 @@ async def camera_offer(request: web.Request) -> web.Response:
 
 async def new_pairing_code(request: web.Request) -> web.Response:
     require_admin(request)
-    hub = _hub(request)
+    hub = web_context(request)
     code, expires = hub.store.new_pairing_code()
     url = f"{hub.urls()['camera']}#code={code}"
     return web.json_response({"code": code, "expires_at": expires, "url": url,
@@ -149,20 +102,20 @@ async def new_pairing_code(request: web.Request) -> web.Response:
 
 async def list_cameras(request: web.Request) -> web.Response:
     require_admin(request)
-    return web.json_response({"cameras": _hub(request).cameras.describe_all()})
+    return web.json_response({"cameras": web_context(request).cameras.describe_all()})
 
 
 async def revoke_camera(request: web.Request) -> web.Response:
     require_admin(request)
     cid = request.match_info["camera_id"]
-    if not await _hub(request).cameras.revoke(cid):
+    if not await web_context(request).cameras.revoke(cid):
         raise ApiError(404, f"no active camera '{cid}'", "list cameras with 'pingwatch cameras list'")
     return web.json_response({"camera_id": cid, "revoked": True})
 
 
 async def remove_camera(request: web.Request) -> web.Response:
     require_admin(request)
-    hub = _hub(request)
+    hub = web_context(request)
     cid = request.match_info["camera_id"]
     if hub.store.get_camera(cid) is None:
         raise ApiError(404, f"no camera '{cid}'", "list cameras with 'pingwatch cameras list'")
@@ -189,13 +142,13 @@ def _static_file(path: Path) -> web.FileResponse:
 
 async def certificate(request: web.Request) -> web.Response:
     """The hub's certificate, for installing on a phone (iOS profile / Android CA certificate)."""
-    hub = _hub(request)
+    hub = web_context(request)
     return web.Response(body=hub.data.cert_path.read_bytes(), content_type="application/x-x509-ca-cert",
                         headers={"Content-Disposition": 'attachment; filename="ping-watch-hub.crt"'})
 
 
 def setup_routes(app: web.Application) -> None:
-    app.middlewares.append(json_errors)
+    """The API's routes and the phone page (the web UI adds its own with ``hub.web.ui.setup_ui``)."""
     r = app.router
     r.add_get("/api/health", health)
     r.add_post("/api/pair", pair)
@@ -210,6 +163,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/cam/", pwa_index)
     if PWA_DIR.is_dir():
         r.add_static("/cam/", PWA_DIR, append_version=False)
-    from hub.web.ui import setup_ui
 
-    setup_ui(app)  # the web UI owns "/"

@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from hub.app import HUB_KEY, Hub
-from hub.web.api import ApiError, _bearer, _json_body
+from hub.store import Store
+from hub.web.context import WEB_CONTEXT_KEY
+from hub.web.errors import ApiError, bearer, json_body
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,12 @@ class _Failures:
 
 
 class Auth:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, store: Store, admin_secret: str) -> None:
+        self.store = store
+        self.admin_secret = admin_secret
         self.failures = _Failures()
         self._touched: dict[str, float] = {}
-        db = hub.store.db
+        db = store.db
         if _TABLE not in db.table_names():
             db[_TABLE].create(
                 {"id_hash": str, "csrf": str, "created_at": float, "last_seen": float, "expires_at": float,
@@ -119,7 +121,7 @@ class Auth:
         sid = secrets.token_urlsafe(32)
         sess = Session(id_hash=_h(sid), csrf=secrets.token_urlsafe(24), created_at=now, last_seen=now,
                        expires_at=now + SESSION_TTL_S)
-        self.hub.store.db[_TABLE].insert(
+        self.store.db[_TABLE].insert(
             {"id_hash": sess.id_hash, "csrf": sess.csrf, "created_at": now, "last_seen": now,
              "expires_at": sess.expires_at, "user_agent": user_agent[:200], "client": client[:64]}
         )
@@ -128,7 +130,7 @@ class Auth:
     def lookup(self, sid: str) -> Session | None:
         if not sid or len(sid) > 128:
             return None
-        row = self.hub.store.db.execute(
+        row = self.store.db.execute(
             f"SELECT id_hash, csrf, created_at, last_seen, expires_at FROM {_TABLE} WHERE id_hash = ?", [_h(sid)]
         ).fetchone()
         if row is None:
@@ -140,23 +142,24 @@ class Auth:
             self.delete(sess.id_hash)
             return None
         if now - last > _TOUCH_EVERY_S:
-            self.hub.store.db[_TABLE].update(sess.id_hash, {"last_seen": now})
+            self.store.db[_TABLE].update(sess.id_hash, {"last_seen": now})
         self._touched[sess.id_hash] = now
         sess.last_seen = now
         return sess
 
     def delete(self, id_hash: str) -> None:
         self._touched.pop(id_hash, None)
-        self.hub.store.db.execute(f"DELETE FROM {_TABLE} WHERE id_hash = ?", [id_hash])
+        self.store.db.execute(f"DELETE FROM {_TABLE} WHERE id_hash = ?", [id_hash])
 
     def _purge(self, now: float) -> None:
-        self.hub.store.db.execute(
+        self.store.db.execute(
             f"DELETE FROM {_TABLE} WHERE expires_at <= ? OR last_seen < ?", [now, now - SESSION_IDLE_S]
         )
 
 
 def setup_auth(app: web.Application) -> Auth:
-    auth = Auth(app[HUB_KEY])
+    ctx = app[WEB_CONTEXT_KEY]
+    auth = Auth(ctx.store, ctx.admin_secret)
     app[SESSION_KEY] = auth
     r = app.router
     r.add_post("/api/ui/login", login)
@@ -199,10 +202,9 @@ def require_session(request: web.Request) -> Session:
     cached = request.get("ui_session")
     if cached is not None:
         return cached
-    hub: Hub = request.app[HUB_KEY]
-    token = _bearer(request)
+    token = bearer(request)
     if token is not None:
-        if not hmac.compare_digest(token.encode(), hub.secrets["admin_secret"].encode()):
+        if not hmac.compare_digest(token.encode(), _auth(request).admin_secret.encode()):
             raise ApiError(401, "admin secret required", "log in again")
         now = time.time()
         sess = Session("admin", "", now, now, now, via_bearer=True)
@@ -236,9 +238,9 @@ async def login(request: web.Request) -> web.Response:
     wait = auth.failures.locked_for(client, now)
     if wait > 0:
         raise _too_many(wait)
-    body = await _json_body(request)
+    body = await json_body(request)
     secret = body.get("secret")
-    expected = auth.hub.secrets["admin_secret"]
+    expected = auth.admin_secret
     if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), expected.encode()):
         lock = auth.failures.fail(client, now)
         log.warning("web UI log-in failed", extra={"client": client, "locked_s": lock})

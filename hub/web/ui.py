@@ -25,11 +25,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub import __version__
-from hub.app import HUB_KEY, Hub
-from hub.bus import Message
+from hub.bus import Message, Subscription
+from hub.control import Controller
+from hub.live import LiveRelays
 from hub.pipeline import default_camera_settings
-from hub.web.api import ApiError, _json_body
 from hub.web.auth import LOGOUT_HOOK_KEY, require_session, setup_auth
+from hub.web.context import WEB_CONTEXT_KEY, WebContext, web_context
+from hub.web.errors import ApiError, json_body
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +51,20 @@ mimetypes.add_type("text/javascript", ".js")
 
 class _UiState:
     def __init__(self) -> None:
-        # open WebSockets -> the session id hash they belong to (closed on log-out and on shutdown)
-        self.sockets: dict[web.WebSocketResponse, str] = {}
+        # open WebSockets -> the session id hash they belong to and their bus subscription (closed on log-out
+        # and on shutdown)
+        self.sockets: dict[web.WebSocketResponse, tuple[str, Subscription]] = {}
 
 
 UI_STATE_KEY: web.AppKey[_UiState] = web.AppKey("ui_state", _UiState)
 
 
-def _hub(request: web.Request) -> Hub:
-    return request.app[HUB_KEY]
+def _hub(request: web.Request) -> WebContext:
+    return web_context(request)
 
 
-def _controller(hub: Hub) -> Any:
-    """The hub's Controller (shared with the other faces when the hub made one; made here otherwise)."""
-    ctl = getattr(hub, "control", None)
-    if ctl is None:
-        from hub.control import Controller
-
-        ctl = Controller(hub)
-        hub.control = ctl  # type: ignore[attr-defined]
-    return ctl
+def _controller(hub: WebContext) -> Controller:
+    return hub.control
 
 
 # -- camera settings -------------------------------------------------------------------------------------
@@ -115,21 +111,21 @@ def _stored_settings(cam: dict[str, Any]) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def _camera_out(hub: Hub, desc: dict[str, Any], cam: dict[str, Any]) -> dict[str, Any]:
+def _camera_out(hub: WebContext, desc: dict[str, Any], cam: dict[str, Any]) -> dict[str, Any]:
     stored = _stored_settings(cam)
     effective = default_camera_settings(hub.config) | {k: v for k, v in stored.items() if v is not None}
     return desc | {"settings": effective, "camera_armed": bool(cam.get("armed")),
                    "custom": sorted(k for k, v in stored.items() if v not in (None, []))}
 
 
-def _active_camera(hub: Hub, camera_id: str) -> dict[str, Any]:
+def _active_camera(hub: WebContext, camera_id: str) -> dict[str, Any]:
     cam = hub.store.get_camera(camera_id)
     if cam is None or cam.get("revoked_at") is not None:
         raise ApiError(404, f"no camera '{camera_id}'")
     return cam
 
 
-def _describe(hub: Hub, camera_id: str) -> dict[str, Any]:
+def _describe(hub: WebContext, camera_id: str) -> dict[str, Any]:
     for desc in _controller(hub).cameras():
         if desc["id"] == camera_id:
             return desc
@@ -139,7 +135,7 @@ def _describe(hub: Hub, camera_id: str) -> dict[str, Any]:
 # -- events and their files ------------------------------------------------------------------------------
 
 
-def _media_file(hub: Hub, stored: Any) -> Path | None:
+def _media_file(hub: WebContext, stored: Any) -> Path | None:
     """The file a stored path names, only if it is a regular file inside the clips folder."""
     if not stored or not isinstance(stored, str) or "\x00" in stored:
         return None
@@ -172,7 +168,7 @@ def _event_out(ev: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _get_event(hub: Hub, event_id: str) -> dict[str, Any]:
+def _get_event(hub: WebContext, event_id: str) -> dict[str, Any]:
     ev = hub.store.get_event(event_id) if len(event_id) <= 100 else None
     if ev is None:
         raise ApiError(404, f"no event '{event_id}'", "it may have been deleted or expired")
@@ -267,7 +263,7 @@ async def camera_update(request: web.Request) -> web.Response:
     hub = _hub(request)
     cid = request.match_info["camera_id"]
     cam = _active_camera(hub, cid)
-    body = await _json_body(request)
+    body = await json_body(request)
     unknown = set(body) - {"name", "settings"}
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -327,7 +323,7 @@ async def camera_snapshot(request: web.Request) -> web.StreamResponse:
 async def _arm(request: web.Request, camera_id: str | None) -> web.Response:
     require_session(request)
     hub = _hub(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     armed, for_s = body.get("armed"), body.get("for_s")
     if not isinstance(armed, bool):
         raise ApiError(400, "'armed' must be true or false")
@@ -395,7 +391,7 @@ async def event_detail(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-def _remove(hub: Hub, path: Path) -> None:
+def _remove(hub: WebContext, path: Path) -> None:
     root = hub.data.clips_dir.resolve()
     try:
         path.unlink()
@@ -432,7 +428,7 @@ async def event_delete(request: web.Request) -> web.Response:
     return web.json_response({"event_id": ev["id"], "deleted": True, "files_removed": len(files) - len(errors)})
 
 
-def _serve(hub: Hub, stored: Any, what: str, headers: dict[str, str] | None = None) -> web.FileResponse:
+def _serve(hub: WebContext, stored: Any, what: str, headers: dict[str, str] | None = None) -> web.FileResponse:
     f = _media_file(hub, stored)
     if f is None:
         raise ApiError(404, f"no {what} for this event")
@@ -476,29 +472,20 @@ async def event_thumb(request: web.Request) -> web.StreamResponse:
 
 # -- handlers: live view ---------------------------------------------------------------------------------
 
-LIVE_KEY: web.AppKey[Any] = web.AppKey("ui_live", object)
-
-
-def _live(request: web.Request) -> Any:
-    """The hub's LiveRelays (made in setup_ui; also ``hub.live``, so the camera manager can close them)."""
-    return request.app[LIVE_KEY]
+def _live(request: web.Request) -> LiveRelays:
+    return web_context(request).live
 
 
 async def camera_live(request: web.Request) -> web.Response:
     """POST ``{"type": "offer", "sdp": ...}`` (the page's recvonly video offer, ICE gathered) → ``{"type":
     "answer", "sdp", "relay_id", "codec"}``: a WebRTC relay of the camera's encoded video (never re-encoded).
     404 unknown camera, 409 no video yet, 415 the browser cannot receive the camera's codec."""
-    from hub.live import LiveError
-
     sess = require_session(request)
     hub = _hub(request)
     cid = request.match_info["camera_id"]
     _active_camera(hub, cid)
-    body = await _json_body(request)
-    try:
-        relay, answer = await _live(request).open(cid, body, sess.id_hash)
-    except LiveError as exc:
-        raise ApiError(exc.status, str(exc), exc.hint) from None
+    body = await json_body(request)
+    relay, answer = await _live(request).open(cid, body, sess.id_hash)  # LiveError: mapped at the edge
     return web.json_response(answer | {"relay_id": relay.id, "codec": relay.codec})
 
 
@@ -578,7 +565,7 @@ async def system(request: web.Request) -> web.Response:
         "retention": {"retention_days": cfg.storage.retention_days, "max_disk_gb": cfg.storage.max_disk_gb,
                       "min_free_gb": cfg.storage.min_free_gb},
         "mqtt": mqtt, "cloud": {"enabled": cfg.cloud.enabled},
-        "cameras": hub.cameras.summary() if hub.cameras else {}, "armed": ctl.is_armed(),
+        "cameras": hub.cameras.summary(), "armed": ctl.is_armed(),
         "urls": hub.urls(),
         "certificate": {"sha256": hub.cert.fingerprint_sha256, "not_after": hub.cert.not_after.isoformat()},
     })
@@ -601,8 +588,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
     await ws.prepare(request)
     state = request.app[UI_STATE_KEY]
-    state.sockets[ws] = sess.id_hash
     sub = hub.bus.subscribe(maxsize=512)
+    state.sockets[ws] = (sess.id_hash, sub)
 
     async def pump() -> None:
         dropped = 0
@@ -636,38 +623,39 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 async def _close_sockets(app: web.Application, session_hash: str | None = None) -> None:
     state = app[UI_STATE_KEY]
-    targets = [ws for ws, sid in list(state.sockets.items()) if session_hash is None or sid == session_hash]
+    targets = [(ws, sub) for ws, (sid, sub) in list(state.sockets.items())
+               if session_hash is None or sid == session_hash]
     code = WSCloseCode.GOING_AWAY if session_hash is None else WSCloseCode.POLICY_VIOLATION
     message = b"hub shutting down" if session_hash is None else b"logged out"
-    await asyncio.gather(*(ws.close(code=code, message=message) for ws in targets), return_exceptions=True)
+
+    async def close(ws: web.WebSocketResponse, sub: Subscription) -> None:
+        if session_hash is None:  # shutdown: what the bus already holds for this page (the last events) goes out
+            while not sub.queue.empty() and not ws.closed:
+                await ws.send_str(json.dumps(_ws_payload(sub.queue.get_nowait()), default=str))
+        await ws.close(code=code, message=message)
+
+    await asyncio.gather(*(close(ws, sub) for ws, sub in targets), return_exceptions=True)
 
 
 # -- wiring ----------------------------------------------------------------------------------------------
 
 
-def setup_ui(app: web.Application) -> None:
-    """Add the web UI's page, static files and ``/api/ui/`` routes (after hub.web.api.setup_routes' middleware)."""
-    from hub.live import LiveRelays
+async def close_sockets(app: web.Application) -> None:
+    """Close every web UI WebSocket (hub shutdown: after the cameras stopped, so their last events got out)."""
+    await _close_sockets(app)
 
+
+def setup_ui(app: web.Application) -> None:
+    """Add the web UI's page, static files and ``/api/ui/`` routes (after hub.web.api.setup_routes)."""
     setup_auth(app)
     app[UI_STATE_KEY] = _UiState()
-    hub = app[HUB_KEY]
-    app[LIVE_KEY] = hub.live = LiveRelays(hub)  # type: ignore[attr-defined]
+    live = app[WEB_CONTEXT_KEY].live
 
     async def on_logout(session_hash: str) -> None:
         await _close_sockets(app, session_hash)
-        live = app.get(LIVE_KEY)
-        if live is not None:
-            await live.close_session(session_hash)
-
-    async def on_shutdown(_: web.Application) -> None:
-        live = app.get(LIVE_KEY)
-        if live is not None:
-            await live.close_all()  # before the cameras stop (this runs ahead of the hub's own shutdown)
-        await _close_sockets(app)
+        await live.close_session(session_hash)
 
     app[LOGOUT_HOOK_KEY] = on_logout
-    app.on_shutdown.append(on_shutdown)
     app.on_response_prepare.append(_security_headers)
     r = app.router
     r.add_get("/", index)

@@ -1,0 +1,170 @@
+"""`pingwatch events list|show|export|delete|prune`: the event timeline.
+
+Listings and exports read the database directly (they work with the hub stopped); deleting one event goes
+through the running hub's API so the web UI and Home Assistant update at once. `prune` applies retention on
+the database itself, as the hub's own retention job does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hub.cli.common import ConfigOpt, JsonOpt, api_call, fail, get_config, open_store, out, parse_when
+
+events_app = typer.Typer(help="The event timeline: list, show, export, delete, prune.", no_args_is_help=True)
+
+
+def _fmt_time(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _public(ev: dict[str, Any]) -> dict[str, Any]:
+    return {k: ev.get(k) for k in (
+        "id", "camera_id", "status", "triggers", "start", "end", "detected_at", "pre_roll_s", "post_roll_s",
+        "peak_motion", "audio_peak_dbfs", "boxes", "clip_path", "clip_size", "clip_codec", "clip_duration_s",
+        "snapshot_path", "thumb_path", "upload_status", "labels", "summary")}
+
+
+@events_app.command("list")
+def events_list(
+    config: ConfigOpt = None,
+    camera: Annotated[str | None, typer.Option(help="Only this camera id.")] = None,
+    trigger: Annotated[str | None, typer.Option(help="motion or sound.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time or how long ago (e.g. 2h, 7d).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List events, newest first."""
+    if trigger == "audio":
+        trigger = "sound"  # the config section says audio, events say sound (Home Assistant's word)
+    with open_store(get_config(config)) as store:
+        rows = store.list_events(camera_id=camera, trigger=trigger,
+                                 since=parse_when(since) if since else None, limit=limit)
+    if as_json:
+        print(json.dumps([_public(e) for e in rows], indent=2))
+        return
+    table = Table("id", "camera", "start", "length", "trigger", "peak", "clip", "status")
+    for e in rows:
+        length = f"{e['end'] - e['start']:.1f}s" if e.get("end") else "…"
+        clip = f"{e['clip_size'] / 1e6:.1f} MB" if e.get("clip_size") else "-"
+        table.add_row(e["id"], e["camera_id"], _fmt_time(e["start"]), length, ",".join(e["triggers"]),
+                      f"{(e.get('peak_motion') or 0) * 100:.1f}%", clip, e["status"])
+    out.print(table)
+    if not rows:
+        out.print("no events")
+
+
+@events_app.command("show")
+def events_show(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Everything known about one event."""
+    with open_store(get_config(config)) as store:
+        ev = store.get_event(event_id)
+    if ev is None:
+        fail(f"no event '{event_id}'; list them with 'pingwatch events list'")
+    if as_json:
+        print(json.dumps(_public(ev), indent=2))
+        return
+    for k, v in _public(ev).items():
+        if k in ("start", "end", "detected_at"):
+            v = f"{_fmt_time(v)} ({v})" if v else "-"
+        if k == "boxes" and isinstance(v, list):
+            v = f"{len(v)} samples"
+        out.print(f"{k:<16} {v}")
+
+
+@events_app.command("export")
+def events_export(
+    to: Annotated[Path, typer.Option("--to", help="Folder to copy clips, snapshots and metadata into.")],
+    event_ids: Annotated[list[str] | None,
+                         typer.Argument(help="Event ids (default: every event matching the filters).")] = None,
+    camera: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time or how long ago.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy events (clip, snapshot, JSON) into a folder, with progress."""
+    with open_store(get_config(config)) as store:
+        if event_ids:
+            found = [store.get_event(i) for i in event_ids]
+            missing = [i for i, r in zip(event_ids, found) if r is None]
+            if missing:
+                fail(f"no such event(s): {', '.join(missing)}")
+            rows = [r for r in found if r is not None]
+        else:
+            rows = store.list_events(camera_id=camera, since=parse_when(since) if since else None, limit=100000)
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create {to}: {exc.strerror}")
+    exported = []
+    total = sum(int(r.get("clip_size") or 0) for r in rows) or 1
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=out, disable=as_json) as progress:
+        task = progress.add_task("exporting", total=len(rows))
+        for ev in rows:
+            files = []
+            for key in ("clip_path", "snapshot_path", "thumb_path"):
+                src = ev.get(key)
+                if src and Path(src).exists():
+                    dst = to / Path(src).name
+                    try:
+                        shutil.copy2(src, dst)
+                    except OSError as exc:
+                        fail(f"copying {src} to {dst} failed: {exc.strerror} (is {to} full?)")
+                    files.append(str(dst))
+            (to / f"{ev['id']}.json").write_text(json.dumps(_public(ev), indent=2))
+            exported.append({"id": ev["id"], "files": files})
+            progress.advance(task)
+    if as_json:
+        print(json.dumps({"exported": exported, "bytes": total}))
+    else:
+        out.print(f"exported {len(exported)} events to {to}")
+
+
+@events_app.command("delete")
+def events_delete(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete an event and its files (through the running hub, so every view updates)."""
+    body = api_call(get_config(config), "DELETE", f"/api/ui/events/{event_id}")
+    print(json.dumps(body)) if as_json else out.print(f"deleted {event_id}")
+
+
+@events_app.command("prune")
+def events_prune(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply retention now: events past storage.retention_days, then the oldest beyond the disk budget."""
+    from hub.datadir import DataDir
+    from hub.retention import delete_event_files, plan_prune
+
+    cfg = get_config(config)
+    with open_store(cfg, writable=not dry_run) as store:
+        plan = plan_prune(store, cfg.storage, DataDir(cfg.storage.data_dir).clips_dir)
+        if not dry_run:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out,
+                          disable=as_json or not plan.events) as progress:
+                task = progress.add_task("pruning", total=len(plan.events))
+                for ev in plan.events:
+                    delete_event_files(ev)
+                    store.delete_event(ev["id"])
+                    progress.advance(task)
+    result = {"dry_run": dry_run, "events": [{"id": e["id"], "camera_id": e["camera_id"], "start": e["start"],
+                                              "reason": plan.reasons[e["id"]]} for e in plan.events],
+              "bytes_freed": plan.bytes_freed, "clips_bytes_before": plan.clips_bytes_before}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{verb} {len(plan.events)} events, {plan.bytes_freed / 1e6:.1f} MB "
+              f"(clips now {(plan.clips_bytes_before - plan.bytes_freed) / 1e6:.1f} MB)")
+    for e in plan.events[:50]:
+        out.print(f"  {e['id']}  {e['camera_id']}  {_fmt_time(e['start'])}  ({plan.reasons[e['id']]})")
