@@ -30,6 +30,8 @@ from hub.recovery import recover
 from hub.scheduler import HubScheduler
 from hub.store import Store
 from hub.tls import CertInfo, ensure_certificate, lan_address, server_context
+from hub.upload.link import load_link
+from hub.upload.uploader import Uploader
 from hub.web.context import WebContext
 from hub.web.server import build_web_app
 from hub.web.ui import close_sockets
@@ -53,6 +55,7 @@ class HubRuntime:
     control: Controller
     live: LiveRelays
     mqtt: MqttBridge | None
+    uploader: Uploader
     web: web.Application
     lifecycle: Lifecycle
     started_at: float = field(default_factory=time.time)
@@ -90,15 +93,18 @@ def build_hub(config: HubConfig) -> HubRuntime:
     control = Controller(arming, cameras)
     live = LiveRelays(cameras)
     cameras.add_removal_listener(live.close_camera)
-    mqtt = (MqttBridge(config.mqtt, bus, control, stable_hub_id(store), hub_urls(config)["base"])
+    uploader = Uploader(config.cloud, store, bus, data.clips_dir, data.root / "uploads", lambda: load_link(data.root))
+    mqtt = (MqttBridge(config.mqtt, bus, control, stable_hub_id(store), hub_urls(config)["base"],
+                       uploads_pending=uploader.outbox.open_count if config.cloud.enabled else None)
             if config.mqtt.enabled else None)
 
     started_at = time.time()
     app = build_web_app(WebContext(
         config=config, data=data, store=store, bus=bus, cert=cert, admin_secret=secrets["admin_secret"],
         started_at=started_at, cameras=cameras, control=control, live=live, urls=lambda: hub_urls(config),
-        closing=lambda: lifecycle.stopping))  # bound when called: the lifecycle is made just below
-    lifecycle = Lifecycle(_stages(data, store, arming, scheduler, cameras, live, mqtt, app))
+        closing=lambda: lifecycle.stopping,  # bound when called: the lifecycle is made just below
+        cloud_status=uploader.status))
+    lifecycle = Lifecycle(_stages(data, store, arming, scheduler, cameras, live, mqtt, uploader, app))
 
     async def on_startup(_: web.Application) -> None:
         await lifecycle.start()
@@ -114,12 +120,13 @@ def build_hub(config: HubConfig) -> HubRuntime:
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return HubRuntime(config=config, data=data, store=store, bus=bus, cert=cert, arming=arming, scheduler=scheduler,
-                      cameras=cameras, control=control, live=live, mqtt=mqtt, web=app, lifecycle=lifecycle,
+                      cameras=cameras, control=control, live=live, mqtt=mqtt, uploader=uploader, web=app,
+                      lifecycle=lifecycle,
                       started_at=started_at)
 
 
 def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubScheduler, cameras: CameraManager,
-            live: LiveRelays, mqtt: MqttBridge | None, app: web.Application) -> list[Stage]:
+            live: LiveRelays, mqtt: MqttBridge | None, uploader: Uploader, app: web.Application) -> list[Stage]:
     """The start-up order (shutdown is its reverse). Consumers of the bus start before the cameras that feed it
     and stop after them, so an event that ends during shutdown still reaches MQTT and the web UI."""
 
@@ -146,6 +153,7 @@ def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubSchedul
     if mqtt is not None:
         stages.append(Stage("mqtt", start=mqtt.start, stop=mqtt.stop))  # start returns at once; connects later
     stages += [
+        Stage("uploader", start=uploader.start, stop=uploader.stop),  # queues events that end while cameras stop
         Stage("live-view", stop=live.close_all),
         Stage("cameras", start=cameras.start, stop=cameras.stop),
     ]

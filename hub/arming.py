@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from hub.bus import Bus
 from hub.errors import CameraError, ErrorKind

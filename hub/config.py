@@ -130,9 +130,14 @@ class MqttConfig(_Section):
 
 
 class CloudConfig(_Section):
-    enabled: bool = False
-    api_url: str | None = None
-    api_key: str | None = None
+    enabled: bool = Field(True, description="Upload each finished event once the hub is linked to a cloud account "
+                                            "('pingwatch cloud link'); without a link nothing is sent.")
+    api_url: str | None = Field(None, description="The cloud API's base URL, used by 'pingwatch cloud link' "
+                                                  "when --url is not given.")
+    api_key: str | None = Field(None, description="Unused; kept so configs written by older versions still load. "
+                                                  "The hub's token comes from 'pingwatch cloud link'.")
+    upload_kbps: int = Field(0, ge=0, le=10_000_000, description="Bandwidth cap for uploads in kbit/s; 0: none.")
+    retry_max_s: float = Field(600.0, gt=0, le=86_400, description="Longest wait between two tries of an upload.")
 
 
 class LogConfig(_Section):

@@ -100,3 +100,25 @@ def write_private(path: Path, content: bytes) -> None:
         os.close(fd)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def contained_file(clips_dir: Path, stored: object, data_root: Path | None = None) -> Path | None:
+    """The regular file a path stored in the database names, only if it lies inside the clips folder.
+
+    Rows can be tampered with (a copied database, a bug): whatever reads, serves, uploads or deletes a stored path
+    goes through this, so no row can point the hub at its own key or at /etc. Relative paths are taken from the
+    clips folder (and from ``data_root``, for rows written that way); symlinks are resolved first."""
+    if not stored or not isinstance(stored, str) or "\x00" in stored:
+        return None
+    root = clips_dir.resolve()
+    p = Path(stored)
+    candidates = [p] if p.is_absolute() else [root / p] + ([data_root / p] if data_root is not None else [])
+    for c in candidates:
+        try:
+            resolved = c.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if resolved.is_relative_to(root) and resolved != root and resolved.is_file():
+            return resolved
+    return None
+

@@ -8,8 +8,8 @@ so one broken component never leaves the others (open clips, the database) unfin
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,6 @@ class Lifecycle:
             stage = self._started.pop()
             try:
                 await stage.stop()
-            except Exception:  # noqa: BLE001 - the remaining stages must still stop
+            except Exception:
                 log.exception("stage failed to stop", extra={"stage": stage.name})
             log.debug("stopped", extra={"stage": stage.name})

@@ -34,7 +34,7 @@ from mqtt import discovery as d
 
 log = logging.getLogger(__name__)
 
-BUS_TOPICS = ("camera.", "motion", "sound", "event.", "armed")
+BUS_TOPICS = ("camera.", "motion", "sound", "event.", "armed", "upload.state")
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # Mosquitto's default message limit is far above; HA needs no more
 
 
@@ -61,8 +61,11 @@ class MqttBridge:
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
         keepalive_s: int = 30,
+        uploads_pending: Callable[[], int] | None = None,
     ) -> None:
         self.config = config
+        # The hub's upload outbox length (a diagnostic sensor); None: the hub has no uploader, no sensor.
+        self.uploads_pending = uploads_pending
         self.bus = bus
         self.control = control
         self.hub_id = hub_id
@@ -244,7 +247,8 @@ class MqttBridge:
     def publish_discovery(self) -> None:
         """Publish (retained) the hub's and every camera's discovery payload."""
         self._publish(self.topics.hub_config_topic(self.hub_id),
-                      json.dumps(d.hub_device(self.topics, self.hub_id, self.base_url)), retain=True, force=True)
+                      json.dumps(d.hub_device(self.topics, self.hub_id, self.base_url,
+                                               uploads=self.uploads_pending is not None)), retain=True, force=True)
         try:
             cameras = self.control.cameras()
         except Exception:  # noqa: BLE001
@@ -272,6 +276,8 @@ class MqttBridge:
     def _refresh_from_control(self) -> None:
         """Read the truth the controller holds (arm states, cameras) into the state cache."""
         self._state[self.topics.armed_state] = (d.alarm_state(self.control.is_armed()), True)
+        if self.uploads_pending is not None:
+            self._state[self.topics.upload_queue] = (str(self.uploads_pending()), True)
         for cam in self.control.cameras():
             cid = str(cam["id"])
             self._remember_camera(cid)
@@ -317,6 +323,11 @@ class MqttBridge:
                 self._set_state(self.topics.armed_state, d.alarm_state(bool(data.get("armed"))))
             else:
                 self._set_state(self.topics.camera(cid).armed_state, d.on_off(data.get("armed")))
+            return
+        if msg.topic == "upload.state":
+            if self.uploads_pending is None:
+                return
+            self._set_state(self.topics.upload_queue, str(int(data.get("pending") or 0)))
             return
         if cid is None:
             return

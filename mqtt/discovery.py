@@ -114,6 +114,10 @@ class Topics:
         return f"{self.prefix}/armed/set"
 
     @property
+    def upload_queue(self) -> str:  # events waiting to upload to the cloud (retained count)
+        return f"{self.prefix}/uploads/pending"
+
+    @property
     def ha_status(self) -> str:  # HA's birth/last will: online / offline
         return f"{self.discovery}/status"
 
@@ -156,32 +160,35 @@ def _availability(*topics: str) -> list[dict[str, str]]:
     return [{"topic": t, "payload_available": ONLINE, "payload_not_available": OFFLINE} for t in topics]
 
 
-def hub_device(topics: Topics, hub_id: str, base_url: str | None = None, name: str = "ping-watch hub") -> dict[str, Any]:
-    """The hub's discovery payload: the device and its alarm panel (arm away / disarm, no code)."""
+def hub_device(topics: Topics, hub_id: str, base_url: str | None = None, name: str = "ping-watch hub",
+               uploads: bool = False) -> dict[str, Any]:
+    """The hub's discovery payload: the device, its alarm panel (arm away / disarm, no code) and, when the hub
+    uploads to the cloud, a diagnostic sensor with the number of events waiting to upload."""
     oid = topics.hub_object_id(hub_id)
     dev: dict[str, Any] = {"ids": [oid], "name": name, "mf": MANUFACTURER, "mdl": "ping-watch hub", "sw": __version__}
     if base_url:
         dev["cu"] = base_url  # configuration_url: the hub's web UI
-    return {
-        "dev": dev,
-        "o": origin(),
-        "cmps": {
-            "alarm": {
-                "p": "alarm_control_panel",
-                "unique_id": f"{oid}_alarm",
-                "name": "Alarm",
-                "state_topic": topics.armed_state,
-                "command_topic": topics.armed_command,
-                "supported_features": ["arm_away"],
-                "code_arm_required": False,
-                "code_disarm_required": False,
-                "payload_arm_away": ARM_AWAY,
-                "payload_disarm": DISARM,
-            },
+    cmps: dict[str, dict[str, Any]] = {
+        "alarm": {
+            "p": "alarm_control_panel",
+            "unique_id": f"{oid}_alarm",
+            "name": "Alarm",
+            "state_topic": topics.armed_state,
+            "command_topic": topics.armed_command,
+            "supported_features": ["arm_away"],
+            "code_arm_required": False,
+            "code_disarm_required": False,
+            "payload_arm_away": ARM_AWAY,
+            "payload_disarm": DISARM,
         },
-        "availability": _availability(topics.status),
-        "qos": 1,
     }
+    if uploads:
+        cmps["uploads"] = {
+            "p": "sensor", "unique_id": f"{oid}_uploads_pending", "name": "Uploads waiting",
+            "state_topic": topics.upload_queue, "state_class": "measurement", "unit_of_measurement": "events",
+            "icon": "mdi:cloud-upload", "entity_category": "diagnostic",
+        }
+    return {"dev": dev, "o": origin(), "cmps": cmps, "availability": _availability(topics.status), "qos": 1}
 
 
 def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[str, Any]:

@@ -669,3 +669,26 @@ def test_payload_helpers() -> None:
     assert t.camera_from_command("pw/armed/set") is None
     assert t.camera("we+ird/#id").base == "pw/camera/we_ird__id"
     assert t.camera_object_id("hub 1", "cam") == "pingwatch_hub_1_cam"
+
+
+async def test_a_hub_that_uploads_announces_its_waiting_uploads(mosquitto, tmp_path):
+    hub, control = make_hub(tmp_path, mosquitto.port)
+    pending = [2]
+    bridge = MqttBridge(hub.config.mqtt, hub.bus, control, "testhub", BASE_URL, reconnect_min_s=0.2,
+                        reconnect_max_s=1.0, uploads_pending=lambda: pending[0])
+    ha = await fake_ha(mosquitto.host, mosquitto.port, bridge.topics).start()
+    await bridge.start()
+    try:
+        t = bridge.topics
+        cfg = json.loads((await ha.wait(t.hub_config_topic("testhub"))).payload)
+        sensor = cfg["cmps"]["uploads"]
+        assert sensor["p"] == "sensor" and sensor["state_topic"] == t.upload_queue
+        assert sensor["entity_category"] == "diagnostic"
+        await ha.wait(t.upload_queue, "2")  # the outbox as it was at connect
+        mark = ha.mark()
+        hub.bus.publish("upload.state", event_id="ev-1", state="done", reason=None, pending=1)
+        await ha.wait(t.upload_queue, "1", after=mark)
+    finally:
+        await bridge.stop()
+        await ha.stop()
+        hub.store.close()

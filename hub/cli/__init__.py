@@ -6,7 +6,7 @@ Commands that make the running hub act (pairing, revoking, arming, deleting an e
 Every listing has ``--json``; exit codes: 0 ok, 1 the thing asked for failed, 2 bad usage or configuration.
 
 One module per command group: setup (init, config validate, doctor), hub_run (hub run, pair), cameras, events,
-arming (arm, disarm, status), replay. Heavy imports (av, aiortc, cv2, hub.app) stay inside the commands that
+arming (arm, disarm, status), replay, cloud (link, unlink, status). Heavy imports (av, aiortc, cv2, hub.app) stay inside the commands that
 need them, so `pingwatch --help` stays fast.
 """
 
@@ -18,6 +18,7 @@ import typer
 
 from hub.cli.arming import arm, disarm, status
 from hub.cli.cameras import cameras_app
+from hub.cli.cloud import cloud_app
 from hub.cli.events import events_app
 from hub.cli.hub_run import hub_app, pair
 from hub.cli.replay import replay
@@ -38,6 +39,7 @@ app.add_typer(hub_app, name="hub")
 app.add_typer(config_app, name="config")
 app.add_typer(cameras_app, name="cameras")
 app.add_typer(events_app, name="events")
+app.add_typer(cloud_app, name="cloud")
 
 
 def main() -> None:

@@ -30,7 +30,17 @@ def _public(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: ev.get(k) for k in (
         "id", "camera_id", "status", "triggers", "start", "end", "detected_at", "pre_roll_s", "post_roll_s",
         "peak_motion", "audio_peak_dbfs", "boxes", "clip_path", "clip_size", "clip_codec", "clip_duration_s",
-        "snapshot_path", "thumb_path", "upload_status", "labels", "summary")}
+        "snapshot_path", "thumb_path", "upload_status", "upload_reason", "labels", "summary")}
+
+
+def _uploads(store: Any, ids: list[str]) -> dict[str, str]:
+    """Upload state of the events the outbox knows (a hub never linked has none: its events show '-')."""
+    from hub.upload.outbox import TABLE
+
+    if not ids or TABLE not in store.db.table_names():
+        return {}
+    marks = ",".join("?" * len(ids))
+    return dict(store.db.execute(f"SELECT event_id, state FROM {TABLE} WHERE event_id IN ({marks})", ids).fetchall())
 
 
 @events_app.command("list")
@@ -48,15 +58,16 @@ def events_list(
     with open_store(get_config(config)) as store:
         rows = store.list_events(camera_id=camera, trigger=trigger,
                                  since=parse_when(since) if since else None, limit=limit)
+        uploads = _uploads(store, [e["id"] for e in rows])
     if as_json:
-        print(json.dumps([_public(e) for e in rows], indent=2))
+        print(json.dumps([_public(e) | {"upload_status": uploads.get(e["id"])} for e in rows], indent=2))
         return
-    table = Table("id", "camera", "start", "length", "trigger", "peak", "clip", "status")
+    table = Table("id", "camera", "start", "length", "trigger", "peak", "clip", "status", "upload")
     for e in rows:
         length = f"{e['end'] - e['start']:.1f}s" if e.get("end") else "…"
         clip = f"{e['clip_size'] / 1e6:.1f} MB" if e.get("clip_size") else "-"
         table.add_row(e["id"], e["camera_id"], _fmt_time(e["start"]), length, ",".join(e["triggers"]),
-                      f"{(e.get('peak_motion') or 0) * 100:.1f}%", clip, e["status"])
+                      f"{(e.get('peak_motion') or 0) * 100:.1f}%", clip, e["status"], uploads.get(e["id"], "-"))
     out.print(table)
     if not rows:
         out.print("no events")

@@ -5,8 +5,9 @@ Handlers read it with ``web_context(request)``; nothing in ``hub.web`` imports t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +35,7 @@ class WebContext:
     live: LiveRelays
     urls: Callable[[], dict[str, str]]  # base, camera page and UI URLs as phones reach them
     closing: Callable[[], bool]  # the hub is shutting down
+    cloud_status: Callable[[], dict[str, Any]]  # linked or not, uploads waiting (hub.upload.uploader)
 
 
 WEB_CONTEXT_KEY: web.AppKey[WebContext] = web.AppKey("web_context", WebContext)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hub import __version__
 from hub.bus import Message, Subscription
 from hub.control import Controller
+from hub.datadir import contained_file
 from hub.live import LiveRelays
 from hub.pipeline import default_camera_settings
 from hub.web.auth import LOGOUT_HOOK_KEY, require_session, setup_auth
@@ -137,19 +138,7 @@ def _describe(hub: WebContext, camera_id: str) -> dict[str, Any]:
 
 def _media_file(hub: WebContext, stored: Any) -> Path | None:
     """The file a stored path names, only if it is a regular file inside the clips folder."""
-    if not stored or not isinstance(stored, str) or "\x00" in stored:
-        return None
-    root = hub.data.clips_dir.resolve()
-    p = Path(stored)
-    candidates = [p] if p.is_absolute() else [root / p, hub.data.root / p]
-    for c in candidates:
-        try:
-            resolved = c.resolve(strict=True)
-        except (OSError, RuntimeError):
-            continue
-        if resolved.is_relative_to(root) and resolved != root and resolved.is_file():
-            return resolved
-    return None
+    return contained_file(hub.data.clips_dir, stored, hub.data.root)
 
 
 def _event_out(ev: dict[str, Any]) -> dict[str, Any]:
@@ -564,7 +553,7 @@ async def system(request: web.Request) -> web.Response:
         "data_dir": str(hub.data.root), "disk": disk, "events": {"count": count, "clip_bytes": size},
         "retention": {"retention_days": cfg.storage.retention_days, "max_disk_gb": cfg.storage.max_disk_gb,
                       "min_free_gb": cfg.storage.min_free_gb},
-        "mqtt": mqtt, "cloud": {"enabled": cfg.cloud.enabled},
+        "mqtt": mqtt, "cloud": {"enabled": cfg.cloud.enabled} | hub.cloud_status(),
         "cameras": hub.cameras.summary(), "armed": ctl.is_armed(),
         "urls": hub.urls(),
         "certificate": {"sha256": hub.cert.fingerprint_sha256, "not_after": hub.cert.not_after.isoformat()},

@@ -28,7 +28,8 @@ export function mount(el) {
             ['Cameras', `${s.cameras.online ?? 0} online of ${s.cameras.total ?? 0}`],
             ['Up for', fmtDuration(s.uptime_s)],
             ['Home Assistant (MQTT)', mqttText],
-            ['Cloud', s.cloud.enabled ? 'On' : 'Off'],
+            ['Cloud', !s.cloud.enabled ? 'Off' : !s.cloud.linked ? 'Not linked (pingwatch cloud link)'
+                : `Linked; ${s.cloud.pending} upload(s) waiting`],
             ['Web UI', s.urls.ui], ['Camera page', s.urls.camera],
             ['Certificate SHA-256', h('span', { class: 'mono small fingerprint' }, s.certificate.sha256)],
             ['Certificate valid until', new Date(s.certificate.not_after).toLocaleDateString()]])),
