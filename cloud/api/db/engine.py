@@ -1,0 +1,86 @@
+"""The database handle: a synchronous SQLAlchemy engine driven from asyncio through a small thread pool.
+
+Why threads and not the async engine: the work per request is one short transaction; sync SQLAlchemy with
+psycopg 3 (PostgreSQL) or the standard sqlite3 module runs the same code on both engines, and the async SQLite
+driver (aiosqlite) is not a dependency. The pool has as many threads as connections, so a request waits for a
+connection in asyncio (the executor queue), never blocking the event loop.
+
+SQLite is the embedded default for one API process: one thread (SQLite has one writer anyway), WAL, a busy
+timeout. PostgreSQL is the production engine for N API processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+T = TypeVar("T")
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` (what tools print) means psycopg 3 here; everything else is passed on as given."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=15000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True, pool_recycle=1800)
+
+
+class Database:
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        self.engine = make_engine(url, pool_size)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        workers = 1 if self.is_sqlite else pool_size
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-db")
+
+    async def tx(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in one transaction on a DB thread: committed when it returns, rolled back on error."""
+
+        def run() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def tx_sync(self, fn: Callable[[Connection], T]) -> T:
+        """The same, for the CLI (no event loop)."""
+        with self.engine.begin() as conn:
+            return fn(conn)
+
+    async def ping(self) -> bool:
+        try:
+            await self.tx(lambda c: c.execute(sa.text("SELECT 1")).scalar())
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()

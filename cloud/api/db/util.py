@@ -1,0 +1,29 @@
+"""Small helpers shared by the services' SQL: dialect-neutral "insert unless it exists" and row conversion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+
+def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on both engines; True when the row was inserted.
+
+    This is how every idempotency key is honoured: a retried grant, charge, refund or event insert hits the
+    UNIQUE constraint and inserts nothing, without an IntegrityError that would abort a PostgreSQL transaction.
+    """
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two engines above are supported
+        raise NotImplementedError(conn.dialect.name)
+    # RETURNING rather than rowcount: with psycopg the rowcount of this statement is not reported (-1).
+    return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
+
+
+def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
+    return None if row is None else dict(row._mapping)

@@ -1,0 +1,1 @@
+"""The cloud API's domain logic. Services raise cloud.api.errors exceptions and know nothing about HTTP."""

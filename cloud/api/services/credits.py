@@ -1,0 +1,91 @@
+"""Credits: 1 credit = 10 seconds analysed, rounded up per event, from a monthly allowance set by the plan.
+
+The ledger holds signed rows (grant +, charge -, refund +), each with a UNIQUE idempotency key, and the balance
+is derived with SUM over the current month's rows, so:
+- a retried grant, charge or refund inserts nothing (``insert_ignore``);
+- the allowance is per calendar month (UTC): unused credits do not roll over, and a charge counts against the
+  month it was made in; a refund goes back to the month of its charge.
+These are plain functions over an open connection, so a caller composes them into its own transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from cloud.api.db.schema import credit_ledger
+from cloud.api.db.util import insert_ignore
+from cloud.config import PlanConfig
+
+SECONDS_PER_CREDIT = 10
+
+
+def credits_for(duration_s: float) -> int:
+    """Credits for a clip: ceil(seconds / 10), at least 1. The tiny epsilon keeps 20.000000001 s at 2 credits."""
+    return max(1, math.ceil(duration_s / SECONDS_PER_CREDIT - 1e-9))
+
+
+def period_of(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m")
+
+
+def next_period_start(when: datetime) -> datetime:
+    w = when.astimezone(UTC)
+    return datetime(w.year + (w.month == 12), w.month % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Balance:
+    period: str
+    granted: int
+    used: int
+    left: int
+
+
+def ensure_grant(conn: Connection, account_id: str, plan: PlanConfig, now: datetime) -> None:
+    """This month's allowance, granted at most once (keyed by account and month)."""
+    period = period_of(now)
+    insert_ignore(conn, credit_ledger, {
+        "account_id": account_id, "kind": "grant", "amount": plan.monthly_credits, "period": period,
+        "idempotency_key": f"grant:{account_id}:{period}", "event_id": None, "created_at": now,
+    })
+
+
+def balance(conn: Connection, account_id: str, now: datetime) -> Balance:
+    period = period_of(now)
+    rows = conn.execute(
+        sa.select(credit_ledger.c.kind, sa.func.coalesce(sa.func.sum(credit_ledger.c.amount), 0))
+        .where(credit_ledger.c.account_id == account_id, credit_ledger.c.period == period)
+        .group_by(credit_ledger.c.kind)
+    ).all()
+    by_kind = {kind: int(total) for kind, total in rows}
+    granted = by_kind.get("grant", 0)
+    used = -(by_kind.get("charge", 0) + by_kind.get("refund", 0))
+    return Balance(period=period, granted=granted, used=used, left=granted - used)
+
+
+def charge(conn: Connection, account_id: str, event_id: str, amount: int, now: datetime) -> bool:
+    """Charge an event once; False when it was already charged (a retried finalize)."""
+    return insert_ignore(conn, credit_ledger, {
+        "account_id": account_id, "kind": "charge", "amount": -amount, "period": period_of(now),
+        "idempotency_key": f"charge:{event_id}", "event_id": event_id, "created_at": now,
+    })
+
+
+def refund(conn: Connection, event_id: str, now: datetime) -> int:
+    """Give back an event's charge (the worker failed it), once; returns the credits refunded (0: none)."""
+    row = conn.execute(
+        sa.select(credit_ledger.c.account_id, credit_ledger.c.amount, credit_ledger.c.period)
+        .where(credit_ledger.c.idempotency_key == f"charge:{event_id}")
+    ).first()
+    if row is None:
+        return 0
+    inserted = insert_ignore(conn, credit_ledger, {
+        "account_id": row.account_id, "kind": "refund", "amount": -row.amount, "period": row.period,
+        "idempotency_key": f"refund:{event_id}", "event_id": event_id, "created_at": now,
+    })
+    return -row.amount if inserted else 0

@@ -1,0 +1,307 @@
+"""Events from hubs: initiate (a SAS for one blob) → the hub uploads → finalize (verify, charge, enqueue).
+
+State machine (the `state` column): uploading → queued → processing → done | failed, and uploading → rejected
+when the clip can never be accepted. Every step is idempotent:
+- initiate is keyed by (hub, hub's event id): a retry returns the same event;
+- finalize verifies the blob from its bytes (size, MD5 computed here, duration read from the container), then in
+  one transaction charges credits (ledger key ``charge:<event>``) and moves the event to `queued`; a retry
+  after that returns the same state and charges nothing;
+- the queue message is sent after that commit by cloud.api.services.enqueue (claim, send, mark), and the
+  reconciler re-sends any `queued` event whose message never went out.
+Nothing the hub declares is trusted for what it costs: size, MD5 and duration are all re-derived from the blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from cloud.api import errors
+from cloud.api.context import Context
+from cloud.api.db.schema import accounts, cameras, events
+from cloud.api.db.util import insert_ignore
+from cloud.api.principals import HubCaller
+from cloud.api.security import new_id
+from cloud.api.services import credits
+from cloud.api.services.enqueue import Enqueuer
+from cloud.storage.blob import BlobNotFound, StorageError
+from cloud.storage.probe import MediaError, probe_file
+
+log = logging.getLogger(__name__)
+
+# mime → blob name extension, which is also the container kind cloud.storage.probe reports for it
+EXTENSIONS = {"video/mp4": "mp4", "video/webm": "webm"}
+HOUR = timedelta(hours=1)
+
+
+def duration_tolerance(declared_s: float) -> float:
+    """How much longer than declared a clip may really be (container rounding, a last frame's duration).
+    Shorter is always fine: credits are charged for the real length."""
+    return max(1.0, 0.05 * declared_s)
+
+
+@dataclass(frozen=True)
+class InitiateRequest:
+    hub_event_id: str
+    hub_camera_id: str
+    started_at: datetime
+    ended_at: datetime
+    trigger: str
+    mime: str
+    size: int
+    md5: str
+    duration_s: float
+    motion: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    id: str
+    state: str
+    blob: str
+    upload_url: str | None
+    upload_url_expires_at: datetime | None
+    created: bool
+
+
+def _storage_down(exc: StorageError) -> errors.Unavailable:
+    log.warning("storage call failed", extra={"error": str(exc)})
+    return errors.Unavailable("storage is unavailable", "nothing was changed; retry in a minute",
+                              reason="storage_unavailable", retry_after_s=30)
+
+
+class Events:
+    def __init__(self, ctx: Context, enqueuer: Enqueuer) -> None:
+        self.ctx = ctx
+        self.enqueuer = enqueuer
+
+    # -- initiate ----------------------------------------------------------------------------------------------
+
+    async def initiate(self, hub: HubCaller, req: InitiateRequest) -> UploadTicket:
+        now = self.ctx.clock()
+        plan = self.ctx.config.plan(hub.plan)
+        event_id = new_id()
+
+        def work(conn: Connection) -> tuple[Any, bool]:
+            existing = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)
+            if existing is not None:
+                return self._same_or_conflict(existing, req), False
+            camera = conn.execute(
+                sa.select(cameras.c.id).where(cameras.c.hub_id == hub.hub_id,
+                                              cameras.c.hub_camera_id == req.hub_camera_id,
+                                              cameras.c.removed_at.is_(None))
+            ).first()
+            if camera is None:
+                raise errors.NotFound(f"unknown camera '{req.hub_camera_id}'",
+                                      "the hub mirrors its cameras first (PUT /api/v1/hub/cameras)",
+                                      reason="camera_unknown")
+            if req.size > plan.max_size_bytes:
+                raise errors.TooLarge(f"clip is {req.size} bytes; the plan allows {plan.max_size_bytes}",
+                                      "keep the clip local or shorten events", reason="size_over_plan")
+            if req.duration_s > plan.max_clip_s:
+                raise errors.TooLarge(f"clip is {req.duration_s:.1f} s; the plan allows {plan.max_clip_s:g} s",
+                                      "shorten events (events.max_length_s on the hub)", reason="duration_over_plan")
+            recent = conn.execute(
+                sa.select(events.c.created_at).where(events.c.account_id == hub.account_id,
+                                                     events.c.created_at > now - HOUR)
+                .order_by(events.c.created_at).limit(plan.max_uploads_per_hour)
+            ).scalars().all()
+            if len(recent) >= plan.max_uploads_per_hour:
+                wait = max(1.0, (recent[0] + HOUR - now).total_seconds())
+                raise errors.RateLimited(f"the plan allows {plan.max_uploads_per_hour} uploads per hour",
+                                         "the clip stays on the hub; it is uploaded when the hour allows",
+                                         reason="uploads_per_hour", retry_after_s=wait)
+            credits.ensure_grant(conn, hub.account_id, plan, now)
+            bal = credits.balance(conn, hub.account_id, now)
+            need = credits.credits_for(req.duration_s)
+            if bal.left < need:
+                raise errors.OutOfCredits(f"{need} credits needed, {bal.left} left this month",
+                                          "upgrade the plan or wait for next month's credits", reason="no_credits",
+                                          retry_after_s=(credits.next_period_start(now) - now).total_seconds())
+            blob = f"{hub.account_id}/{hub.hub_id}/{event_id}.{EXTENSIONS[req.mime]}"
+            inserted = insert_ignore(conn, events, {
+                "id": event_id, "account_id": hub.account_id, "hub_id": hub.hub_id, "camera_id": camera.id,
+                "hub_event_id": req.hub_event_id, "state": "uploading", "mime": req.mime, "size_bytes": req.size,
+                "md5": req.md5, "declared_duration_s": req.duration_s, "started_at": req.started_at,
+                "ended_at": req.ended_at, "trigger": req.trigger, "motion": req.motion, "blob_name": blob,
+                "created_at": now, "attempts": 0,
+            })
+            row = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)  # ours, or a concurrent retry's
+            return (row if inserted else self._same_or_conflict(row, req)), inserted
+
+        row, created = await self.ctx.db.tx(work)
+        url, expires = await self._upload_url(row)
+        if created:
+            log.info("event initiated", extra={"event_id": row.id, "hub_id": hub.hub_id})
+        return UploadTicket(id=row.id, state=row.state, blob=row.blob_name, upload_url=url,
+                            upload_url_expires_at=expires, created=created)
+
+    @staticmethod
+    def _by_hub_event(conn: Connection, hub_id: str, hub_event_id: str) -> Any:
+        return conn.execute(
+            sa.select(events).where(events.c.hub_id == hub_id, events.c.hub_event_id == hub_event_id)
+        ).first()
+
+    @staticmethod
+    def _same_or_conflict(row: Any, req: InitiateRequest) -> Any:
+        if (row.size_bytes, row.md5, row.mime) != (req.size, req.md5, req.mime):
+            raise errors.Conflict(f"event '{req.hub_event_id}' was started with a different clip",
+                                  "a hub event id names one clip; use a new id for a new clip",
+                                  reason="event_id_reused")
+        return row
+
+    async def _upload_url(self, row: Any) -> tuple[str | None, datetime | None]:
+        if row.state != "uploading":
+            return None, None
+        ttl = self.ctx.config.storage.upload_url_ttl_s
+        expires = self.ctx.clock() + timedelta(seconds=ttl)
+        try:
+            return await self.ctx.blobs.upload_url(row.blob_name, ttl), expires
+        except StorageError as exc:
+            raise _storage_down(exc) from None
+
+    async def upload_url(self, hub: HubCaller, event_id: str) -> UploadTicket:
+        """A fresh SAS for the same blob (the old one expired mid-upload; staged blocks stay usable)."""
+        row = await self.ctx.db.tx(lambda conn: self._hub_event(conn, hub, event_id))
+        if row.state != "uploading":
+            raise errors.Conflict(f"the event is {row.state}; its clip can no longer be uploaded",
+                                  reason="not_uploading")
+        url, expires = await self._upload_url(row)
+        return UploadTicket(id=row.id, state=row.state, blob=row.blob_name, upload_url=url,
+                            upload_url_expires_at=expires, created=False)
+
+    @staticmethod
+    def _hub_event(conn: Connection, hub: HubCaller, event_id: str) -> Any:
+        row = conn.execute(
+            sa.select(events).where(events.c.id == event_id, events.c.hub_id == hub.hub_id)
+        ).first()
+        if row is None:
+            raise errors.NotFound("no such event", reason="event_not_found")
+        return row
+
+    # -- finalize ----------------------------------------------------------------------------------------------
+
+    async def finalize(self, hub: HubCaller, event_id: str) -> Any:
+        row = await self.ctx.db.tx(lambda conn: self._hub_event(conn, hub, event_id))
+        if row.state == "rejected":
+            raise errors.EventRejected(f"the clip was rejected: {row.reason}", "it stays on the hub",
+                                       reason=(row.reason or "rejected").split(":", 1)[0])
+        if row.state != "uploading":
+            await self.enqueuer.ensure_sent(row.id)  # a retry after an enqueue failure sends now
+            return await self.ctx.db.tx(lambda conn: self._hub_event(conn, hub, event_id))
+        plan = self.ctx.config.plan(hub.plan)
+        duration = await self._verify(row, plan.max_clip_s)
+        need = credits.credits_for(duration)
+        now = self.ctx.clock()
+
+        def commit(conn: Connection) -> Any:
+            # Serialise charges per account (PostgreSQL row lock; SQLite has one writer anyway), so two events
+            # finalizing at once cannot both spend the last credits.
+            conn.execute(sa.select(accounts.c.id).where(accounts.c.id == hub.account_id).with_for_update())
+            current = self._hub_event(conn, hub, event_id)
+            if current.state != "uploading":
+                return current  # a concurrent finalize won; same answer
+            credits.ensure_grant(conn, hub.account_id, plan, now)
+            bal = credits.balance(conn, hub.account_id, now)
+            if bal.left < need:
+                raise errors.OutOfCredits(f"{need} credits needed, {bal.left} left this month",
+                                          "the clip stays on the hub; finalize again once credits are available",
+                                          reason="no_credits",
+                                          retry_after_s=(credits.next_period_start(now) - now).total_seconds())
+            credits.charge(conn, hub.account_id, event_id, need, now)
+            conn.execute(sa.update(events).where(events.c.id == event_id, events.c.state == "uploading").values(
+                state="queued", probed_duration_s=duration, credits=need, finalized_at=now))
+            return self._hub_event(conn, hub, event_id)
+
+        done = await self.ctx.db.tx(commit)
+        log.info("event finalized", extra={"event_id": event_id, "credits": need, "duration_s": duration})
+        await self.enqueuer.ensure_sent(event_id)
+        return done
+
+    async def _verify(self, row: Any, max_clip_s: float) -> float:
+        """The blob's real duration, after checking it is the clip the hub declared. Raises the domain errors."""
+        blobs = self.ctx.blobs
+        try:
+            info = await blobs.info(row.blob_name)
+        except StorageError as exc:
+            raise _storage_down(exc) from None
+        if info is None:
+            raise errors.UploadNotReady("the clip has not been uploaded (no committed blob)",
+                                        "upload it to the upload URL, then finalize", reason="blob_missing")
+        if info.size != row.size_bytes:
+            await self._discard(row.blob_name)
+            raise errors.UploadCorrupt(f"the uploaded clip is {info.size} bytes, {row.size_bytes} were declared",
+                                       "upload it again (the bad copy was deleted)", reason="size_mismatch")
+        with tempfile.TemporaryDirectory(prefix="pingwatch-finalize-") as tmp:
+            path = Path(tmp) / f"clip.{EXTENSIONS.get(row.mime, 'bin')}"
+            try:
+                await blobs.download_to(row.blob_name, path)
+            except BlobNotFound:
+                raise errors.UploadNotReady("the clip disappeared during finalize", "upload it again",
+                                            reason="blob_missing") from None
+            except StorageError as exc:  # unavailable, or refused: either way nothing changed, retry
+                raise _storage_down(exc) from None
+            # The blob's Content-MD5 is whatever the uploader set at commit (the service does not check it), so
+            # the digest is computed here from the bytes themselves.
+            digest = await asyncio.to_thread(_md5_file, path)
+            if base64.b64encode(digest).decode() != row.md5:
+                await self._discard(row.blob_name)
+                raise errors.UploadCorrupt("the uploaded clip's MD5 differs from the declared one",
+                                           "upload it again (the bad copy was deleted)", reason="md5_mismatch")
+            try:
+                media = await asyncio.to_thread(probe_file, path)
+            except MediaError as exc:
+                await self._reject(row, f"not_media: {exc}")
+                raise errors.EventRejected(f"the clip is not a playable video: {exc}", reason="not_media") from None
+        if media.container != EXTENSIONS.get(row.mime):
+            await self._reject(row, f"mime_mismatch: declared {row.mime}, the file is {media.container}")
+            raise errors.EventRejected(f"declared {row.mime} but the file is {media.container}",
+                                       reason="mime_mismatch")
+        duration = media.duration_s
+        if duration > max_clip_s + 0.5:
+            await self._reject(row, f"duration_over_plan: {duration:.1f} s")
+            raise errors.EventRejected(f"the clip is {duration:.1f} s; the plan allows {max_clip_s:g} s",
+                                       reason="duration_over_plan")
+        if duration > row.declared_duration_s + duration_tolerance(row.declared_duration_s):
+            await self._reject(row, f"duration_mismatch: declared {row.declared_duration_s:.1f} s, "
+                                    f"the clip is {duration:.1f} s")
+            raise errors.EventRejected(f"the clip is {duration:.1f} s, {row.declared_duration_s:.1f} s were declared",
+                                       reason="duration_mismatch")
+        return duration
+
+    async def _discard(self, blob_name: str) -> None:
+        """Delete a bad upload so the hub can upload again with a create-only SAS."""
+        try:
+            await self.ctx.blobs.delete(blob_name)
+        except StorageError as exc:
+            raise _storage_down(exc) from None
+
+    async def _reject(self, row: Any, reason: str) -> None:
+        now = self.ctx.clock()
+        await self.ctx.db.tx(lambda conn: conn.execute(
+            sa.update(events).where(events.c.id == row.id, events.c.state == "uploading")
+            .values(state="rejected", reason=reason[:300], finalized_at=now)
+        ))
+        try:
+            await self.ctx.blobs.delete(row.blob_name)
+        except StorageError:
+            log.warning("could not delete a rejected clip; retention will", extra={"event_id": row.id})
+        log.info("event rejected", extra={"event_id": row.id, "reason": reason})
+
+
+def _md5_file(path: Path) -> bytes:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.digest()

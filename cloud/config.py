@@ -1,0 +1,304 @@
+"""The cloud API's configuration: one YAML file, validated, with documented defaults.
+
+`config/cloud.example.yaml` documents every key; this schema is the source of truth for defaults and types.
+Environment variables override the file: ``PINGWATCH_CLOUD_<SECTION>__<KEY>=value`` (double underscore between
+levels), e.g. ``PINGWATCH_CLOUD_DATABASE__URL=postgresql+psycopg://...``. Values are parsed as YAML scalars.
+Secrets (the database password, a storage connection string) are best given this way rather than in the file.
+
+The loader mirrors hub/config.py (line numbers in errors, unknown keys refused); it is repeated here rather than
+imported because the cloud must not depend on the hub package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "PINGWATCH_CLOUD_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator: what is wrong, where, and how to fix it."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos; silently ignoring them would hide a misconfiguration.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerConfig(_Section):
+    host: str = Field(default="127.0.0.1", description="Address the API binds; put a TLS-terminating proxy in front.")
+    port: int = Field(default=8600, ge=1, le=65535, description="HTTP port of the API.")
+    max_body_bytes: int = Field(
+        default=65536, ge=1024, le=16 * 1024 * 1024, description="Largest accepted request body."
+    )
+    public_url: str | None = Field(
+        default=None, description="The URL users and hubs reach (shown by `run`); default: host:port."
+    )
+    trust_forwarded_for: bool = Field(
+        default=False, description="Take the client address from X-Forwarded-For (only behind a proxy that sets it)."
+    )
+
+
+class DatabaseConfig(_Section):
+    url: str = Field(
+        default="sqlite:///data-cloud/cloud.db",
+        description="SQLAlchemy URL: sqlite:///path (one API process) or postgresql+psycopg://user@host/db.",
+    )
+    pool_size: int = Field(
+        default=5, ge=1, le=64, description="Connections (and DB threads) per API process (PostgreSQL)."
+    )
+    migrate_on_start: bool = Field(default=False, description="Apply pending migrations when the API starts.")
+
+
+class StorageConfig(_Section):
+    credential: Literal["account_key", "azure_identity"] = Field(
+        default="account_key",
+        description="account_key: Azurite/dev, SAS signed with the key. azure_identity: user-delegation SAS (prod).",
+    )
+    connection_string: str | None = Field(
+        default=None,
+        description="Azure Storage connection string (Azurite's for dev); gives the endpoints and the key.",
+    )
+    blob_url: str | None = Field(
+        default=None, description="Blob endpoint, e.g. https://<account>.blob.core.windows.net"
+    )
+    queue_url: str | None = Field(
+        default=None, description="Queue endpoint, e.g. https://<account>.queue.core.windows.net"
+    )
+    account_name: str | None = Field(
+        default=None, description="Storage account name (account_key mode without a connection string)."
+    )
+    account_key: str | None = Field(
+        default=None, description="Storage account key (account_key mode without a connection string)."
+    )
+    container: str = Field(
+        default="clips", pattern=r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$", description="Blob container."
+    )
+    queue: str = Field(
+        default="events", pattern=r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$", description="Job queue name."
+    )
+    upload_url_ttl_s: int = Field(default=900, ge=1, le=900, description="Lifetime of an upload SAS (15 min at most).")
+    read_url_ttl_s: int = Field(default=300, ge=1, le=3600, description="Lifetime of a playback/snapshot read SAS.")
+    retry_total: int = Field(
+        default=2, ge=0, le=10, description="SDK retries per storage call (short: the hub and the reconciler retry)."
+    )
+    connection_timeout_s: float = Field(default=5, gt=0, le=60, description="Storage connect timeout.")
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> StorageConfig:
+        if self.credential == "account_key":
+            if not self.connection_string and not (self.blob_url and self.account_name and self.account_key):
+                raise ValueError(
+                    "account_key mode needs connection_string, or blob_url + queue_url + account_name + account_key"
+                )
+        elif not (self.blob_url and self.queue_url):
+            raise ValueError("azure_identity mode needs blob_url and queue_url")
+        return self
+
+
+class PlanConfig(_Section):
+    monthly_credits: int = Field(..., ge=0, description="Credits granted each calendar month (1 credit = 10 s).")
+    max_uploads_per_hour: int = Field(..., ge=1, description="Events a hub account may start per rolling hour.")
+    max_clip_s: float = Field(..., gt=0, le=3600, description="Longest clip accepted (seconds).")
+    max_size_bytes: int = Field(..., ge=1024, description="Largest clip accepted (bytes).")
+    retention_days: float = Field(..., gt=0, description="Events and clips older than this are deleted.")
+
+
+def _default_plans() -> dict[str, PlanConfig]:
+    return {
+        "free": PlanConfig(monthly_credits=360, max_uploads_per_hour=20, max_clip_s=60,
+                           max_size_bytes=50 * 1024 * 1024, retention_days=7),
+        "paid": PlanConfig(monthly_credits=30000, max_uploads_per_hour=120, max_clip_s=300,
+                           max_size_bytes=250 * 1024 * 1024, retention_days=30),
+    }
+
+
+class AuthConfig(_Section):
+    token_ttl_hours: float = Field(
+        default=720, gt=0, description="A user's bearer token expires this long after log-in."
+    )
+    link_code_ttl_s: int = Field(default=600, ge=60, le=3600, description="How long a hub link code stays valid.")
+    login_window_s: int = Field(default=900, ge=1, description="Window in which failed log-ins are counted.")
+    login_max_failures_per_account: int = Field(default=5, ge=1, description="Failed log-ins per account per window.")
+    login_max_failures_per_source: int = Field(
+        default=20, ge=1, description="Failed log-ins per client address per window."
+    )
+    link_requests_per_source: int = Field(
+        default=30, ge=1, description="Link codes one client address may request per window (unauthenticated)."
+    )
+    argon2_time_cost: int = Field(default=3, ge=1, le=20, description="Argon2id passes (password hashing cost).")
+    argon2_memory_kib: int = Field(default=65536, ge=8, description="Argon2id memory per hash (KiB).")
+
+
+class RetentionConfig(_Section):
+    enabled: bool = Field(default=True, description="Run the retention job in this API process.")
+    interval_min: float = Field(default=60, gt=0, description="How often expired events and clips are deleted.")
+    abandoned_upload_hours: float = Field(
+        default=24, gt=0, description="Events still uploading after this are deleted."
+    )
+    batch: int = Field(default=500, ge=1, description="Events deleted per pass at most (the next pass continues).")
+
+
+class ReconcilerConfig(_Section):
+    enabled: bool = Field(default=True, description="Run the queue reconciler in this API process.")
+    interval_s: float = Field(default=30, gt=0, description="How often queued events without a message are re-sent.")
+    claim_timeout_s: float = Field(default=60, gt=0, description="A send claimed longer ago than this is tried again.")
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class CloudConfig(_Section):
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = Field(
+        default_factory=lambda: StorageConfig(connection_string=AZURITE_CONNECTION_STRING)
+    )
+    default_plan: str = Field(default="free", description="Plan of a new account.")
+    plans: dict[str, PlanConfig] = Field(default_factory=_default_plans)
+    auth: AuthConfig = AuthConfig()
+    retention: RetentionConfig = RetentionConfig()
+    reconciler: ReconcilerConfig = ReconcilerConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_plans(cls, data: Any) -> Any:
+        """Plans given in the file (or env) are laid over the built-in free and paid plans key by key, so
+        ``PINGWATCH_CLOUD_PLANS__FREE__MONTHLY_CREDITS=100`` changes one number; a new plan names every key."""
+        if isinstance(data, dict) and isinstance(data.get("plans"), dict):
+            merged: dict[str, Any] = {k: v.model_dump() for k, v in _default_plans().items()}
+            for name, plan in data["plans"].items():
+                base = merged.get(name, {})
+                merged[name] = {**base, **plan} if isinstance(plan, dict) else plan
+            data = {**data, "plans": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _plans(self) -> CloudConfig:
+        if self.default_plan not in self.plans:
+            raise ValueError(f"default_plan '{self.default_plan}' is not among plans ({', '.join(self.plans)})")
+        return self
+
+    def plan(self, name: str) -> PlanConfig:
+        """An account's plan; a plan since removed from the config falls back to the default plan."""
+        return self.plans.get(name) or self.plans[self.default_plan]
+
+    def resolve_paths(self, base: Path) -> CloudConfig:
+        """A relative SQLite path in the file is relative to the file, not to wherever the API was started."""
+        prefix = "sqlite:///"
+        url = self.database.url
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            self.database.url = prefix + str((base / url[len(prefix):]).resolve())
+        return self
+
+
+# Azurite's published development account (documented by Microsoft; not a secret). The default storage points at
+# a local Azurite on its standard ports so that `pingwatch-cloud run` works out of the box on a dev machine.
+AZURITE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers the line of every mapping key, so errors can point at the line."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__lines__"] = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}  # stripped before validation
+    return mapping  # type: ignore[return-value]
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(data: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> Any:
+    if isinstance(data, dict):
+        lines = data.pop("__lines__", {})
+        for k, v in list(data.items()):
+            if k in lines:
+                out[path + (k,)] = lines[k]
+            data[k] = _strip_lines(v, path + (k,), out)
+    elif isinstance(data, list):
+        return [_strip_lines(v, path + (i,), out) for i, v in enumerate(data)]
+    return data
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: '{k}' is not a section")
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            node[keys[-1]] = raw  # not a YAML scalar (a connection string with ';' and '='): keep the text
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+
+
+def load_config(path: Path | None, environ: dict[str, str] | None = None) -> CloudConfig:
+    """Load and validate ``path`` (None: defaults only). Raises ConfigError with one actionable line."""
+    environ = dict(os.environ) if environ is None else environ
+    lines: dict[tuple[Any, ...], int] = {}
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file; copy config/cloud.example.yaml to start one") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read ({exc})") from None
+        try:
+            loaded = yaml.load(text, Loader=_LineLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{path}:{at}: invalid YAML: {problem}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (server:, database:, ...)")
+        data = _strip_lines(loaded, (), lines)
+    _apply_env(data, environ)
+    try:
+        config = CloudConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = _field_name(loc)
+        line = None
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        at = f" line {line}:" if line else ""
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key '{field}' (check the spelling against config/cloud.example.yaml)"
+        else:
+            msg = f"field '{field or '(top level)'}': {err['msg']}"
+            if "input" in err and not isinstance(err["input"], dict | list):
+                msg += f" (got {err['input']!r})"
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{where}:{at} {msg}{more}") from None
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    return config.resolve_paths(base)
