@@ -74,6 +74,7 @@ class RingBuffer:
         self._newest_t = float("-inf")
         self._broken = False
         self._listeners: tuple[Listener, ...] = ()  # immutable: push iterates it without copying
+        self._subscriptions: list[tuple[object, Listener]] = []  # (token, callback), one per subscribe()
         self._dropped_broken = 0
         self._dropped_no_keyframe = 0
         self._evicted = 0
@@ -113,7 +114,7 @@ class RingBuffer:
                 # One failing consumer (say a clip writer on a full disk) must not stop ingest, nor log 65
                 # tracebacks a second: drop it. The consumer learns through its own error handling.
                 log.exception("buffer listener %r failed; unsubscribed", listener)
-                self._remove_listener(listener)
+                self._drop_failed(listener)
         return True
 
     def mark_broken(self) -> None:
@@ -234,19 +235,29 @@ class RingBuffer:
     # --- listeners ------------------------------------------------------------------------------------------
 
     def subscribe(self, callback: Listener) -> Callable[[], None]:
-        """Call ``callback`` with every frame accepted from now on; returns the unsubscribe function."""
+        """Call ``callback`` with every frame accepted from now on; returns the unsubscribe function.
+
+        Each call is its own subscription, even for the same callback object; its unsubscribe removes that one
+        subscription, once (calling it again does nothing)."""
+        token = object()
+        self._subscriptions.append((token, callback))
         self._listeners = (*self._listeners, callback)
 
         def unsubscribe() -> None:
-            self._remove_listener(callback)
+            self._remove_subscription(token)
 
         return unsubscribe
 
-    def _remove_listener(self, callback: Listener) -> None:
-        # Identity, not equality: each subscribe() is its own subscription even for equal callbacks.
-        ls = list(self._listeners)
-        for i, cb in enumerate(ls):
+    def _drop_failed(self, callback: Listener) -> None:
+        for t, cb in self._subscriptions:
             if cb is callback:
-                del ls[i]
-                self._listeners = tuple(ls)
+                self._remove_subscription(t)
+                return
+
+    def _remove_subscription(self, token: object) -> None:
+        for i, (t, _) in enumerate(self._subscriptions):
+            if t is token:
+                del self._subscriptions[i]
+                # push() iterates an immutable tuple without copying: rebuild it from what is left
+                self._listeners = tuple(cb for _, cb in self._subscriptions)
                 return

@@ -211,16 +211,20 @@ def test_failing_listener_is_removed_and_push_continues() -> None:
 def test_unsubscribe_twice_and_same_callback_twice() -> None:
     buf = RingBuffer()
     got: list[EncodedFrame] = []
-    u1 = buf.subscribe(got.append)
-    u2 = buf.subscribe(got.append)
+    callback = got.append  # one object, subscribed twice: two subscriptions
+    u1 = buf.subscribe(callback)
+    u2 = buf.subscribe(callback)
     f = next(stream(1))
     buf.push(f)
     assert len(got) == 2
     u1()
-    u1()
+    u1()  # a second call of the same unsubscribe must not drop the other subscription
     buf.push(EncodedFrame("audio", "opus", b"a", 0, AUDIO_TIME_BASE, T0))
     assert len(got) == 3
     u2()
+    buf.push(EncodedFrame("audio", "opus", b"b", 960, AUDIO_TIME_BASE, T0 + 0.02))
+    assert len(got) == 3
+    assert buf._listeners == ()
 
 
 def test_clear_and_validation() -> None:
