@@ -172,3 +172,19 @@ def test_time_never_runs_backwards() -> None:
     motion(eng, 10.0, 11.0)
     out = eng.feed_motion(5.0, MOVE)  # a stale timestamp is treated as "now"
     assert not of(out, EventEnded) and eng.state is State.ACTIVE
+
+
+def test_late_and_out_of_order_timestamps_do_not_end_an_event_early() -> None:
+    """A frame delivered late (an audio chunk behind the video, a retransmission) carries a time before the
+    engine's newest: it must not pull the last activity back (which would end the event on an earlier post-roll)."""
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=5, cooldown_s=30))
+    out = motion(eng, 0.0, 10.0)  # motion until 9.8
+    assert len(of(out, EventStarted)) == 1
+    out = eng.feed_motion(3.0, MOVE) + eng.feed_audio(2.0, SOUND) + eng.feed_motion(1.0, STILL)
+    assert not of(out, EventEnded)
+    out = eng.tick(10.0)
+    assert not of(out, EventEnded) and eng.state is State.ACTIVE, out
+    out = motion(eng, 10.0, 12.0, STILL) + eng.tick(14.7)
+    assert not of(out, EventEnded), out  # the last activity is still 9.8 (+ 5 s post-roll = 14.8)
+    ended = of(eng.tick(14.9), EventEnded)
+    assert len(ended) == 1 and abs(ended[0].t_end - 14.8) < 1e-6, ended
