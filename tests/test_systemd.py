@@ -22,17 +22,12 @@ def test_unit_has_hardening_and_restart():
 
 def test_systemd_analyze_accepts_the_installed_form(tmp_path):
     analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze not found; scripts/install-test-deps installs it (Debian: systemd)"
     text = UNIT.read_text().replace("@REPO@", str(REPO)).replace("@CONFIG@", str(tmp_path / "hub.yaml"))
     text = text.replace("@DATA@", str(tmp_path)).replace("User=pingwatch", "User=root").replace("Group=pingwatch", "Group=root")
-    (REPO / ".venv" / "bin" / "python").exists()
+    assert "@" not in text.replace("@.service", ""), "a placeholder was left unreplaced"
     unit = tmp_path / "pingwatch-hub.service"
     unit.write_text(text)
-    if analyze is None:
-        # Without systemd's tools the unit must at least parse as an INI file with the required sections.
-        cp = configparser.ConfigParser(strict=True, interpolation=None)
-        cp.read_string(text)
-        assert {"Unit", "Service", "Install"} <= set(cp.sections())
-        return
     r = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     problems = [ln for ln in r.stderr.splitlines() if str(unit.name) in ln or "pingwatch" in ln]
     assert not problems, r.stderr
