@@ -1,4 +1,5 @@
-"""`pingwatch-cloud`: run the cloud API, migrate its database, create accounts.
+"""`pingwatch-cloud`: run the cloud API, migrate its database, create accounts, run the inference worker,
+analyse a local clip.
 
 Exit codes: 0 ok, 1 the thing asked for failed, 2 bad usage or configuration.
 """
@@ -14,11 +15,13 @@ from typing import Any
 import typer
 
 from cloud.config import CloudConfig, ConfigError, load_config
+from cloud.worker.analyse_cli import analyse
 
 app = typer.Typer(help="ping-watch cloud API.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+app.command("analyse")(analyse)
 
 DEFAULT_CONFIG = Path("config/cloud.yaml")
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PINGWATCH_CLOUD_CONFIG",
@@ -43,6 +46,14 @@ def _config(path: Path | None) -> CloudConfig:
 
 def _print(result: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(json.dumps(result) if as_json else text)
+
+
+def _logging(cfg: CloudConfig) -> None:
+    logging.basicConfig(level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.log.level != "debug":
+        # The storage SDK logs every HTTP request at INFO and APScheduler every job run: noise at info level.
+        for noisy in ("azure", "apscheduler"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _redact(url: str) -> str:
@@ -70,11 +81,7 @@ def run(
         cfg.server.port = port
     if migrate:
         cfg.database.migrate_on_start = True
-    logging.basicConfig(level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if cfg.log.level != "debug":
-        # The storage SDK logs every HTTP request at INFO and APScheduler every job run: noise at info level.
-        for noisy in ("azure", "apscheduler"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    _logging(cfg)
     url = cfg.server.public_url or f"http://{cfg.server.host}:{cfg.server.port}"
 
     def announce(_: str) -> None:
@@ -88,6 +95,42 @@ def run(
         _fail(str(exc), 2)
     except OSError as exc:
         _fail(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror}", 1)
+
+
+@app.command()
+def worker(
+    config: Path | None = ConfigOpt,
+    model: str | None = typer.Option(None, help="Override worker.model_path (an Ultralytics YOLO ONNX export)."),
+    concurrency: int | None = typer.Option(None, min=1, max=32, help="Override worker.concurrency."),
+) -> None:
+    """Run the inference worker: analyse queued events until SIGTERM (run N of them for N times the work)."""
+    import asyncio
+
+    from cloud.api.app import SchemaOutOfDate
+    from cloud.worker.consumer import Consumer
+    from cloud.worker.errors import ModelError
+    from cloud.worker.service import load_detector, serve
+
+    cfg = _config(config)
+    if model is not None:
+        cfg.worker.model_path = model
+    if concurrency is not None:
+        cfg.worker.concurrency = concurrency
+    _logging(cfg)
+    try:
+        base, detector = load_detector(cfg)
+    except ModelError as exc:
+        _fail(f"{exc.message}" + (f" ({exc.hint})" if exc.hint else ""), 2)
+        return
+
+    def ready(c: Consumer) -> None:
+        typer.echo(f"ping-watch worker on queue {c.queue.name}: model {detector.path.name} on {detector.provider}, "
+                   f"{cfg.worker.concurrency} job(s) at once (database {_redact(cfg.database.url)})")
+
+    try:
+        asyncio.run(serve(cfg, base, detector, ready))
+    except SchemaOutOfDate as exc:
+        _fail(str(exc), 2)
 
 
 @app.command("migrate")

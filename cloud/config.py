@@ -150,6 +150,63 @@ class ReconcilerConfig(_Section):
     claim_timeout_s: float = Field(default=60, gt=0, description="A send claimed longer ago than this is tried again.")
 
 
+class VlmSection(_Section):
+    enabled: bool = Field(default=False, description="Ask a vision-language model for a second opinion (optional).")
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1 (Ollama)."
+    )
+    model: str | None = Field(default=None, description="Model or deployment name, e.g. llava:7b or gpt-4o-mini.")
+    api_key: str | None = Field(default=None, description="API key (give it as PINGWATCH_CLOUD_WORKER__VLM__API_KEY).")
+    api_key_header: str = Field(default="Authorization", description="Header of the key; Azure OpenAI: api-key.")
+    api_version: str | None = Field(default=None, description="Azure OpenAI's api-version, e.g. 2024-10-21.")
+    timeout_s: float = Field(default=8, gt=0, le=120, description="An answer later than this is ignored.")
+    max_calls: int = Field(default=1000, ge=0, description="Calls per worker process at most (the budget).")
+    max_frames: int = Field(default=3, ge=1, le=10, description="Key frames shown per event.")
+    min_score: float = Field(
+        default=0.35, ge=0, le=1, description="Asked only when the detector saw something at least this likely."
+    )
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self) -> VlmSection:
+        if self.enabled and not (self.base_url and self.model):
+            raise ValueError("worker.vlm.enabled needs base_url and model")
+        return self
+
+
+class WorkerConfig(_Section):
+    model_path: str | None = Field(
+        default=None, description="Ultralytics YOLO ONNX model; default $PINGWATCH_WORKER_MODEL, else the bundled one."
+    )
+    concurrency: int = Field(default=1, ge=1, le=32, description="Jobs one worker process runs at once.")
+    visibility_timeout_s: int = Field(
+        default=60, ge=2, le=3600, description="A received message stays hidden this long; renewed while a job runs."
+    )
+    poll_interval_s: float = Field(default=2, gt=0, le=60, description="Wait after an empty receive.")
+    max_deliveries: int = Field(
+        default=5, ge=1, le=100, description="After this many deliveries a message goes to <queue>-poison."
+    )
+    retry_delay_s: int = Field(
+        default=30, ge=0, le=3600, description="A job that failed for a passing reason is retried after this."
+    )
+    shutdown_grace_s: float = Field(
+        default=20, ge=0, le=3600, description="On SIGTERM, running jobs may finish this long; then they are released."
+    )
+    timezone: str = Field(default="UTC", description="Time zone of the hours in users' prompts (IANA name).")
+    min_confidence: float = Field(default=0.6, gt=0, le=1, description="A label is reported at or above this score.")
+    batch_size: int = Field(default=1, ge=1, le=64, description="Frames per detector call (pays on a GPU only).")
+    vlm: VlmSection = VlmSection()
+
+    @model_validator(mode="after")
+    def _zone(self) -> WorkerConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"worker.timezone '{self.timezone}' is not an IANA time zone (e.g. Europe/Paris)") from None
+        return self
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -165,6 +222,7 @@ class CloudConfig(_Section):
     auth: AuthConfig = AuthConfig()
     retention: RetentionConfig = RetentionConfig()
     reconciler: ReconcilerConfig = ReconcilerConfig()
+    worker: WorkerConfig = WorkerConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="before")

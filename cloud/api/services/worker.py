@@ -40,6 +40,10 @@ class WorkItem:
     motion: dict[str, Any] | None
     prompts: list[str]  # the hub's and the camera's enabled prompts, hub first
     attempts: int
+    # What finalize verified, so the worker can check the blob is still that clip (an upload SAS stays valid
+    # for minutes after finalize and could replace it).
+    size_bytes: int = 0
+    md5: str = ""  # base64 of the MD5
 
 
 class WorkerHooks:
@@ -75,7 +79,7 @@ class WorkerHooks:
                 camera_name=row.camera_name, blob_name=row.blob_name, mime=row.mime,
                 duration_s=float(row.probed_duration_s or row.declared_duration_s), credits=int(row.credits or 0),
                 started_at=row.started_at, trigger=row.trigger, motion=row.motion, prompts=list(prompts),
-                attempts=int(row.attempts),
+                attempts=int(row.attempts), size_bytes=int(row.size_bytes), md5=str(row.md5),
             )
 
         return await self.ctx.db.tx(work)
@@ -112,5 +116,21 @@ class WorkerHooks:
             if failed and refund:
                 credits.refund(conn, event_id, now)
             return failed
+
+        return await self.ctx.db.tx(work)
+
+    async def review(self, event_id: str, key: str, value: Any) -> bool:
+        """Add ``key`` to a done event's summary (the optional VLM's second opinion, which arrives after the local
+        result); False when the event is not done or already has it, so a repeat changes nothing."""
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(sa.select(events.c.summary).where(events.c.id == event_id, events.c.state == "done")
+                               .with_for_update()).first()
+            if row is None or (row.summary or {}).get(key) is not None:
+                return False
+            return conn.execute(
+                sa.update(events).where(events.c.id == event_id, events.c.state == "done")
+                .values(summary={**(row.summary or {}), key: value})
+            ).rowcount == 1
 
         return await self.ctx.db.tx(work)
