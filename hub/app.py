@@ -25,6 +25,7 @@ from hub.control import Controller
 from hub.datadir import DataDir
 from hub.lifecycle import Lifecycle, Stage
 from hub.live import LiveRelays
+from hub.notify import Notifier
 from hub.pipeline import PipelineContext
 from hub.recovery import recover
 from hub.scheduler import HubScheduler
@@ -56,6 +57,7 @@ class HubRuntime:
     live: LiveRelays
     mqtt: MqttBridge | None
     uploader: Uploader
+    notifier: Notifier
     web: web.Application
     lifecycle: Lifecycle
     started_at: float = field(default_factory=time.time)
@@ -94,6 +96,8 @@ def build_hub(config: HubConfig) -> HubRuntime:
     live = LiveRelays(cameras)
     cameras.add_removal_listener(live.close_camera)
     uploader = Uploader(config.cloud, store, bus, data.clips_dir, data.root / "uploads", lambda: load_link(data.root))
+    notifier = Notifier(config.telegram, store, bus, control, data.clips_dir, data.root / "telegram",
+                        hub_url=lambda: hub_urls(config)["ui"])
     mqtt = (MqttBridge(config.mqtt, bus, control, stable_hub_id(store), hub_urls(config)["base"],
                        uploads_pending=uploader.outbox.open_count if config.cloud.enabled else None)
             if config.mqtt.enabled else None)
@@ -104,7 +108,7 @@ def build_hub(config: HubConfig) -> HubRuntime:
         started_at=started_at, cameras=cameras, control=control, live=live, urls=lambda: hub_urls(config),
         closing=lambda: lifecycle.stopping,  # bound when called: the lifecycle is made just below
         cloud_status=uploader.status))
-    lifecycle = Lifecycle(_stages(data, store, arming, scheduler, cameras, live, mqtt, uploader, app))
+    lifecycle = Lifecycle(_stages(data, store, arming, scheduler, cameras, live, mqtt, uploader, notifier, app))
 
     async def on_startup(_: web.Application) -> None:
         await lifecycle.start()
@@ -120,13 +124,14 @@ def build_hub(config: HubConfig) -> HubRuntime:
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return HubRuntime(config=config, data=data, store=store, bus=bus, cert=cert, arming=arming, scheduler=scheduler,
-                      cameras=cameras, control=control, live=live, mqtt=mqtt, uploader=uploader, web=app,
-                      lifecycle=lifecycle,
+                      cameras=cameras, control=control, live=live, mqtt=mqtt, uploader=uploader,
+                      notifier=notifier, web=app, lifecycle=lifecycle,
                       started_at=started_at)
 
 
 def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubScheduler, cameras: CameraManager,
-            live: LiveRelays, mqtt: MqttBridge | None, uploader: Uploader, app: web.Application) -> list[Stage]:
+            live: LiveRelays, mqtt: MqttBridge | None, uploader: Uploader, notifier: Notifier,
+            app: web.Application) -> list[Stage]:
     """The start-up order (shutdown is its reverse). Consumers of the bus start before the cameras that feed it
     and stop after them, so an event that ends during shutdown still reaches MQTT and the web UI."""
 
@@ -154,6 +159,7 @@ def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubSchedul
         stages.append(Stage("mqtt", start=mqtt.start, stop=mqtt.stop))  # start returns at once; connects later
     stages += [
         Stage("uploader", start=uploader.start, stop=uploader.stop),  # queues events that end while cameras stop
+        Stage("telegram", start=notifier.start, stop=notifier.stop),  # the same: alerts of events cut by shutdown
         Stage("live-view", stop=live.close_all),
         Stage("cameras", start=cameras.start, stop=cameras.stop),
     ]

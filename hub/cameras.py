@@ -1,7 +1,7 @@
 """The live cameras: one pipeline per camera, fed by a WebRTC peer (phones) or a file/RTSP reader.
 
 Owns the peers' lifetimes (a phone that reconnects replaces its old peer; a revoked camera loses its peer at
-once) and the online/offline state derived from when media last arrived.
+once; one peer per camera at any time, however many offers arrive together) and the online/offline state derived from when media last arrived.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class CameraManager:
         self.sources: dict[str, FileCamera] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_removed: list[Callable[[str], Awaitable[None]]] = []
+        self._offer_locks: dict[str, asyncio.Lock] = {}
         self.closing = False
 
     def add_removal_listener(self, listener: Callable[[str], Awaitable[None]]) -> None:
@@ -92,33 +93,52 @@ class CameraManager:
 
     # -- phones ----------------------------------------------------------------------------------------
 
+    def _offer_lock(self, camera_id: str) -> asyncio.Lock:
+        lock = self._offer_locks.get(camera_id)
+        if lock is None:
+            lock = self._offer_locks[camera_id] = asyncio.Lock()
+        return lock
+
     async def accept_offer(self, camera_id: str, offer: dict[str, Any]) -> dict[str, Any]:
         """Answer a phone's offer with a new peer that replaces the camera's old one. A bad offer raises
-        ``SignalingError`` and changes nothing."""
-        if self.closing:
-            raise CameraError(ErrorKind.UNAVAILABLE, "the hub is shutting down", "retry in a moment")
-        pipe = self.pipeline(camera_id)
-        ing = self.config.ingest
-        holder: list[CameraPeer] = []
-        peer = CameraPeer(
-            camera_id, pipe,
-            PeerConfig(keyframe_interval_s=ing.keyframe_interval_s, bitrate_kbps=ing.bitrate_kbps,
-                       read_interval_ms=ing.read_interval_ms, decode_record=ing.decode_record),
-            on_state=lambda state: self._on_peer_state(camera_id, state, holder[0] if holder else None),
-        )
-        holder.append(peer)
-        try:
-            answer = await peer.accept(offer)  # validate before touching the live peer: a bad offer changes nothing
-        except BaseException:
-            await peer.close()
-            raise
-        old = self.peers.pop(camera_id, None)
-        if old is not None:
-            await old.close()
-        pipe.on_broken()  # a new peer is a new stream: nothing buffered before it can be continued
-        self.peers[camera_id] = peer
+        ``SignalingError`` and changes nothing.
+
+        One peer per camera, always: offers for one camera are answered one at a time (20 concurrent offers with
+        one token used to leave ~10 peers, each with its UDP sockets, for good), and the camera is checked again
+        once the lock is held, since it may have been revoked while the offer waited."""
+        async with self._offer_lock(camera_id):
+            if self.closing:
+                raise CameraError(ErrorKind.UNAVAILABLE, "the hub is shutting down", "retry in a moment")
+            if not self._active(camera_id):
+                raise CameraError(ErrorKind.REFUSED, "this camera was revoked or removed",
+                                  "pair this camera with the hub again")
+            pipe = self.pipeline(camera_id)
+            ing = self.config.ingest
+            holder: list[CameraPeer] = []
+            peer = CameraPeer(
+                camera_id, pipe,
+                PeerConfig(keyframe_interval_s=ing.keyframe_interval_s, bitrate_kbps=ing.bitrate_kbps,
+                           read_interval_ms=ing.read_interval_ms, decode_record=ing.decode_record,
+                           connect_timeout_s=ing.connect_timeout_s),
+                on_state=lambda state: self._on_peer_state(camera_id, state, holder[0] if holder else None),
+            )
+            holder.append(peer)
+            try:
+                answer = await peer.accept(offer)  # validated before the live peer is touched: a bad offer changes nothing
+            except BaseException:
+                await peer.close()
+                raise
+            old = self.peers.pop(camera_id, None)
+            if old is not None:
+                await old.close()
+            pipe.on_broken()  # a new peer is a new stream: nothing buffered before it can be continued
+            self.peers[camera_id] = peer
         log.info("camera connected", extra={"camera_id": camera_id})
         return answer
+
+    def _active(self, camera_id: str) -> bool:
+        cam = self.store.get_camera(camera_id)
+        return cam is not None and cam["revoked_at"] is None
 
     def _on_peer_state(self, camera_id: str, state: str, peer: CameraPeer | None) -> None:
         # A replaced peer closing (the phone reconnected) says nothing about the camera: only the current one does.
@@ -129,19 +149,33 @@ class CameraManager:
             self._set_online(camera_id, False)
 
     async def revoke(self, camera_id: str) -> bool:
-        """Drop a camera's token, peer, pipeline and live views at once. False if it was not active."""
-        if not self.store.revoke_camera(camera_id):
+        """Drop a camera's token, peer, pipeline and live views at once. False if it was not active (what it
+        still owns is closed all the same)."""
+        revoked = self.store.revoke_camera(camera_id)
+        await self._drop(camera_id)
+        if revoked:
+            self.bus.publish("camera.removed", camera_id=camera_id)
+        return revoked
+
+    async def remove(self, camera_id: str) -> bool:
+        """Revoke (closing all it owns), then forget the camera's row. False if there was no such camera."""
+        if self.store.get_camera(camera_id) is None:
             return False
-        peer = self.peers.pop(camera_id, None)
-        if peer is not None:
-            await peer.close()
-        pipe = self.pipelines.pop(camera_id, None)
-        if pipe is not None:
-            await pipe.close()
+        await self.revoke(camera_id)
+        return self.store.remove_camera(camera_id)
+
+    async def _drop(self, camera_id: str) -> None:
+        """Close everything the camera owns. Under its offer lock: an offer being answered finishes first and is
+        closed here, and an offer waiting for the lock finds the camera revoked."""
+        async with self._offer_lock(camera_id):
+            peer = self.peers.pop(camera_id, None)
+            if peer is not None:
+                await peer.close()
+            pipe = self.pipelines.pop(camera_id, None)
+            if pipe is not None:
+                await pipe.close()
         for listener in self._on_removed:
             await listener(camera_id)
-        self.bus.publish("camera.removed", camera_id=camera_id)
-        return True
 
     # -- control ---------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import av
 import av.error
 import numpy as np
 
+from hub.datadir import PRIVATE_FILE, create_private
 from hub.media import h264
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
 
@@ -304,6 +305,7 @@ class ClipWriter:
         first_audio = next((f for f in self._held if f.kind == "audio"), None)
         try:
             self.part_path.unlink(missing_ok=True)
+            create_private(self.part_path)  # libav then writes into a 0600 file whatever the umask
             opts = {"flush_packets": "1"}  # hand each finished fragment to the OS: what survives a SIGKILL
             if self.format == "mp4":
                 opts["movflags"] = _FRAG_MOVFLAGS
@@ -512,6 +514,7 @@ def _remux(src: Path, dst: Path, fmt: ClipFormat, *, durable: bool, salvage: boo
         res.codec = vin.codec_context.name
         res.width, res.height = vin.codec_context.width, vin.codec_context.height
         opts = {"movflags": "+faststart"} if fmt == "mp4" else {}
+        create_private(tmp)
         out = av.open(str(tmp), "w", format=fmt, container_options=opts)
         try:
             vout = out.add_stream_from_template(vin)
@@ -652,7 +655,10 @@ def recover_folder(folder: str | os.PathLike[str]) -> list[ClipInfo]:
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = _tmp_path_for(path)
     try:
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)  # a snapshot is private like a clip
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), PRIVATE_FILE)
+            f.write(data)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

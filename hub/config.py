@@ -8,11 +8,14 @@ levels), e.g. ``PINGWATCH_SERVER__HTTPS_PORT=9443``. Values are parsed as YAML s
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.notify.config import TelegramConfig
 
 ENV_PREFIX = "PINGWATCH_"
 
@@ -57,6 +60,9 @@ class IngestConfig(_Section):
     detect_width: int = Field(320, ge=64)
     detect_fps: int = Field(5, ge=1, le=30)
     offline_after_s: float = Field(30, gt=0, description="A camera silent this long is reported offline.")
+    connect_timeout_s: float = Field(
+        30, gt=0, le=600, description="A phone's peer that has not connected this long after its offer is closed "
+                                      "(its sockets freed); the phone retries with a new offer.")
     read_interval_ms: int = Field(
         60, ge=0, le=200,
         description="A streaming camera's packets are read this often in one go (0: as each arrives); less CPU.",
@@ -121,10 +127,16 @@ class MqttConfig(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: Path | None = None
+    # Anyone who may publish on the broker may arm, disarm and ask for snapshots: give the broker users
+    # (mosquitto: allow_anonymous false) and, off this machine, TLS. `pingwatch doctor` warns otherwise.
+    username: str | None = Field(None, description="Broker user (the hub's own account on the broker).")
+    password: str | None = Field(None, description="Broker password (PINGWATCH_MQTT__PASSWORD keeps it out of files).")
+    tls: bool = Field(False, description="Connect with TLS (port 8883 usually); needed when the broker is not local.")
+    ca_file: Path | None = Field(None, description="CA that signed the broker's certificate (default: the system's).")
+    disarm_code: str | None = Field(
+        None, min_length=4, max_length=64,
+        description="When set, a DISARM over MQTT must carry this code (Home Assistant asks for it: "
+                    "code_disarm_required) and cameras cannot be switched off over MQTT.")
     discovery_prefix: str = "homeassistant"
     topic_prefix: str = "pingwatch"
 
@@ -156,6 +168,7 @@ class HubConfig(_Section):
     cameras: list[CameraConfig] = []
     mqtt: MqttConfig = MqttConfig()
     cloud: CloudConfig = CloudConfig()
+    telegram: TelegramConfig = TelegramConfig()
     log: LogConfig = LogConfig()
 
     def resolve_paths(self, base: Path) -> HubConfig:
@@ -197,6 +210,8 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
+        if re.match(r"PINGWATCH_CLOUD_[A-Za-z]", name):
+            continue  # the cloud's own settings (PINGWATCH_CLOUD_SERVER__PORT, ...), not the hub's cloud section
         keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
         node = data
         for k in keys[:-1]:

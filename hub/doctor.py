@@ -80,6 +80,8 @@ def run_checks(config_file: Path | None) -> list[Check]:
     if cfg.mqtt.enabled:
         ok, detail = _reachable(cfg.mqtt.host, cfg.mqtt.port)
         checks.append(Check("mqtt broker", ok, detail))
+    checks.extend(mqtt_checks(cfg))
+    checks.extend(privacy_checks(cfg, config_file))
     if cfg.cloud.enabled and cfg.cloud.api_url:
         from urllib.parse import urlparse
 
@@ -105,8 +107,10 @@ def _ports(cfg: HubConfig) -> list[Check]:
 
 
 def _data(cfg: HubConfig) -> list[Check]:
+    from cryptography import x509
+
     from hub.datadir import DataDir
-    from hub.tls import TlsError, cert_info
+    from hub.tls import TlsError, cert_info, is_constrained_ca
 
     data = DataDir(cfg.storage.data_dir)
     out = []
@@ -124,10 +128,81 @@ def _data(cfg: HubConfig) -> list[Check]:
 
             days = (info.not_after - dt.datetime.now(dt.timezone.utc)).days
             out.append(Check("certificate", days > 0, f"valid {days} more days; SHA-256 {info.fingerprint_sha256[:23]}…"))
+            if info.upgraded_from_legacy:
+                out.append(Check("phone certificates", False,
+                                 "the hub's old certificate (it could vouch for any site) was replaced: on each phone "
+                                 "open https://<hub>:8443/hub.crt, install it and remove the old 'ping-watch hub' "
+                                 f"profile; then delete {data.tls_dir / 'upgraded-from-legacy'} to silence this",
+                                 required=False))
+            elif not is_constrained_ca(x509.load_pem_x509_certificate(data.cert_path.read_bytes())):
+                out.append(Check("phone certificates", False, "the certificate is not a constrained hub CA; restart "
+                                 "the hub to replace it", required=False))
         except TlsError as exc:
             out.append(Check("certificate", False, str(exc)))
     else:
         out.append(Check("certificate", True, "none yet; made by 'pingwatch init' or at first run", required=False))
+    return out
+
+
+# -- insecure choices a user can still make: warnings (required=False), never failures ----------------------------
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mqtt_checks(cfg: HubConfig) -> list[Check]:
+    """Whoever may publish on the broker may disarm the hub, switch cameras off and ask for snapshots."""
+    m = cfg.mqtt
+    if not m.enabled:
+        return []
+    out = []
+    if m.username:
+        out.append(Check("mqtt auth", True, f"as user '{m.username}'", required=False))
+    else:
+        out.append(Check("mqtt auth", False, "no broker user: on a broker that allows anonymous clients anyone on it "
+                         "can disarm the hub; give the hub an account (mqtt.username/password) and set "
+                         "allow_anonymous false", required=False))
+    if m.tls or m.ca_file:
+        out.append(Check("mqtt tls", True, "TLS to the broker", required=False))
+    elif _loopback(m.host):
+        out.append(Check("mqtt tls", True, "broker on this machine; no TLS needed", required=False))
+    else:
+        out.append(Check("mqtt tls", False, f"{m.host} is reached without TLS: the broker password and every command "
+                         "cross the LAN in clear; set mqtt.tls: true (port 8883)", required=False))
+    if m.disarm_code:
+        out.append(Check("mqtt disarm code", True, "DISARM over MQTT needs the code", required=False))
+    else:
+        out.append(Check("mqtt disarm code", False, "any client allowed on the broker can disarm without a code; set "
+                         "mqtt.disarm_code (Home Assistant then asks for it)", required=False))
+    return out
+
+
+def privacy_checks(cfg: HubConfig, config_file: Path | None) -> list[Check]:
+    """The data folder and the config must be this user's alone (clips of the home, credentials)."""
+    from hub.datadir import DataDir, is_private
+
+    data = DataDir(cfg.storage.data_dir)
+    out = []
+    if data.root.exists():
+        open_to = [p for p in (data.root, data.clips_dir, data.db_path, data.secrets_path) if p.exists()
+                   and not is_private(p)]
+        out.append(Check("data privacy", not open_to,
+                         "only this user can read the data folder" if not open_to else
+                         "readable by other local users: " + ", ".join(str(p) for p in open_to)
+                         + f"; run 'chmod -R go= {data.root}' (the hub also tightens it at start)", required=False))
+    if config_file is not None and config_file.exists():
+        ok = is_private(config_file)
+        out.append(Check("config privacy", ok, f"{config_file} is private" if ok else
+                         f"{config_file} is readable by other local users and may hold broker/cloud credentials; "
+                         f"run 'chmod 600 {config_file}'", required=False))
     return out
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from hub.buffer import RingBuffer
 from hub.bus import Bus
 from hub.clips import ClipError, ClipWriter, part_path_for, recover_partial, write_snapshot
+from hub.datadir import make_private_dirs
 from hub.media.frames import EncodedFrame
 from hub.store import Store
 
@@ -77,7 +78,7 @@ class EventRecorder:
         })
         rec = _Recording(event_id, start, detected_at, {trigger}, None, None, self._clip_path(event_id, start))
         try:
-            rec.clip_path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(rec.clip_path.parent)  # camera/day folders are private whatever the umask
             rec.writer = writer = ClipWriter(rec.clip_path, audio=True)
             for f in self.buffer.frames_since(start - self.pre_roll_s):
                 self._write(rec, writer, f)

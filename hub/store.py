@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import sqlite_utils
+
+from hub.datadir import PRIVATE_FILE, create_private
 
 SCHEMA_VERSION = 1
 PAIRING_CODE_TTL_S = 600
@@ -47,6 +50,8 @@ class Pairing:
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else path
+        if isinstance(self.path, Path):
+            _make_private(self.path)
         try:
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -225,6 +230,19 @@ class Store:
 
     def events_with_status(self, status: str) -> list[dict[str, Any]]:
         return [_decode_event(r) for r in self.db["events"].rows_where("status = ?", [status])]
+
+
+def _make_private(db_path: Path) -> None:
+    """The database (cameras, events, hashed tokens) is the hub user's alone. SQLite creates its -wal and -shm
+    files with the main file's mode, so a 0600 database gives 0600 companions whatever the umask."""
+    try:
+        if not db_path.exists():
+            create_private(db_path)
+        for p in (db_path, db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm")):
+            if p.exists() and p.stat().st_mode & 0o077:
+                os.chmod(p, PRIVATE_FILE)
+    except OSError as exc:
+        raise StoreError(f"cannot create database {db_path}: {exc.strerror}") from None
 
 
 def _decode_event(row: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Fixtures (session scoped):
 - ``postgres``: dsn, host, port, user, dbname, create_database(name) -> dsn
 - ``camera_browser``: async factory ``await camera_browser(video, audio=None, spki=None)`` -> Playwright Browser
   with that fake camera/mic (one browser per distinct file set; also ``camera_browser.launch_camera_browser``)
+- ``telegram`` (per test): a fake Telegram Bot API server speaking the real protocol (tests.harness.telegram)
 - ``media_dir``: a temp dir for generated media
 - ``smoke_scene``: a generated 640x360 15 fps moving-square Y4M plus a 440 Hz WAV (SceneFiles)
 """
@@ -28,6 +29,7 @@ from tests.harness.chromium import CameraBrowsers
 from tests.harness.mosquitto import Mosquitto, start_mosquitto
 from tests.harness.ports import ServiceStartError
 from tests.harness.postgres import Postgres, start_postgres
+from tests.harness.telegram import FakeTelegram
 
 T = TypeVar("T")
 
@@ -81,6 +83,13 @@ async def camera_browser() -> CameraBrowsers:
         for key, secs in browsers.launch_times.items():
             _START_TIMES[f"chromium ({Path(key[0]).name})"] = secs
         await browsers.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def telegram() -> FakeTelegram:
+    """A fresh fake Telegram Bot API on 127.0.0.1 per test (tests.harness.telegram)."""
+    async with FakeTelegram() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

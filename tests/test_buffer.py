@@ -244,3 +244,49 @@ def test_clear_and_validation() -> None:
         RingBuffer(window_s=0)
     with pytest.raises(ValueError):
         RingBuffer(max_bytes=0)
+
+
+# -- found by mutation testing (scripts/bench mutation, docs/mutation.md) --------------------------------------
+
+
+def test_dropped_video_is_reported_as_false_not_just_falsy() -> None:
+    buf = RingBuffer()
+    p_frame = EncodedFrame("video", "h264", bytes(10), 0, VIDEO_TIME_BASE, T0, False)
+    assert buf.push(p_frame) is False  # no keyframe yet
+    assert buf.push(EncodedFrame("video", "h264", bytes(10), 6000, VIDEO_TIME_BASE, T0 + 0.1, True)) is True
+    buf.mark_broken()
+    assert buf.push(EncodedFrame("video", "h264", bytes(10), 12000, VIDEO_TIME_BASE, T0 + 0.2, False)) is False
+
+
+def test_eviction_is_counted_frame_for_frame() -> None:
+    buf = RingBuffer(window_s=5.0, max_bytes=1 << 30)
+    accepted = sum(1 for f in stream(30) if buf.push(f))
+    s = buf.stats()
+    assert s.evicted > 0 and s.evicted == accepted - len(buf)
+
+
+def test_byte_bound_on_audio_alone_is_exact() -> None:
+    # 100-byte Opus frames under a 1000-byte cap: exactly ten stay (the cap is inclusive), bytes add up.
+    buf = RingBuffer(window_s=60.0, max_bytes=1000)
+    for f in stream(2, audio=True):
+        if f.kind == "audio":
+            buf.push(f)
+    s = buf.stats()
+    assert len(buf) == 10 and s.bytes == 1000 and s.evicted == 100 - 10
+
+
+def test_a_gop_whose_last_frame_is_on_the_window_edge_is_kept() -> None:
+    buf = RingBuffer(window_s=5.0)
+    buf.push(EncodedFrame("video", "h264", bytes(10), 0, VIDEO_TIME_BASE, T0, True))
+    buf.push(EncodedFrame("audio", "opus", bytes(10), 0, AUDIO_TIME_BASE, T0 + 5.0))  # horizon == T0
+    assert buf.keyframe_times() == [T0]
+    buf.push(EncodedFrame("audio", "opus", bytes(10), 960, AUDIO_TIME_BASE, T0 + 5.02))  # now out of the window
+    assert buf.keyframe_times() == []
+
+
+def test_small_positive_bounds_are_valid() -> None:
+    assert RingBuffer(window_s=0.5).window_s == 0.5  # any positive window, not only whole seconds
+    assert RingBuffer(max_bytes=1).max_bytes == 1
+    for bad in ({"window_s": -1}, {"max_bytes": -1}):
+        with pytest.raises(ValueError):
+            RingBuffer(**bad)

@@ -467,3 +467,27 @@ def test_snapshot_errors(tmp_path: Path, h264_frames: list[EncodedFrame]) -> Non
     junk = [EncodedFrame("video", "h264", b"\x00\x00\x00\x01\x65" + bytes(50), 0, VIDEO_TIME_BASE, T0, True)]
     with pytest.raises(ClipError, match="a.jpg"):
         write_snapshot(junk, T0, tmp_path / "a.jpg", tmp_path / "b.jpg")
+
+
+def test_clips_and_snapshots_are_private_whatever_the_umask(tmp_path: Path, h264_frames: list[EncodedFrame]) -> None:
+    """Clips and snapshots show the inside of a home: 0600 even under a umask of 022 (issue 10, item 4)."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        info = ClipWriter(tmp_path / "clip.mp4")
+        info.write_many(h264_frames)
+        part_mode = stat.S_IMODE(info.part_path.stat().st_mode)  # what a SIGKILL would leave behind
+        clip = info.close()
+        video = [f for f in h264_frames if f.kind == "video"]
+        snap = write_snapshot(h264_frames, video[GOP].t, tmp_path / "snap.jpg", tmp_path / "thumb.jpg")
+        # a crash-recovered clip is remuxed into a new file: private too
+        w = ClipWriter(tmp_path / "crashed.mp4")
+        w.write_many(h264_frames[: len(h264_frames) // 2])
+        recovered = recover_partial(w.part_path)
+    finally:
+        os.umask(old)
+    assert part_mode == 0o600
+    assert recovered is not None
+    for p in (clip.path, snap.jpeg_path, snap.thumb_path, recovered.path):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p

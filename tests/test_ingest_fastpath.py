@@ -64,7 +64,7 @@ def test_internals_checked() -> None:
     check_fastpath_internals(bench_rtp.make_receiver())
 
 
-def test_in_order_identical_and_fast(packets) -> None:
+def test_in_order_identical_and_all_on_the_fast_path(packets) -> None:
     frames, broken = assert_same(packets)
     assert len(frames) > 50 and broken == 0
     sink = bench_rtp.CountingSink()
@@ -134,15 +134,15 @@ async def test_batch_datagram_reads_delivers_everything_in_order() -> None:
     import socket
 
     from hub.ingest.fastpath import batch_datagram_reads
-
-    from tests.udp import collecting_endpoint
+    from tests.udp import Arrivals, collecting_endpoint
 
     wakeups = 0
     loop = asyncio.get_running_loop()
-    transport, got = await collecting_endpoint()
+    arrivals = Arrivals()
+    transport, got = await collecting_endpoint(arrivals)
     assert batch_datagram_reads(transport)
     assert not batch_datagram_reads(transport)  # once only
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop step, not a wait: the batched reader is registered with call_soon
     port = transport.get_extra_info("sockname")[1]
     key = loop._selector.get_key(transport._sock_fd)
     inner = key.data[0]._callback
@@ -158,17 +158,14 @@ async def test_batch_datagram_reads_delivers_everything_in_order() -> None:
         for burst in range(5):
             for i in range(40):
                 tx.sendto(f"{burst}:{i}".encode(), ("127.0.0.1", port))
-            for _ in range(100):
-                await asyncio.sleep(0.001)
-                if len(got) == (burst + 1) * 40:
-                    break
+            await arrivals.until(lambda n=(burst + 1) * 40: len(got) >= n, f"burst {burst}")
         assert got == [f"{b}:{i}".encode() for b in range(5) for i in range(40)]
         assert wakeups < len(got)  # bursts were read several datagrams per wake-up
     finally:
         tx.close()
         transport.close()
-    await asyncio.sleep(0)
-    assert transport._sock_fd not in loop._selector.get_map()  # close() removed the batched reader
+    # close() removes the batched reader at once (the socket itself goes in a call_soon callback)
+    assert transport._sock_fd not in loop._selector.get_map()
 
 
 def test_batch_datagram_reads_ignores_other_transports() -> None:

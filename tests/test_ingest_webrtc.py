@@ -473,3 +473,19 @@ async def test_sender_audio_levels_replace_decoding() -> None:
     finally:
         await client.close()
         await peer.close()
+
+
+async def test_peer_that_never_connects_is_closed() -> None:
+    """An offer whose candidates lead nowhere and that never sends end-of-candidates used to stay "connecting"
+    for ever, holding its sockets (issue 10, item 2): the peer closes itself after connect_timeout_s."""
+    states: list[str] = []
+    peer = CameraPeer("ghost", RecordingSink(), {"connect_timeout_s": 1.0}, on_state=states.append)
+    try:
+        await peer.accept({"type": "offer", "sdp": _chrome_offer()})
+        transports = _ice_transports(peer)
+        assert transports and not any(t.is_closing() for t in transports)
+        assert await _wait_for(lambda: peer.state == "closed", 20.0), peer.state
+        assert peer.timed_out and states[-1] == "closed"
+        assert all(t.is_closing() for t in transports)  # its UDP sockets are freed
+    finally:
+        await peer.close()

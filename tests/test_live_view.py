@@ -12,6 +12,7 @@ deadline. The UI's CSP forbids eval, so waits in the UI page are promises passed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -21,7 +22,6 @@ import httpx
 import pytest
 
 from hub.web.errors import STATUS_OF_KIND
-
 from tests.hubproc import HubProcess
 from tests.test_browser_ingest import admin, open_page, pairing_code, track, wait_hub, wait_state
 
@@ -65,8 +65,8 @@ MODE_CHANGES_JS = """(want) => new Promise((resolve) => {
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     h = HubProcess.create(tmp_path_factory.mktemp("live_hub"))
-    h.start()
     try:
+        h.start()  # inside the try: a start that times out still stops the process
         yield h
     finally:
         h.stop()
@@ -120,6 +120,8 @@ async def test_live_api_needs_session_csrf_and_a_camera_with_video(hub, api):
         r = await api.delete(f"/api/ui/cameras/{quiet}/live/nope", headers={"X-CSRF-Token": csrf})
         assert r.status_code == 404, r.text
         r = await api.get(f"/api/ui/cameras/{quiet}/live")
+        assert r.status_code == 403, r.text  # a read needs the page's session key too (issue 10, item 1)
+        r = await api.get(f"/api/ui/cameras/{quiet}/live", headers={"X-CSRF-Token": csrf})
         assert r.status_code == 200 and r.json()["viewers"] == [], r.text
     finally:
         await api.post("/api/ui/logout", headers={"X-CSRF-Token": csrf})
@@ -191,36 +193,61 @@ async def test_live_view_relays_the_cameras_encoded_video(camera_browser, hub, a
 # -- the relay itself, in process -------------------------------------------------------------------------
 
 
-class FakePeer:
+class PhonePeer:
+    """The one stand-in left: the camera's WebRTC peer, of which the relay uses only ``request_keyframe`` (a
+    real CameraPeer sends a PLI then, covered end to end by test_ingest_webrtc and the browser test above)."""
+
     def __init__(self) -> None:
         self.keyframe_requests = 0
+        self.asked = asyncio.Event()
 
     async def request_keyframe(self) -> bool:
         self.keyframe_requests += 1
+        self.asked.set()
         return True
 
 
-def fake_cameras(cid: str, buffer):
-    from types import SimpleNamespace
+@contextlib.asynccontextmanager
+async def real_cameras(root: Path, cid: str = "cam", window_s: float = 15.0):
+    """The hub's own camera manager with one camera's real CameraPipeline (its RingBuffer, its recorder; the
+    camera disarmed so nothing is recorded) and the phone peer stand-in."""
+    from hub.bus import Bus
+    from hub.cameras import CameraManager
+    from hub.config import HubConfig
+    from hub.pipeline import PipelineContext
+    from hub.store import Store
 
-    pipe = SimpleNamespace(buffer=buffer)
-    peer = FakePeer()
-    cameras = SimpleNamespace(pipelines={cid: pipe}, peers={cid: peer}, closing=False)
-    return cameras, pipe, peer
+    store = Store(root / "hub.db")
+    config = HubConfig(storage={"data_dir": str(root)}, ingest={"preroll_window_s": window_s})
+    cameras = CameraManager(PipelineContext(config=config, store=store, bus=Bus(), clips_dir=root / "clips",
+                                            scratch_dir=root, is_armed=lambda _cid: False,
+                                            on_disk_full=lambda: None))
+    store.ensure_static_camera(cid, cid, "file")
+    pipe = cameras.pipeline(cid)
+    peer = PhonePeer()
+    cameras.peers[cid] = peer  # type: ignore[assignment]
+    try:
+        yield cameras, pipe, peer
+    finally:
+        await pipe.close()
+        store.close()
 
 
-async def test_relay_queue_is_bounded_and_resumes_at_a_keyframe():
+async def test_relay_queue_is_bounded_and_resumes_at_a_keyframe(tmp_path):
     import av
 
     from hub import live
-    from hub.buffer import RingBuffer
     from tests.test_buffer import stream
 
+    async with real_cameras(tmp_path) as (cameras, pipe, peer):
+        await _relay_queue_is_bounded(live, av, stream, cameras, pipe, peer)
+
+
+async def _relay_queue_is_bounded(live, av, stream, cameras, pipe, peer) -> None:
     frames = [f for f in stream(60.0, gop=37, key_size=2000, p_size=500, audio=True)]
-    buf = RingBuffer(window_s=15.0)
-    for f in frames[:200]:  # some history: the relay starts at its newest keyframe
-        buf.push(f)
-    cameras, pipe, peer = fake_cameras("cam", buf)
+    buf = pipe.buffer
+    for f in frames[:200]:  # some history, through the pipeline as a camera delivers it
+        pipe.on_frame(f)
     relays = live.LiveRelays(cameras)
     relay = live.LiveRelay(relays, "cam", pipe, "h264", "s")
     relay._start_relaying()
@@ -234,7 +261,7 @@ async def test_relay_queue_is_bounded_and_resumes_at_a_keyframe():
     waiting = False
     for f in frames[200:]:
         overflows = relay.overflows
-        buf.push(f)
+        pipe.on_frame(f)
         assert len(relay._queue) <= live.QUEUE_MAX_FRAMES and relay._queue_bytes <= live.QUEUE_MAX_BYTES
         if relay.overflows > overflows and not f.keyframe:
             assert not relay._queue  # nothing to send until the next keyframe
@@ -243,8 +270,7 @@ async def test_relay_queue_is_bounded_and_resumes_at_a_keyframe():
             assert len(relay._queue) == 1 and relay._queue[0][0] is f
             break
     assert waiting and relay.overflows >= 1 and relay.dropped > 0
-    for _ in range(3):
-        await asyncio.sleep(0)  # the keyframe request runs as a task
+    await asyncio.wait_for(peer.asked.wait(), 5)  # the keyframe request runs as a task
     assert peer.keyframe_requests >= 1
 
     # What aiortc gets: av.Packet with the frame's bytes, 1/90000 time base, strictly increasing pts.
@@ -256,13 +282,18 @@ async def test_relay_queue_is_bounded_and_resumes_at_a_keyframe():
     assert bytes(pkts[0]) == bytes(2000) and relay.frames_sent == n
     await relay.close("test")
     assert buf._listeners == () and relay.closed
+    assert pipe.recorder.active is False  # disarmed: the frames never made an event
 
 
-async def test_in_process_viewer_plays_the_relay_and_close_all_ends_it():
+async def test_in_process_viewer_plays_the_relay_and_close_all_ends_it(tmp_path):
+    async with real_cameras(tmp_path) as (cameras, pipe, peer):
+        await _viewer_plays_the_relay(cameras, pipe, peer)
+
+
+async def _viewer_plays_the_relay(cameras, pipe, peer) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from hub import live
-    from hub.buffer import RingBuffer
     from hub.media import h264
     from hub.media.frames import VIDEO_TIME_BASE, EncodedFrame
     from tests.test_clips import encode_video
@@ -271,10 +302,9 @@ async def test_in_process_viewer_plays_the_relay_and_close_all_ends_it():
     t0 = time.time()
     frames = [EncodedFrame("video", "h264", h264.join_annexb(h264.split_annexb(d)), pts, VIDEO_TIME_BASE,
                            t0 + pts / 90000, key) for d, pts, key in encoded]
-    buf = RingBuffer(window_s=15.0)
+    buf = pipe.buffer
     for f in frames[:8]:
-        buf.push(f)
-    cameras, _, peer = fake_cameras("cam", buf)
+        pipe.on_frame(f)
     relays = live.LiveRelays(cameras)
 
     viewer = RTCPeerConnection()
@@ -287,8 +317,10 @@ async def test_in_process_viewer_plays_the_relay_and_close_all_ends_it():
 
     async def feed() -> None:
         for f in frames[8:]:
-            buf.push(f)
-            await asyncio.sleep(1 / 15)  # the camera's pace
+            pipe.on_frame(f)
+            # The camera's pace (15 fps), not a synchronisation: the relay must keep up with a live source, and
+            # the viewer's frames are awaited below, on its own track.
+            await asyncio.sleep(1 / 15)
 
     feeder = asyncio.create_task(feed())
     try:
@@ -310,16 +342,20 @@ async def test_in_process_viewer_plays_the_relay_and_close_all_ends_it():
     assert STATUS_OF_KIND[err.value.kind] == 503
 
 
-async def test_offers_the_relay_cannot_serve_are_refused():
+async def test_offers_the_relay_cannot_serve_are_refused(tmp_path):
+    async with real_cameras(tmp_path) as (cameras, pipe, _):
+        await _offers_refused(cameras, pipe)
+
+
+async def _offers_refused(cameras, pipe) -> None:
     from aiortc import RTCPeerConnection, RTCRtpReceiver
 
     from hub import live
-    from hub.buffer import RingBuffer
     from hub.media.frames import VIDEO_TIME_BASE, EncodedFrame
 
-    buf = RingBuffer()
-    buf.push(EncodedFrame("video", "h264", b"\x00\x00\x00\x01\x65" + bytes(50), 0, VIDEO_TIME_BASE, 1.0, True))
-    cameras, _, _ = fake_cameras("cam", buf)
+    buf = pipe.buffer
+    pipe.on_frame(EncodedFrame("video", "h264", b"\x00\x00\x00\x01\x65" + bytes(50), 0, VIDEO_TIME_BASE, 1.0,
+                               True))
     relays = live.LiveRelays(cameras)
 
     async def offer(kind: str, mimes: tuple[str, ...] | None = None) -> str:

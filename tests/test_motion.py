@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import cache
 
 import numpy as np
@@ -141,16 +140,4 @@ def test_presets_and_overrides() -> None:
         MotionConfig(sensitivity="extreme")  # type: ignore[arg-type]
 
 
-def test_cost_per_frame() -> None:
-    sc = scene("person_near")
-    frames = list(sc.detect_frames())
-    best = float("inf")
-    for _ in range(3):
-        det = MotionDetector()
-        # CPU time, best of three: other processes on a busy test machine inflate wall time, not this.
-        t0 = time.process_time()
-        for f in frames:
-            det.process(f)
-        best = min(best, (time.process_time() - t0) / len(frames) * 1e3)
-    # The target is 0.3 ms (scripts/bench_triggers.py measures it); this only catches a gross regression.
-    assert best < 5.0
+# The detector's cost per frame is speed, not behaviour: scripts/bench triggers measures it (target 0.3 ms).

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from pathlib import Path
 
 import pytest
 
 from hub.ingest.fastpath import POLL_RCVBUF_BYTES, DatagramPoller, batch_datagram_reads
 from hub.ingest.srtp_direct import DirectSrtp, DirectSrtpInternalsError, check_direct_internals, run_now
-from tests.udp import collecting_endpoint
+from tests.udp import Arrivals, collecting_endpoint
 
 
 async def test_run_now_runs_in_place_or_finishes_on_the_loop(caplog) -> None:
@@ -25,16 +26,18 @@ async def test_run_now_runs_in_place_or_finishes_on_the_loop(caplog) -> None:
 
     fut = asyncio.get_running_loop().create_future()
 
+    finished = asyncio.Event()
+
     async def waits() -> None:
         done.append(await fut)
-        await asyncio.sleep(0)  # a bare yield, then finish
+        await asyncio.sleep(0)  # a bare yield (the coroutine suspends once more), then finish
         done.append("after")
+        finished.set()
 
     assert run_now(waits()) is False
     assert done == ["plain"]
     fut.set_result("woken")
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await asyncio.wait_for(finished.wait(), 5)  # run_now left it to finish on the loop
     assert done == ["plain", "woken", "after"]
 
     async def boom() -> None:
@@ -45,32 +48,43 @@ async def test_run_now_runs_in_place_or_finishes_on_the_loop(caplog) -> None:
     assert "test handler failed" in caplog.text
 
 
-async def _endpoint(media, poll_interval_s: float):
-    transport, got = await collecting_endpoint()
+async def _endpoint(media, poll_interval_s: float, arrivals: Arrivals):
+    transport, got = await collecting_endpoint(arrivals)
     assert batch_datagram_reads(transport, media=media, poll_interval_s=poll_interval_s)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop step, not a wait: the batched reader is registered with call_soon
     return transport, got
 
 
-async def _until(cond, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
+class TickWatch:
+    """Tells ``arrivals`` after every tick of a DatagramPoller (made before any socket joins it, so every tick
+    it schedules is the wrapped one)."""
+
+    def __init__(self, poller: DatagramPoller, arrivals: Arrivals) -> None:
+        assert poller._handle is None and len(poller) == 0
+        tick = poller._tick
+
+        def watched() -> None:
+            tick()
+            arrivals.notify()
+
+        poller._tick = watched  # type: ignore[method-assign]
 
 
 async def test_media_datagrams_switch_the_socket_to_the_poller() -> None:
     media_seen: list[bytes] = []
+    arrivals = Arrivals()
 
     def media(data: bytes) -> bool:
         if data.startswith(b"\x80refuse"):
             return False  # e.g. before the DTLS handshake: the protocol gets it after all
         media_seen.append(data)
+        arrivals.notify()
         return True
 
     loop = asyncio.get_running_loop()
-    transport, got = await _endpoint(media, poll_interval_s=0.02)
+    poller = DatagramPoller.for_loop(loop, 0.02)
+    TickWatch(poller, arrivals)
+    transport, got = await _endpoint(media, poll_interval_s=0.02, arrivals=arrivals)
     port = transport.get_extra_info("sockname")[1]
     fd = transport._sock_fd
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -79,16 +93,16 @@ async def test_media_datagrams_switch_the_socket_to_the_poller() -> None:
         tx.sendto(b"\x16dtls", ("127.0.0.1", port))
         tx.sendto(b"\x00\x01stun", ("127.0.0.1", port))
         tx.sendto(b"\x80refuse", ("127.0.0.1", port))
-        await _until(lambda: len(got) == 3)
+        await arrivals.until(lambda: len(got) >= 3, "DTLS, STUN and the refused datagram")
         assert got == [b"\x16dtls", b"\x00\x01stun", b"\x80refuse"] and media_seen == []
         assert fd in loop._selector.get_map()
 
         # The first media datagram taken moves the socket to the poller.
         tx.sendto(b"\x80first", ("127.0.0.1", port))
-        await _until(lambda: media_seen == [b"\x80first"])
+        await arrivals.until(lambda: len(media_seen) >= 1, "the first media datagram")
+        assert media_seen == [b"\x80first"]
         assert fd not in loop._selector.get_map()
-        poller = DatagramPoller.for_loop(loop, 0.02)
-        assert len(poller) == 1
+        assert DatagramPoller.for_loop(loop, 0.02) is poller and len(poller) == 1
         ticks = poller.ticks
 
         # From now on the poller drains everything, in order, media and the rest.
@@ -97,31 +111,39 @@ async def test_media_datagrams_switch_the_socket_to_the_poller() -> None:
             data = (b"\x80" if i % 10 else b"\x16") + str(i).encode()
             tx.sendto(data, ("127.0.0.1", port))
             expected.append(data)
-        await _until(lambda: len(media_seen) + len(got) == 1 + 3 + 300)
+        await arrivals.until(lambda: len(media_seen) + len(got) >= 1 + 3 + 300, "the 300 datagrams")
         assert media_seen[1:] == [d for d in expected if d[0] == 0x80]
         assert got[3:] == [d for d in expected if d[0] == 0x16]
         assert poller.ticks > ticks
         # The receive buffer was raised for a poll interval's keyframe burst (Linux doubles it, capped by rmem_max).
-        rmem_max = int(open("/proc/sys/net/core/rmem_max").read())
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
         rcvbuf = transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         assert rcvbuf == 2 * min(POLL_RCVBUF_BYTES, rmem_max)
     finally:
         tx.close()
         transport.close()
     # A closed socket leaves the poller at its next tick, and the timer stops with the last one.
-    await _until(lambda: len(poller) == 0)
-    await asyncio.sleep(0.05)
-    assert poller._handle is None
+    ticks = poller.ticks
+    await arrivals.until(lambda: poller.ticks > ticks, "a poller tick after the close")
+    assert len(poller) == 0 and poller._handle is None
 
 
 async def test_without_poll_interval_the_socket_stays_in_the_selector() -> None:
     loop = asyncio.get_running_loop()
-    transport, _ = await _endpoint(lambda data: True, poll_interval_s=0.0)
+    arrivals = Arrivals()
+    taken: list[bytes] = []
+
+    def media(data: bytes) -> bool:
+        taken.append(data)
+        arrivals.notify()
+        return True
+
+    transport, _ = await _endpoint(media, poll_interval_s=0.0, arrivals=arrivals)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         tx.sendto(b"\x80rtp", ("127.0.0.1", transport.get_extra_info("sockname")[1]))
-        await asyncio.sleep(0.05)
-        assert transport._sock_fd in loop._selector.get_map()
+        await arrivals.until(lambda: taken == [b"\x80rtp"], "the media datagram")
+        assert transport._sock_fd in loop._selector.get_map()  # taken as media, yet still read on readiness
     finally:
         tx.close()
         transport.close()

@@ -121,22 +121,24 @@ def test_session_cookie_is_hardened(hub):
     with httpx.Client(base_url=hub.https, verify=_ctx(hub)) as c:
         assert c.get("/api/ui/session").status_code == 401
         r = c.post("/api/ui/login", json={"secret": hub.admin_secret})
-        assert r.status_code == 200
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
         cookie = r.headers["set-cookie"]
         flags = {p.strip().split("=")[0].lower() for p in cookie.split(";")}
         assert {"httponly", "secure", "samesite", "max-age", "path"} <= flags, cookie
         assert "SameSite=Strict" in cookie and "Path=/" in cookie
-        me = c.get("/api/ui/session")
-        assert me.status_code == 200 and me.json()["csrf"] == r.json()["csrf"]
-        # log out ends the session for good, even with the old cookie replayed
+        key = r.json()["csrf"]
+        me = c.get("/api/ui/session", headers={"X-CSRF-Token": key})
+        assert me.status_code == 200 and "csrf" not in me.json()  # the key is handed out at log-in only
+        # log out ends the session for good, even with the old cookie and key replayed
         sid = c.cookies["pw_session"]
-        out = c.post("/api/ui/logout", headers={"X-CSRF-Token": r.json()["csrf"]})
-        assert out.status_code == 200
-        replay = httpx.get(f"{hub.https}/api/ui/session", verify=_ctx(hub), cookies={"pw_session": sid})
+        out = c.post("/api/ui/logout", headers={"X-CSRF-Token": key})
+        assert out.status_code == 200 and out.headers["clear-site-data"] == '"cache"'
+        replay = httpx.get(f"{hub.https}/api/ui/session", verify=_ctx(hub), cookies={"pw_session": sid},
+                           headers={"X-CSRF-Token": key})
         assert replay.status_code == 401 and "log in" in replay.json()["hint"]
-    # plain HTTP (loopback only) cannot carry a Secure cookie
+    # plain HTTP (loopback only) makes no sessions at all: it serves the CLI's bearer API
     r = httpx.post(f"{hub.http}/api/ui/login", json={"secret": hub.admin_secret})
-    assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()
+    assert r.status_code == 404 and "set-cookie" not in r.headers and "CLI" in r.json()["error"]
 
 
 def test_wrong_secrets_are_slowed_then_locked_out(hub):
@@ -174,13 +176,17 @@ def test_csrf_and_origin_are_enforced(hub, session):
 
 async def test_websocket_refuses_foreign_origins_and_forwards_the_bus(hub, session):
     cookies = {"pw_session": session.cookies["pw_session"]}
+    protocols = ("pingwatch", f"key.{session.headers['X-CSRF-Token']}")  # how the page sends its session key
+    url = f"{hub.https.replace('https', 'wss')}/api/ui/ws"
     async with aiohttp.ClientSession(cookies=cookies) as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
-            await http.ws_connect(f"{hub.https.replace('https', 'wss')}/api/ui/ws", ssl=_ctx(hub),
-                                  origin="https://evil.example")
+            await http.ws_connect(url, ssl=_ctx(hub), origin="https://evil.example", protocols=protocols)
         assert exc.value.status == 403
-        async with http.ws_connect(f"{hub.https.replace('https', 'wss')}/api/ui/ws", ssl=_ctx(hub),
-                                   origin=hub.https) as ws:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as exc:  # the cookie alone
+            await http.ws_connect(url, ssl=_ctx(hub), origin=hub.https, protocols=("pingwatch",))
+        assert exc.value.status == 403
+        async with http.ws_connect(url, ssl=_ctx(hub), origin=hub.https, protocols=protocols) as ws:
+            assert ws.protocol == "pingwatch"
             hello = await asyncio.wait_for(ws.receive_json(), 10)
             assert hello["topic"] == "ui.hello"
             r = await asyncio.to_thread(session.post, f"/api/ui/cameras/{CAM}/arm", json={"armed": False})
@@ -246,6 +252,7 @@ def test_clip_supports_range_requests(hub, session):
     full = session.get("/api/ui/events/ev-play/clip")
     assert full.status_code == 200 and full.content == clip
     assert full.headers["content-type"] == "video/mp4" and full.headers["accept-ranges"] == "bytes"
+    assert full.headers["cache-control"] == "no-store"  # nothing of it stays in the browser after log-out
     part = session.get("/api/ui/events/ev-play/clip", headers={"Range": "bytes=100-299"})
     assert part.status_code == 206 and part.content == clip[100:300]
     assert part.headers["content-range"] == f"bytes 100-299/{len(clip)}"

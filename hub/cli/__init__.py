@@ -6,7 +6,7 @@ Commands that make the running hub act (pairing, revoking, arming, deleting an e
 Every listing has ``--json``; exit codes: 0 ok, 1 the thing asked for failed, 2 bad usage or configuration.
 
 One module per command group: setup (init, config validate, doctor), hub_run (hub run, pair), cameras, events,
-arming (arm, disarm, status), replay, cloud (link, unlink, status). Heavy imports (av, aiortc, cv2, hub.app) stay inside the commands that
+arming (arm, disarm, status), replay, cloud (link, unlink, status), telegram (link, unlink, status). Heavy imports (av, aiortc, cv2, hub.app) stay inside the commands that
 need them, so `pingwatch --help` stays fast.
 """
 
@@ -23,6 +23,8 @@ from hub.cli.events import events_app
 from hub.cli.hub_run import hub_app, pair
 from hub.cli.replay import replay
 from hub.cli.setup import config_app, doctor, init
+from hub.cli.telegram import telegram_app
+from hub.datadir import private_umask
 
 app = typer.Typer(help="ping-watch: old phones become cameras for your home hub.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -40,13 +42,18 @@ app.add_typer(config_app, name="config")
 app.add_typer(cameras_app, name="cameras")
 app.add_typer(events_app, name="events")
 app.add_typer(cloud_app, name="cloud")
+app.add_typer(telegram_app, name="telegram")
 
 
 def main() -> None:
+    # Whatever the caller's umask (022 under most shells and systemd), what the hub writes is its user's alone:
+    # the config (credentials), the database, clips and snapshots (hub/datadir.py).
+    private_umask()
     app()
 
 
 def module_main() -> None:
     """`python -m hub [--config FILE]`: the same as `pingwatch hub run`."""
+    private_umask()
     sys.argv[1:1] = ["hub", "run"]
     app()

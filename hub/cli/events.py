@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hub.cli.common import ConfigOpt, JsonOpt, api_call, fail, get_config, open_store, out, parse_when
+from hub.cli.common import ConfigOpt, JsonOpt, api_call, err, fail, get_config, open_store, out, parse_when
 
 events_app = typer.Typer(help="The event timeline: list, show, export, delete, prune.", no_args_is_help=True)
 
@@ -102,7 +102,12 @@ def events_export(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy events (clip, snapshot, JSON) into a folder, with progress."""
-    with open_store(get_config(config)) as store:
+    from hub.datadir import DataDir, contained_file
+    from hub.retention import MEDIA_KEYS
+
+    cfg = get_config(config)
+    data = DataDir(cfg.storage.data_dir)
+    with open_store(cfg) as store:
         if event_ids:
             found = [store.get_event(i) for i in event_ids]
             missing = [i for i, r in zip(event_ids, found) if r is None]
@@ -122,15 +127,19 @@ def events_export(
         task = progress.add_task("exporting", total=len(rows))
         for ev in rows:
             files = []
-            for key in ("clip_path", "snapshot_path", "thumb_path"):
-                src = ev.get(key)
-                if src and Path(src).exists():
-                    dst = to / Path(src).name
-                    try:
-                        shutil.copy2(src, dst)
-                    except OSError as exc:
-                        fail(f"copying {src} to {dst} failed: {exc.strerror} (is {to} full?)")
-                    files.append(str(dst))
+            for key in MEDIA_KEYS:
+                src = contained_file(data.clips_dir, ev.get(key), data.root)
+                if src is None:
+                    if ev.get(key):  # a missing file, or a tampered row naming tls/key.pem or /etc/shadow
+                        err.print(f"[yellow]warning:[/] {ev['id']}: its {key.removesuffix('_path')} is not a "
+                                  f"file inside {data.clips_dir}; not exported", highlight=False)
+                    continue
+                dst = to / src.name
+                try:
+                    shutil.copy2(src, dst)
+                except OSError as exc:
+                    fail(f"copying {src.name} to {dst} failed: {exc.strerror} (is {to} full?)")
+                files.append(str(dst))
             (to / f"{ev['id']}.json").write_text(json.dumps(_public(ev), indent=2))
             exported.append({"id": ev["id"], "files": files})
             progress.advance(task)
@@ -155,18 +164,18 @@ def events_prune(
 ) -> None:
     """Apply retention now: events past storage.retention_days, then the oldest beyond the disk budget."""
     from hub.datadir import DataDir
-    from hub.retention import delete_event_files, plan_prune
+    from hub.retention import delete_event, plan_prune
 
     cfg = get_config(config)
+    data = DataDir(cfg.storage.data_dir)
     with open_store(cfg, writable=not dry_run) as store:
-        plan = plan_prune(store, cfg.storage, DataDir(cfg.storage.data_dir).clips_dir)
+        plan = plan_prune(store, cfg.storage, data.clips_dir)
         if not dry_run:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out,
                           disable=as_json or not plan.events) as progress:
                 task = progress.add_task("pruning", total=len(plan.events))
                 for ev in plan.events:
-                    delete_event_files(ev)
-                    store.delete_event(ev["id"])
+                    delete_event(store, ev, data.clips_dir, data.root)  # the same deletion as the hub's own
                     progress.advance(task)
     result = {"dry_run": dry_run, "events": [{"id": e["id"], "camera_id": e["camera_id"], "start": e["start"],
                                               "reason": plan.reasons[e["id"]]} for e in plan.events],

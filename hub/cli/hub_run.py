@@ -77,13 +77,18 @@ def _print_banner(hub: Any, show_pairing: bool) -> None:
              f"certificate SHA-256: {hub.cert.fingerprint_sha256}"]
     if hub.config.server.http_port:
         lines.append(f"local API: http://127.0.0.1:{hub.config.server.http_port}/api/health")
-    if show_pairing:
+    on_terminal = sys.stdout.isatty()
+    if show_pairing and on_terminal:
         code, _ = hub.store.new_pairing_code()
         link = f"{urls['camera']}#code={code}"
         lines.append(f"pairing code (10 min): {code}   or scan:")
         lines.append(qr_text(link))
         lines.append(link)
-    print("\n".join(lines), file=sys.stderr if not sys.stdout.isatty() else sys.stdout, flush=True)
+    elif show_pairing:
+        # Off a terminal this text lands in a log (systemd's journal keeps it, readable by the adm group): a live
+        # code there would let whoever reads the log pair a camera. No code is made; `pingwatch pair` shows one.
+        lines.append("pair a phone: run 'pingwatch pair' (pairing codes are only shown on a terminal)")
+    print("\n".join(lines), file=sys.stdout if on_terminal else sys.stderr, flush=True)
 
 
 def qr_text(data: str) -> str:

@@ -42,9 +42,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from hub.errors import ErrorKind, HubError
+from hub.ingest.aiortc_names import (
+    RECEIVER_ESTIMATOR,
+    RECEIVER_REMOTE_STREAMS,
+    RECEIVER_RTCP_SSRC,
+    RECEIVER_RTX_SSRC,
+    TRACK_QUEUE,
+)
 from hub.ingest.sink import CameraSink
-from hub.ingest.aiortc_names import (RECEIVER_ESTIMATOR, RECEIVER_REMOTE_STREAMS, RECEIVER_RTCP_SSRC,
-                                     RECEIVER_RTX_SSRC, TRACK_QUEUE)
 from hub.ingest.tap import (
     EncodedTap,
     Role,
@@ -88,6 +93,9 @@ class PeerConfig:
     # Naive baseline for benchmarks only: also decode the record track (aiortc's default path) and discard the
     # frames. scripts/bench ingest measured 1.4-2.2x the hub CPU of the tap; never enable in production.
     decode_record: bool = False
+    # A peer whose offer was answered but that never connects (no candidates, no end-of-candidates, a phone that
+    # went away) would stay "connecting" with its sockets open for ever: it is closed after this long.
+    connect_timeout_s: float = 30.0
 
     @classmethod
     def from_any(cls, config: Any) -> "PeerConfig":
@@ -304,6 +312,8 @@ class CameraPeer:
         self._last_pli = 0.0
         self._last_remb = 0.0
         self._created = time.time()
+        self._connected_once = asyncio.Event()
+        self.timed_out = False  # closed because it never connected (PeerConfig.connect_timeout_s)
 
     # -- signaling -------------------------------------------------------------------------------------
 
@@ -383,6 +393,7 @@ class CameraPeer:
 
         answer_sdp = apply_bitrate_floor(pc.localDescription.sdp, cfg.bitrate_kbps, cfg.min_kbps, cfg.start_kbps)
         self._tasks.append(asyncio.ensure_future(self._maintain()))
+        self._tasks.append(asyncio.ensure_future(self._close_unless_connected(cfg.connect_timeout_s)))
         logger.info(
             "camera %s: accepted offer, roles %s",
             self.camera_id,
@@ -467,7 +478,7 @@ class CameraPeer:
 
         @channel.on("message")
         def on_message(message: Any) -> None:
-            if label != "status":
+            if label != "status" or self._closed:  # a closed peer writes nothing more for its camera
                 return
             if isinstance(message, bytes):
                 try:
@@ -498,6 +509,8 @@ class CameraPeer:
         if state == self.state:
             return
         self.state = state
+        if state == "connected":
+            self._connected_once.set()
         logger.info("camera %s: connection %s", self.camera_id, state)
         if self.on_state is not None:
             try:
@@ -507,6 +520,19 @@ class CameraPeer:
         if state == "failed" and not self._closed:
             # aiortc has no ICE restart: free everything, the phone reconnects with a fresh offer.
             asyncio.ensure_future(self.close())
+
+    async def _close_unless_connected(self, timeout_s: float) -> None:
+        """Close the peer if it has not reached "connected" ``timeout_s`` after the answer (aiortc has no such
+        limit: an offer without end-of-candidates leaves ICE checking for ever)."""
+        if self.state == "connected":
+            return
+        try:
+            await asyncio.wait_for(self._connected_once.wait(), timeout_s)
+        except TimeoutError:
+            if not self._closed:
+                logger.info("camera %s: not connected %.0f s after its offer; closed", self.camera_id, timeout_s)
+                self.timed_out = True
+                asyncio.ensure_future(self.close())  # not awaited here: close() awaits this very task
 
     # -- readers ---------------------------------------------------------------------------------------
 

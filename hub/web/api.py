@@ -6,8 +6,8 @@ show the user what to do instead of a stack trace.
 
 from __future__ import annotations
 
-import hmac
 import logging
+import mimetypes
 import time
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,18 @@ from aiohttp import web
 
 from hub import REPO_ROOT, __version__
 from hub.errors import ErrorKind, PairingError
+from hub.web.auth import LIMITS_KEY, check_admin_bearer, check_guess, client_address, failed_guess
 from hub.web.context import web_context
-from hub.web.errors import ApiError, bearer, json_body
+from hub.web.errors import ApiError, bearer, json_body, valid_text
 
 log = logging.getLogger(__name__)
 
 PWA_DIR = REPO_ROOT / "phone_pwa"
+# What /cam/ serves: the page's own kinds of file. Anything else in the folder (the icon generator script, a
+# stray editor backup) is not part of the page and answers 404.
+PWA_SUFFIXES = frozenset({".html", ".js", ".css", ".webmanifest", ".png", ".svg"})
+mimetypes.add_type("application/manifest+json", ".webmanifest")
+mimetypes.add_type("text/javascript", ".js")
 
 
 def camera_from_token(request: web.Request) -> dict[str, Any]:
@@ -35,42 +41,51 @@ def camera_from_token(request: web.Request) -> dict[str, Any]:
 
 
 def require_admin(request: web.Request) -> None:
+    """The admin bearer token; wrong ones are slowed like wrong log-ins (``hub.web.auth``)."""
     token = bearer(request)
-    secret = web_context(request).admin_secret
-    if not token or not hmac.compare_digest(token.encode(), secret.encode()):
+    if not token:
         raise ApiError(401, "admin secret required", "pass the admin secret printed by 'pingwatch init'")
+    check_admin_bearer(request, token)
 
 
 # -- public ------------------------------------------------------------------------------------------------
 
 
 async def health(request: web.Request) -> web.Response:
+    """Anyone: ``status`` and ``db``. With the admin bearer token also the version, uptime and how many cameras
+    are online: the LAN need not learn when the house has its cameras off, nor which version to attack."""
     hub = web_context(request)
     try:
         hub.store.db.execute("SELECT 1").fetchone()
         db_ok = True
     except Exception:  # noqa: BLE001 - health must answer whatever went wrong
         db_ok = False
-    cams = hub.cameras.summary()
     status = "ok" if db_ok and not hub.closing() else "degraded"
-    return web.json_response(
-        {"status": status, "version": __version__, "uptime_s": round(time.time() - hub.started_at, 1),
-         "db": "ok" if db_ok else "error", "cameras": cams},
-        status=200 if status == "ok" else 503,
-    )
+    body: dict[str, Any] = {"status": status, "db": "ok" if db_ok else "error"}
+    if bearer(request) is not None:
+        require_admin(request)
+        body |= {"version": __version__, "uptime_s": round(time.time() - hub.started_at, 1),
+                 "cameras": hub.cameras.summary()}
+    return web.json_response(body, status=200 if status == "ok" else 503)
 
 
 async def pair(request: web.Request) -> web.Response:
+    limiter = request.app[LIMITS_KEY].pairing
+    check_guess(request, limiter, "pairing code")  # 429 before the body is even read
     body = await json_body(request)
     code, name = body.get("code"), body.get("name") or "Phone camera"
     if not isinstance(code, str) or not code.strip():
         raise ApiError(400, "missing pairing code")
+    if len(code) > 64:
+        raise ApiError(400, "pairing code too long", "codes are 8 letters and digits")
     if not isinstance(name, str):
         raise ApiError(400, "name must be a string")
     result = web_context(request).store.redeem_pairing_code(code, name)
     if result is None:
+        failed_guess(request, limiter, "pairing code")
         raise PairingError(ErrorKind.REFUSED, "wrong or expired pairing code",
                            "show a new code with 'pingwatch pair' on the hub")
+    limiter.succeed(client_address(request))
     log.info("camera paired", extra={"camera_id": result.camera_id})
     web_context(request).bus.publish("camera.added", camera_id=result.camera_id, name=result.name)
     return web.json_response({"camera_id": result.camera_id, "token": result.token, "name": result.name}, status=201)
@@ -117,10 +132,9 @@ async def remove_camera(request: web.Request) -> web.Response:
     require_admin(request)
     hub = web_context(request)
     cid = request.match_info["camera_id"]
-    if hub.store.get_camera(cid) is None:
+    # Closes the camera's peer, pipeline and live views under its offer lock, then forgets its row.
+    if not await hub.cameras.remove(cid):
         raise ApiError(404, f"no camera '{cid}'", "list cameras with 'pingwatch cameras list'")
-    await hub.cameras.revoke(cid)
-    hub.store.remove_camera(cid)
     return web.json_response({"camera_id": cid, "removed": True})
 
 
@@ -131,6 +145,20 @@ async def pwa_index(request: web.Request) -> web.StreamResponse:
     if request.path == "/cam":
         raise web.HTTPFound("/cam/")
     return _static_file(PWA_DIR / "index.html")
+
+
+async def pwa_file(request: web.Request) -> web.StreamResponse:
+    """A file of the phone page: only the page's own kinds, no hidden names, never outside ``phone_pwa/``."""
+    rel = request.match_info["path"]
+    parts = rel.split("/")
+    if (not valid_text(rel) or any(not p or p.startswith(".") for p in parts)
+            or Path(rel).suffix.lower() not in PWA_SUFFIXES):
+        raise web.HTTPNotFound()
+    root = PWA_DIR.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise web.HTTPNotFound()
+    return _static_file(path)
 
 
 def _static_file(path: Path) -> web.FileResponse:
@@ -161,6 +189,5 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/hub.crt", certificate)
     r.add_get("/cam", pwa_index)
     r.add_get("/cam/", pwa_index)
-    if PWA_DIR.is_dir():
-        r.add_static("/cam/", PWA_DIR, append_version=False)
+    r.add_get("/cam/{path:.+}", pwa_file)
 

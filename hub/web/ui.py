@@ -12,14 +12,17 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
+import math
 import mimetypes
 import platform
 import re
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,7 +33,8 @@ from hub.control import Controller
 from hub.datadir import contained_file
 from hub.live import LiveRelays
 from hub.pipeline import default_camera_settings
-from hub.web.auth import LOGOUT_HOOK_KEY, require_session, setup_auth
+from hub.retention import event_files, remove_event_files
+from hub.web.auth import LOGOUT_HOOK_KEY, WS_PROTOCOL, require_session, session_signer, setup_auth
 from hub.web.context import WEB_CONTEXT_KEY, WebContext, web_context
 from hub.web.errors import ApiError, json_body
 
@@ -43,18 +47,20 @@ MAX_POLYGONS = 16
 MAX_POINTS = 64
 _TRIGGER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _OPEN_STATUSES = frozenset({"active", "recording"})
-_HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
 
 mimetypes.add_type("video/mp4", ".mp4")
 mimetypes.add_type("video/webm", ".webm")
 mimetypes.add_type("text/javascript", ".js")
 
 
+Signer = Callable[[str, str], str]  # (path, query) -> the URL the page may load (``hub.web.auth.media_url``)
+
+
 class _UiState:
     def __init__(self) -> None:
         # open WebSockets -> the session id hash they belong to and their bus subscription (closed on log-out
         # and on shutdown)
-        self.sockets: dict[web.WebSocketResponse, tuple[str, Subscription]] = {}
+        self.sockets: dict[web.WebSocketResponse, tuple[str, Subscription, Signer]] = {}
 
 
 UI_STATE_KEY: web.AppKey[_UiState] = web.AppKey("ui_state", _UiState)
@@ -141,7 +147,7 @@ def _media_file(hub: WebContext, stored: Any) -> Path | None:
     return contained_file(hub.data.clips_dir, stored, hub.data.root)
 
 
-def _event_out(ev: dict[str, Any]) -> dict[str, Any]:
+def _event_out(ev: dict[str, Any], sign: Signer) -> dict[str, Any]:
     out = {k: v for k, v in ev.items() if not k.endswith("_path")}
     eid = ev["id"]
     duration = ev.get("clip_duration_s")
@@ -150,10 +156,11 @@ def _event_out(ev: dict[str, Any]) -> dict[str, Any]:
     out["duration_s"] = duration
     out["has_clip"] = bool(ev.get("clip_path"))
     out["has_snapshot"] = bool(ev.get("snapshot_path") or ev.get("thumb_path"))
-    out["clip_url"] = f"/api/ui/events/{eid}/clip" if out["has_clip"] else None
-    out["download_url"] = f"/api/ui/events/{eid}/clip?download=1" if out["has_clip"] else None
-    out["snapshot_url"] = f"/api/ui/events/{eid}/snapshot" if out["has_snapshot"] else None
-    out["thumb_url"] = f"/api/ui/events/{eid}/thumb" if out["has_snapshot"] else None
+    base = f"/api/ui/events/{quote(str(eid), safe='')}"
+    out["clip_url"] = sign(f"{base}/clip", "") if out["has_clip"] else None
+    out["download_url"] = sign(f"{base}/clip", "download=1") if out["has_clip"] else None
+    out["snapshot_url"] = sign(f"{base}/snapshot", "") if out["has_snapshot"] else None
+    out["thumb_url"] = sign(f"{base}/thumb", "") if out["has_snapshot"] else None
     return out
 
 
@@ -164,21 +171,27 @@ def _get_event(hub: WebContext, event_id: str) -> dict[str, Any]:
     return ev
 
 
+_MAX_EPOCH_S = 253402300799.0  # 9999-12-31: any later time is no time an event can have
+
+
 def _time_param(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
+    bad = ApiError(400, f"'{name}' must be epoch seconds or an ISO 8601 date/time between 1970 and 9999")
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(400, f"'{name}' must be epoch seconds or an ISO 8601 date/time") from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # the hub's local time zone
-    return when.timestamp()
+        try:
+            when = dt.datetime.fromisoformat(raw)
+            if when.tzinfo is None:
+                when = when.astimezone()  # the hub's local time zone
+            value = when.timestamp()
+        except (ValueError, OverflowError, OSError):  # year 1 has no local time; the platform's limits differ
+            raise bad from None
+    if not math.isfinite(value) or not 0 <= value <= _MAX_EPOCH_S:  # "nan", "1e400", "-5"
+        raise bad
+    return value
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -201,29 +214,6 @@ async def index(request: web.Request) -> web.StreamResponse:
     resp = web.FileResponse(STATIC_DIR / "index.html")
     resp.headers["Cache-Control"] = "no-cache"
     return resp
-
-
-def _csp(request: web.Request) -> str:
-    host = request.host if _HOST_RE.match(request.host or "") else ""
-    ws = f" wss://{host} ws://{host}" if host else ""
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-            f"media-src 'self' blob:; connect-src 'self'{ws}; object-src 'none'; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'none'")
-
-
-async def _security_headers(request: web.Request, resp: web.StreamResponse) -> None:
-    path = request.path
-    if path == "/" or path.startswith("/ui/"):
-        resp.headers.setdefault("Content-Security-Policy", _csp(request))
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if path.startswith("/ui/static/"):
-            resp.headers["Cache-Control"] = "no-cache"  # revalidate: the UI must update with the hub
-    elif path.startswith("/api/ui/"):
-        resp.headers.setdefault("Cache-Control", "no-store")
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
 
 
 # -- handlers: cameras -----------------------------------------------------------------------------------
@@ -365,7 +355,8 @@ async def events(request: web.Request) -> web.Response:
     rows = hub.store.list_events(camera_id=camera, since=since, until=until, trigger=trigger, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    return web.json_response({"events": [_event_out(e) for e in rows],
+    sign = session_signer(request)
+    return web.json_response({"events": [_event_out(e, sign) for e in rows],
                               "next_before": rows[-1]["start"] if more and rows else None})
 
 
@@ -373,26 +364,11 @@ async def event_detail(request: web.Request) -> web.Response:
     require_session(request)
     hub = _hub(request)
     ev = _get_event(hub, request.match_info["event_id"])
-    out = _event_out(ev)
+    out = _event_out(ev, session_signer(request))
     out["clip_available"] = _media_file(hub, ev.get("clip_path")) is not None
     cam = hub.store.get_camera(ev["camera_id"])
     out["camera_name"] = cam["name"] if cam else None
     return web.json_response(out)
-
-
-def _remove(hub: WebContext, path: Path) -> None:
-    root = hub.data.clips_dir.resolve()
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return
-    parent = path.parent
-    while parent != root and parent.is_relative_to(root):  # drop now-empty camera/day folders
-        try:
-            parent.rmdir()
-        except OSError:
-            break
-        parent = parent.parent
 
 
 async def event_delete(request: web.Request) -> web.Response:
@@ -401,15 +377,10 @@ async def event_delete(request: web.Request) -> web.Response:
     ev = _get_event(hub, request.match_info["event_id"])
     if ev.get("status") in _OPEN_STATUSES and ev.get("end") is None:
         raise ApiError(409, "the event is still recording", "delete it once its clip is finished")
-    files = [f for f in (_media_file(hub, ev.get(k)) for k in ("clip_path", "snapshot_path", "thumb_path"))
-             if f is not None]
-    hub.store.delete_event(ev["id"])
-    errors = []
-    for f in dict.fromkeys(files):
-        try:
-            await asyncio.to_thread(_remove, hub, f)
-        except OSError as exc:
-            errors.append(f"{f.name}: {exc.strerror}")
+    # The one file-removal path of the hub (retention and the CLI use it too): only files contained to clips/.
+    files = event_files(ev, hub.data.clips_dir, hub.data.root)
+    hub.store.delete_event(ev["id"])  # the row on the loop's thread (the store's connection); files off it
+    errors = await asyncio.to_thread(remove_event_files, ev, hub.data.clips_dir, hub.data.root)
     if errors:
         log.warning("event files not removed", extra={"event_id": ev["id"], "errors": errors})
     hub.bus.publish("event.deleted", event_id=ev["id"], camera_id=ev["camera_id"])
@@ -425,13 +396,13 @@ def _serve(hub: WebContext, stored: Any, what: str, headers: dict[str, str] | No
     ctype, _ = mimetypes.guess_type(f.name)
     if ctype:
         resp.content_type = ctype
-    # Files of an event never change once written; the id is in the URL.
-    resp.headers["Cache-Control"] = "private, max-age=86400"
+    # Not cached (the security headers say no-store for all of /api/): a clip must not outlive the log-out in
+    # the browser's cache, and the signed URL is per session anyway.
     return resp
 
 
 async def event_clip(request: web.Request) -> web.StreamResponse:
-    require_session(request)
+    require_session(request, media=True)
     hub = _hub(request)
     ev = _get_event(hub, request.match_info["event_id"])
     headers = {}
@@ -445,14 +416,14 @@ async def event_clip(request: web.Request) -> web.StreamResponse:
 
 
 async def event_snapshot(request: web.Request) -> web.StreamResponse:
-    require_session(request)
+    require_session(request, media=True)
     hub = _hub(request)
     ev = _get_event(hub, request.match_info["event_id"])
     return _serve(hub, ev.get("snapshot_path") or ev.get("thumb_path"), "snapshot")
 
 
 async def event_thumb(request: web.Request) -> web.StreamResponse:
-    require_session(request)
+    require_session(request, media=True)
     hub = _hub(request)
     ev = _get_event(hub, request.match_info["event_id"])
     stored = ev.get("thumb_path") if _media_file(hub, ev.get("thumb_path")) else ev.get("snapshot_path")
@@ -563,22 +534,24 @@ async def system(request: web.Request) -> web.Response:
 # -- WebSocket -------------------------------------------------------------------------------------------
 
 
-def _ws_payload(msg: Message) -> dict[str, Any]:
+def _ws_payload(msg: Message, sign: Signer) -> dict[str, Any]:
     data = dict(msg.data)
     if msg.topic == "event.ended" and isinstance(data.get("event"), dict):
-        data["event"] = _event_out(data["event"])
+        data["event"] = _event_out(data["event"], sign)
     return {"topic": msg.topic, "data": data}
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """Forwards every bus message as ``{"topic", "data"}``; ``{"topic": "ui.resync"}`` after dropped ones."""
-    sess = require_session(request)  # also checks Origin: no cross-site WebSocket hijacking
+    # Checks Origin (no cross-site WebSocket hijacking) and the session key, sent as the "key." subprotocol.
+    sess = require_session(request)
     hub = _hub(request)
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096, protocols=(WS_PROTOCOL,))
     await ws.prepare(request)
     state = request.app[UI_STATE_KEY]
     sub = hub.bus.subscribe(maxsize=512)
-    state.sockets[ws] = (sess.id_hash, sub)
+    sign = session_signer(request)
+    state.sockets[ws] = (sess.id_hash, sub, sign)
 
     async def pump() -> None:
         dropped = 0
@@ -587,7 +560,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if sub.dropped != dropped:
                 dropped = sub.dropped
                 await ws.send_str(json.dumps({"topic": "ui.resync", "data": {"dropped": dropped}}))
-            await ws.send_str(json.dumps(_ws_payload(msg), default=str))
+            await ws.send_str(json.dumps(_ws_payload(msg, sign), default=str))
 
     task = asyncio.create_task(pump(), name="ui-ws-pump")
     try:
@@ -612,18 +585,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 async def _close_sockets(app: web.Application, session_hash: str | None = None) -> None:
     state = app[UI_STATE_KEY]
-    targets = [(ws, sub) for ws, (sid, sub) in list(state.sockets.items())
+    targets = [(ws, sub, sign) for ws, (sid, sub, sign) in list(state.sockets.items())
                if session_hash is None or sid == session_hash]
     code = WSCloseCode.GOING_AWAY if session_hash is None else WSCloseCode.POLICY_VIOLATION
     message = b"hub shutting down" if session_hash is None else b"logged out"
 
-    async def close(ws: web.WebSocketResponse, sub: Subscription) -> None:
+    async def close(ws: web.WebSocketResponse, sub: Subscription, sign: Signer) -> None:
         if session_hash is None:  # shutdown: what the bus already holds for this page (the last events) goes out
             while not sub.queue.empty() and not ws.closed:
-                await ws.send_str(json.dumps(_ws_payload(sub.queue.get_nowait()), default=str))
+                await ws.send_str(json.dumps(_ws_payload(sub.queue.get_nowait(), sign), default=str))
         await ws.close(code=code, message=message)
 
-    await asyncio.gather(*(close(ws, sub) for ws, sub in targets), return_exceptions=True)
+    await asyncio.gather(*(close(ws, sub, sign) for ws, sub, sign in targets), return_exceptions=True)
 
 
 # -- wiring ----------------------------------------------------------------------------------------------
@@ -645,7 +618,6 @@ def setup_ui(app: web.Application) -> None:
         await live.close_session(session_hash)
 
     app[LOGOUT_HOOK_KEY] = on_logout
-    app.on_response_prepare.append(_security_headers)
     r = app.router
     r.add_get("/", index)
     r.add_static("/ui/static/", STATIC_DIR, append_version=False)

@@ -1,5 +1,5 @@
 // ping-watch web UI: log-in, shell, hash router and the live connection to the hub.
-import { api, ApiError, setCsrf, setUnauthorizedHandler } from './js/api.js';
+import { api, ApiError, sessionKey, setSessionKey, setUnauthorizedHandler } from './js/api.js';
 import { h, clear, toast } from './js/dom.js';
 import { Live } from './js/live.js';
 import * as dashboard from './js/dashboard.js';
@@ -25,13 +25,13 @@ let unmount = null;
 let shell = null;
 
 async function boot() {
-  setUnauthorizedHandler(() => showLogin('Your session ended; log in again.'));
+  setUnauthorizedHandler(() => { setSessionKey(null); showLogin('Your session ended; log in again.'); });
+  if (!sessionKey()) { showLogin(); return; }  // the cookie alone is no session
   try {
-    const s = await api('/api/ui/session');
-    setCsrf(s.csrf);
+    await api('/api/ui/session');
     showApp();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) showLogin();
+    if (err instanceof ApiError && (err.status === 401 || err.status === 403)) showLogin();
     else clear(root, h('p', { class: 'boot error' }, err.message));
   }
 }
@@ -53,7 +53,7 @@ function showLogin(notice) {
     msg.textContent = '';
     try {
       const r = await api('/api/ui/login', { method: 'POST', body: { secret: input.value } });
-      setCsrf(r.csrf);
+      setSessionKey(r.csrf);
       input.value = '';
       showApp();
     } catch (err) {
@@ -133,7 +133,7 @@ async function toggleArm() {
 
 async function logout() {
   try { await api('/api/ui/logout', { method: 'POST' }); } catch { /* session already gone */ }
-  setCsrf(null);
+  setSessionKey(null);
   showLogin('Logged out.');
 }
 

@@ -1,6 +1,10 @@
-// fetch() wrapper: JSON in and out, the session's CSRF token on state-changing calls, errors as ApiError.
+// fetch() wrapper: JSON in and out, the session key on every call, errors as ApiError.
+//
+// The session key (the log-in answer's "csrf") is the half of the session that is not a cookie: browsers send
+// cookies to every port of the hub's address, but this origin's localStorage is readable only by pages of this
+// origin (scheme, host and port). It is read from storage at each call, so every tab uses the current one.
 
-let csrf = null;
+const KEY_STORE = 'pingwatch.ui.key';
 let onUnauthorized = () => {};
 
 export class ApiError extends Error {
@@ -12,13 +16,29 @@ export class ApiError extends Error {
   }
 }
 
-export function setCsrf(token) { csrf = token; }
+export function sessionKey() {
+  try { return localStorage.getItem(KEY_STORE); } catch { return null; }
+}
+
+export function setSessionKey(key) {
+  try {
+    if (key) localStorage.setItem(KEY_STORE, key); else localStorage.removeItem(KEY_STORE);
+  } catch { /* storage disabled: the session cannot be used */ }
+}
+
 export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
 
+// Headers for a call to the hub: the session key, always (reads need it too).
+export function authHeaders(extra) {
+  const headers = { ...(extra || {}) };
+  const key = sessionKey();
+  if (key) headers['X-CSRF-Token'] = key;
+  return headers;
+}
+
 export async function api(path, { method = 'GET', body, signal } = {}) {
-  const headers = { Accept: 'application/json' };
+  const headers = authHeaders({ Accept: 'application/json' });
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
   let resp;
   try {
     resp = await fetch(path, {
@@ -33,7 +53,10 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   try { data = await resp.json(); } catch { /* empty or non-JSON body */ }
   if (!resp.ok) {
     const err = new ApiError(resp.status, data, resp.headers.get('Retry-After'));
-    if (resp.status === 401 && path !== '/api/ui/login') onUnauthorized();
+    // 401: no session; 403 on a read: the cookie's session is not this page's key (logged in elsewhere).
+    if (path !== '/api/ui/login' && (resp.status === 401 || (resp.status === 403 && method === 'GET'))) {
+      onUnauthorized();
+    }
     throw err;
   }
   return data;

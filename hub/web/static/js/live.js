@@ -1,4 +1,6 @@
 // The WebSocket to /api/ui/ws: bus messages as {topic, data}; reconnects with backoff.
+// A WebSocket cannot carry headers: the session key goes as a second subprotocol, "key.<key>".
+import { sessionKey } from './api.js';
 
 export class Live {
   constructor(onState) {
@@ -11,7 +13,8 @@ export class Live {
 
   connect() {
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${proto}://${location.host}/api/ui/ws`);
+    const key = sessionKey();
+    const ws = new WebSocket(`${proto}://${location.host}/api/ui/ws`, key ? ['pingwatch', `key.${key}`] : ['pingwatch']);
     this.ws = ws;
     this.onState('connecting');
     ws.onopen = () => { this.backoff = 1000; this.onState('open'); };
