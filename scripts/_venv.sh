@@ -2,7 +2,7 @@
 # project's extras into it, skipping pip when pyproject.toml has not changed since the last install and the
 # extras asked for are among those installed (so `scripts/test` then `scripts/run-hub` does not run pip twice).
 ensure_venv() {
-  local extras="$1" repo stamp hash have_extras have_hash want_extras e missing=0
+  local extras="$1" repo stamp hash have_extras="" have_hash="" want_extras e missing=0
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   if [ ! -x "$repo/.venv/bin/python" ]; then
     echo "[setup] creating $repo/.venv"
@@ -10,7 +10,7 @@ ensure_venv() {
   fi
   stamp="$repo/.venv/.pingwatch-installed"
   hash=$(sha256sum "$repo/pyproject.toml" | cut -c1-16)
-  read -r have_extras have_hash < "$stamp" 2>/dev/null || true
+  if [ -f "$stamp" ]; then read -r have_extras have_hash < "$stamp" || true; fi
   if [ "$have_hash" = "$hash" ]; then
     for e in ${extras//,/ }; do
       case ",$have_extras," in *",$e,"*) ;; *) missing=1 ;; esac
