@@ -34,6 +34,7 @@ from hub.tls import CertInfo, ensure_certificate, lan_address, server_context
 from hub.upload.link import load_link
 from hub.upload.uploader import Uploader
 from hub.web.context import WebContext
+from hub.web.guard import ConnectionLimits, ConnectionRegistry, GuardedSite
 from hub.web.server import build_web_app
 from hub.web.ui import close_sockets
 from mqtt.bridge import MqttBridge, stable_hub_id
@@ -168,12 +169,17 @@ def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubSchedul
 
 async def serve(hub: HubRuntime) -> web.AppRunner:
     """Bind HTTPS on the LAN and, if enabled, plain HTTP on 127.0.0.1 (a secure context for local tools)."""
-    runner = web.AppRunner(hub.web, handle_signals=False, access_log=None, shutdown_timeout=5)
-    await runner.setup()
     cfg = hub.config.server
-    sites = [web.TCPSite(runner, cfg.host, cfg.https_port, ssl_context=server_context(hub.data))]
+    runner = web.AppRunner(hub.web, handle_signals=False, access_log=None, shutdown_timeout=5,
+                           keepalive_timeout=cfg.keepalive_timeout_s)
+    await runner.setup()
+    limits = ConnectionLimits(header_timeout_s=cfg.header_timeout_s, tls_handshake_timeout_s=cfg.header_timeout_s,
+                              max_per_client=cfg.max_connections_per_client)
+    registry = ConnectionRegistry()  # a client's connections count across both ports
+    sites = [GuardedSite(runner, cfg.host, cfg.https_port, limits=limits, registry=registry,
+                         ssl_context=server_context(hub.data))]
     if cfg.http_port:
-        sites.append(web.TCPSite(runner, "127.0.0.1", cfg.http_port))
+        sites.append(GuardedSite(runner, "127.0.0.1", cfg.http_port, limits=limits, registry=registry))
     for site in sites:
         try:
             await site.start()

@@ -39,6 +39,12 @@ class ServerConfig(_Section):
         None, description="Host name or IP that phones use; default: this machine's LAN address."
     )
     max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted API request body.")
+    header_timeout_s: float = Field(10.0, gt=0, le=300, description="A connection whose request headers (or TLS "
+                                    "handshake) take longer than this is closed (slowloris).")
+    keepalive_timeout_s: float = Field(15.0, gt=0, le=3600, description="An idle keep-alive connection is closed "
+                                       "after this long.")
+    max_connections_per_client: int = Field(32, ge=1, le=10_000, description="Open connections one address may "
+                                            "hold; more are refused.")
 
 
 class StorageConfig(_Section):
