@@ -53,8 +53,8 @@ async def test_trickled_headers_are_cut_off_on_both_ports(hub: HubProcess) -> No
         for reader, _ in conns:
             assert await _closed_by_server(reader)
         # A client that sends its request at once is served as before.
-        r = httpx.get(f"{hub.http}/api/health")
-        assert r.status_code == 200
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{hub.http}/api/health")).status_code == 200
     finally:
         for _, writer in conns:
             writer.close()
