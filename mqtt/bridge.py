@@ -16,6 +16,7 @@ Incoming payloads are untrusted: anything malformed is logged and ignored.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import ssl
@@ -118,7 +119,7 @@ class MqttBridge:
                 msg = self._sub.queue.get_nowait()
                 try:
                     self._on_bus(msg)
-                except Exception:  # noqa: BLE001 - one odd message must not keep the others from going out
+                except Exception:
                     log.exception("mqtt: could not handle a bus message", extra={"topic": msg.topic})
         if self._task is not None:
             self._task.cancel()
@@ -215,7 +216,7 @@ class MqttBridge:
                                           "reconnect": self.connections > 1})
         try:
             self._refresh_from_control()
-        except Exception:  # noqa: BLE001 - a broken controller must not stop the bridge publishing what it has
+        except Exception:
             log.exception("mqtt: could not read the hub's state")
         self.publish_discovery()
         self._republish_states()
@@ -248,10 +249,11 @@ class MqttBridge:
         """Publish (retained) the hub's and every camera's discovery payload."""
         self._publish(self.topics.hub_config_topic(self.hub_id),
                       json.dumps(d.hub_device(self.topics, self.hub_id, self.base_url,
-                                               uploads=self.uploads_pending is not None)), retain=True, force=True)
+                                               uploads=self.uploads_pending is not None,
+                                               disarm_code=bool(self.config.disarm_code))), retain=True, force=True)
         try:
             cameras = self.control.cameras()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("mqtt: could not list cameras for discovery")
             cameras = [{"id": cid} for cid in self._cameras]
         for cam in cameras:
@@ -310,7 +312,7 @@ class MqttBridge:
         async for msg in self._sub:
             try:
                 self._on_bus(msg)
-            except Exception:  # noqa: BLE001 - one odd message must not end the bridge
+            except Exception:
                 log.exception("mqtt: could not handle a bus message", extra={"topic": msg.topic})
 
     def _on_bus(self, msg: Message) -> None:
@@ -365,7 +367,7 @@ class MqttBridge:
         cam = None
         try:
             cam = next((c for c in self.control.cameras() if str(c["id"]) == cid), None)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("mqtt: could not describe a camera", extra={"camera_id": cid})
         cam = cam or {"id": cid, "name": name or cid}
         self._publish_camera_discovery(cam)
@@ -375,7 +377,7 @@ class MqttBridge:
         self._set_state(t.sound, d.OFF)
         try:
             self._set_state(t.armed_state, d.on_off(self._camera_armed(cid, cam)))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("mqtt: could not read a camera's arm state", extra={"camera_id": cid})
 
     def _forget_camera(self, cid: str) -> None:
@@ -388,16 +390,20 @@ class MqttBridge:
         self._publish(self.topics.camera_config_topic(self.hub_id, cid), b"", retain=True)  # removes the device
 
     def _publish_image(self, cid: str, jpeg: bytes | None) -> None:
+        # Never retained: a retained JPEG of the inside of a home would be handed to every client that ever
+        # subscribes, long after the moment it showed. Home Assistant, subscribed, gets it as it goes out.
         if not jpeg:
             return
-        self._set_state(self.topics.camera(cid).image, jpeg, force=True)
+        self._publish(self.topics.camera(cid).image, jpeg, retain=False, force=True)
+        # (An image an older version left retained is not cleared here: an empty message would reach Home
+        # Assistant as an empty picture. docs/home-assistant.md says how to clear it once.)
 
     # -- MQTT → hub ------------------------------------------------------------------------------------
 
     def _handle_message(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
             self._dispatch(topic, payload, retained)
-        except Exception:  # noqa: BLE001 - nothing from the network may crash the hub
+        except Exception:
             self.commands_ignored += 1
             log.exception("mqtt: command failed", extra={"topic": topic})
 
@@ -414,12 +420,16 @@ class MqttBridge:
             # A retained command (another tool's mistake) would replay at every reconnect: never act on it.
             return self._ignore(topic, payload, "retained command")
         if topic == self.topics.armed_command:
-            if text == d.ARM_AWAY:
+            action, code = _alarm_command(text)
+            if action == d.ARM_AWAY:
                 self.control.set_armed(True)
-            elif text == d.DISARM:
+            elif action == d.DISARM:
+                if not self._disarm_code_ok(code):
+                    self._set_state(self.topics.armed_state, d.alarm_state(self.control.is_armed()), force=True)
+                    return self._ignore(topic, b"", "disarm without the right code (mqtt.disarm_code)")
                 self.control.set_armed(False)
             else:
-                return self._ignore(topic, payload, "expected ARM_AWAY or DISARM")
+                return self._ignore(topic, b"" if code else payload, "expected ARM_AWAY or DISARM")
             self._set_state(self.topics.armed_state, d.alarm_state(self.control.is_armed()), force=True)
             return
         parsed = self.topics.camera_from_command(topic)
@@ -432,6 +442,11 @@ class MqttBridge:
         if kind == "armed":
             if text not in (d.ON, d.OFF):
                 return self._ignore(topic, payload, "expected ON or OFF")
+            if text == d.OFF and self.config.disarm_code:
+                # A camera switch carries no code: with a disarm code, cameras are only disarmed with it (the hub's
+                # DISARM) or from the web UI / CLI.
+                self._set_state(self.topics.camera(cid).armed_state, d.on_off(self._camera_armed(cid)), force=True)
+                return self._ignore(topic, payload, "camera switch-off needs the disarm code; disarm the hub instead")
             try:
                 self.control.set_armed(text == d.ON, cid)
             except HubError:
@@ -444,6 +459,12 @@ class MqttBridge:
             self._snapshot_tasks.add(task)
             task.add_done_callback(self._snapshot_tasks.discard)
 
+    def _disarm_code_ok(self, code: str | None) -> bool:
+        want = self.config.disarm_code
+        if not want:
+            return True
+        return code is not None and hmac.compare_digest(code.encode(), want.encode())
+
     def _ignore(self, topic: str, payload: bytes, why: str) -> None:
         self.commands_ignored += 1
         log.warning("mqtt: ignored a command", extra={"topic": topic, "reason": why, "payload": payload[:64]
@@ -452,13 +473,27 @@ class MqttBridge:
     async def _take_snapshot(self, cid: str) -> None:
         try:
             jpeg = await self.control.snapshot(cid)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("mqtt: snapshot failed", extra={"camera_id": cid})
             return
         if not jpeg:
             log.info("mqtt: no snapshot (nothing buffered)", extra={"camera_id": cid})
             return
         self._publish_image(cid, jpeg)
+
+
+def _alarm_command(text: str | None) -> tuple[str | None, str | None]:
+    """``ARM_AWAY`` / ``DISARM``, or HA's JSON with a code ({"action": ..., "code": ...}) -> (action, code)."""
+    if text is None or not text.startswith("{"):
+        return text, None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    action, code = body.get("action"), body.get("code")
+    return (action if isinstance(action, str) else None), (code if isinstance(code, str) and code else None)
 
 
 def _text(payload: bytes) -> str | None:
@@ -486,5 +521,5 @@ def stable_hub_id(store: Any) -> str:
     if row is not None and row[0]:
         return str(row[0])
     hub_id = uuid.uuid4().hex[:10]
-    store.db["meta"].upsert({"key": "hub_id", "value": hub_id}, pk="key")
+    store.db.table("meta").upsert({"key": "hub_id", "value": hub_id}, pk="key")
     return hub_id

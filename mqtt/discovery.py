@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from hub import __version__
@@ -160,9 +161,14 @@ def _availability(*topics: str) -> list[dict[str, str]]:
     return [{"topic": t, "payload_available": ONLINE, "payload_not_available": OFFLINE} for t in topics]
 
 
+# What HA sends on the alarm command topic when the hub needs a code: {"action": "DISARM", "code": "1234"}.
+COMMAND_TEMPLATE = '{"action": "{{ action }}", "code": "{{ code }}"}'
+
+
 def hub_device(topics: Topics, hub_id: str, base_url: str | None = None, name: str = "ping-watch hub",
-               uploads: bool = False) -> dict[str, Any]:
-    """The hub's discovery payload: the device, its alarm panel (arm away / disarm, no code) and, when the hub
+               uploads: bool = False, disarm_code: bool = False) -> dict[str, Any]:
+    """The hub's discovery payload: the device, its alarm panel (arm away / disarm; with ``disarm_code`` Home
+    Assistant asks for a code to disarm and sends it, checked by the hub, never stored by HA) and, when the hub
     uploads to the cloud, a diagnostic sensor with the number of events waiting to upload."""
     oid = topics.hub_object_id(hub_id)
     dev: dict[str, Any] = {"ids": [oid], "name": name, "mf": MANUFACTURER, "mdl": "ping-watch hub", "sw": __version__}
@@ -182,6 +188,10 @@ def hub_device(topics: Topics, hub_id: str, base_url: str | None = None, name: s
             "payload_disarm": DISARM,
         },
     }
+    if disarm_code:
+        # REMOTE_CODE: HA shows a keypad and passes the code on; the hub, not HA, knows and checks it.
+        cmps["alarm"].update({"code": "REMOTE_CODE", "code_disarm_required": True,
+                              "command_template": COMMAND_TEMPLATE})
     if uploads:
         cmps["uploads"] = {
             "p": "sensor", "unique_id": f"{oid}_uploads_pending", "name": "Uploads waiting",
@@ -270,10 +280,10 @@ def battery_percent(battery: Any) -> str | None:
 
 def timestamp(epoch: Any) -> str | None:
     """ISO 8601 with a UTC offset, as HA's timestamp sensors require."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
-        return datetime.fromtimestamp(float(epoch), tz=timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(float(epoch), tz=UTC).isoformat(timespec="seconds")
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
