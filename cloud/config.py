@@ -203,7 +203,8 @@ class WorkerConfig(_Section):
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"worker.timezone '{self.timezone}' is not an IANA time zone (e.g. Europe/Paris)") from None
+            raise ValueError(
+                f"worker.timezone '{self.timezone}' is not an IANA time zone (e.g. Europe/Paris)") from None
         return self
 
 
@@ -284,10 +285,10 @@ def _strip_lines(data: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
         lines = data.pop("__lines__", {})
         for k, v in list(data.items()):
             if k in lines:
-                out[path + (k,)] = lines[k]
-            data[k] = _strip_lines(v, path + (k,), out)
+                out[(*path, k)] = lines[k]
+            data[k] = _strip_lines(v, (*path, k), out)
     elif isinstance(data, list):
-        return [_strip_lines(v, path + (i,), out) for i, v in enumerate(data)]
+        return [_strip_lines(v, (*path, i), out) for i, v in enumerate(data)]
     return data
 
 

@@ -61,7 +61,7 @@ class ArmState:
         until = None
         if for_s:
             until = time.time() + for_s
-            self._store.db["meta"].upsert(
+            self._store.db.table("meta").upsert(
                 {"key": _key(camera_id), "value": json.dumps({"armed": not armed, "at": until})}, pk="key")
             self._schedule(camera_id, not armed, for_s)
         self._changed(camera_id, armed, until)
@@ -101,7 +101,7 @@ class ArmState:
 
     def _write(self, armed: bool, camera_id: str | None) -> None:
         if camera_id is None:
-            self._store.db["meta"].upsert({"key": "armed", "value": "1" if armed else "0"}, pk="key")
+            self._store.db.table("meta").upsert({"key": "armed", "value": "1" if armed else "0"}, pk="key")
         else:
             self._store.update_camera(camera_id, armed=int(armed))
 

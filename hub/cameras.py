@@ -1,7 +1,8 @@
 """The live cameras: one pipeline per camera, fed by a WebRTC peer (phones) or a file/RTSP reader.
 
 Owns the peers' lifetimes (a phone that reconnects replaces its old peer; a revoked camera loses its peer at
-once; one peer per camera at any time, however many offers arrive together) and the online/offline state derived from when media last arrived.
+once; one peer per camera at any time, however many offers arrive together) and the online/offline state derived
+from when media last arrived.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from hub.errors import CameraError, ErrorKind
 from hub.ingest.file import FileCamera
@@ -17,6 +19,17 @@ from hub.ingest.webrtc import CameraPeer, PeerConfig
 from hub.pipeline import CameraPipeline, PipelineContext
 
 log = logging.getLogger(__name__)
+
+
+# Fire-and-forget tasks are held here until they end: the event loop keeps only a weak reference to a task, and
+# one nobody references may be garbage-collected before it has run to the end.
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _spawn(aw: Awaitable[Any]) -> None:
+    task = asyncio.ensure_future(aw)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 class CameraManager:
@@ -124,7 +137,8 @@ class CameraManager:
             )
             holder.append(peer)
             try:
-                answer = await peer.accept(offer)  # validated before the live peer is touched: a bad offer changes nothing
+                # Validated before the live peer is touched: a bad offer changes nothing.
+                answer = await peer.accept(offer)
             except BaseException:
                 await peer.close()
                 raise
@@ -145,7 +159,7 @@ class CameraManager:
         if state in ("failed", "closed") and peer is not None and self.peers.get(camera_id) is peer:
             self.peers.pop(camera_id, None)
             if state == "failed":
-                asyncio.ensure_future(peer.close())
+                _spawn(peer.close())
             self._set_online(camera_id, False)
 
     async def revoke(self, camera_id: str) -> bool:

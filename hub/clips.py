@@ -151,7 +151,7 @@ def _opus_channels(packet: bytes) -> int:
 class _TrackClock:
     """Maps one track's source pts to strictly increasing clip timestamps in ``out_tb``."""
 
-    __slots__ = ("out_tb", "min_step", "last_out", "_prev_pts", "_prev_t")
+    __slots__ = ("_prev_pts", "_prev_t", "last_out", "min_step", "out_tb")
 
     def __init__(self, out_tb: Fraction, min_step: int) -> None:
         self.out_tb = out_tb
@@ -183,7 +183,7 @@ class _TrackClock:
 class _Track:
     """One output stream with a one-packet look-ahead, so every packet gets its true duration."""
 
-    __slots__ = ("stream", "tb", "clock", "pending", "frames", "last_duration", "end")
+    __slots__ = ("clock", "end", "frames", "last_duration", "pending", "stream", "tb")
 
     def __init__(self, stream: Any, tb: Fraction, min_step: int) -> None:
         self.stream = stream
@@ -276,7 +276,8 @@ class ClipWriter:
 
         if self._container is None:
             self._held.append(frame)
-            if not self.audio_enabled or frame.kind == "audio" or frame.t - self.start_t >= _AUDIO_WAIT_S:
+            if (not self.audio_enabled or frame.kind == "audio"
+                    or (self.start_t is not None and frame.t - self.start_t >= _AUDIO_WAIT_S)):
                 self._open()
             return
         self._mux(frame)
@@ -365,7 +366,7 @@ class ClipWriter:
             self._held = []
             try:
                 c.close()
-            except Exception:  # already failing; the fragments on disk are what counts
+            except Exception:  # noqa: BLE001 - already failing; the fragments on disk are what counts
                 pass
             raise ClipError(self.part_path, f"mux failed: {e}") from e
 
@@ -445,7 +446,7 @@ class ClipWriter:
         if c is not None:
             try:
                 c.close()
-            except Exception:  # already failing; the file goes anyway
+            except Exception:  # noqa: BLE001 - already failing; the file goes anyway
                 pass
         self._held = []
         self.part_path.unlink(missing_ok=True)
@@ -507,10 +508,10 @@ def _remux(src: Path, dst: Path, fmt: ClipFormat, *, durable: bool, salvage: boo
     except (av.error.FFmpegError, OSError) as e:
         raise ClipError(src, f"cannot read: {e}") from e
     try:
-        vin = next((s for s in inp.streams if s.type == "video"), None)
+        vin = inp.streams.video[0] if inp.streams.video else None
         if vin is None:
             raise ClipError(src, "no video stream")
-        ain = next((s for s in inp.streams if s.type == "audio"), None)
+        ain = inp.streams.audio[0] if inp.streams.audio else None
         res.codec = vin.codec_context.name
         res.width, res.height = vin.codec_context.width, vin.codec_context.height
         opts = {"movflags": "+faststart"} if fmt == "mp4" else {}
@@ -545,7 +546,8 @@ def _remux(src: Path, dst: Path, fmt: ClipFormat, *, durable: bool, salvage: boo
                         seen_key = True
                     p.stream = vout
                     res.video_frames += 1
-                    vend = max(vend, p.pts + (p.duration or 0))
+                    # pts may be unset where dts is not (FFmpeg allows it): the dts then stands in.
+                    vend = max(vend, (p.pts if p.pts is not None else p.dts) + (p.duration or 0))
                 else:
                     if not seen_key or aout is None:
                         continue
@@ -574,7 +576,7 @@ def probe_clip(path: str | os.PathLike[str]) -> ClipInfo:
     p = Path(path)
     try:
         with av.open(str(p), "r") as c:
-            v = next((s for s in c.streams if s.type == "video"), None)
+            v = c.streams.video[0] if c.streams.video else None
             if v is None:
                 raise ClipError(p, "no video stream")
             counts = {"video": 0, "audio": 0}
@@ -589,7 +591,7 @@ def probe_clip(path: str | os.PathLike[str]) -> ClipInfo:
                 path=p,
                 size=p.stat().st_size,
                 codec=v.codec_context.name,
-                duration_s=float(end * v.time_base),
+                duration_s=float(end * v.time_base) if v.time_base else 0.0,
                 video_frames=counts["video"],
                 audio_frames=counts["audio"],
                 width=v.codec_context.width,

@@ -74,7 +74,8 @@ class IngestConfig(_Section):
         description="A streaming camera's packets are read this often in one go (0: as each arrives); less CPU.",
     )
     decode_record: bool = Field(
-        False, description="Benchmarks only (scripts/bench ingest): aiortc's default receive path, record track decoded."
+        False,
+        description="Benchmarks only (scripts/bench ingest): aiortc's default receive path, record track decoded."
     )
 
 
@@ -188,7 +189,7 @@ class _LineLoader(yaml.SafeLoader):
     """A YAML loader that remembers the line of every mapping key, so errors can point at the line."""
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     mapping = loader.construct_mapping(node, deep=True)
     lines = {}
     for key_node, _ in node.value:
@@ -205,10 +206,10 @@ def _strip_lines(data: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
         lines = data.pop("__lines__", {})
         for k, v in list(data.items()):
             if k in lines:
-                out[path + (k,)] = lines[k]
-            data[k] = _strip_lines(v, path + (k,), out)
+                out[(*path, k)] = lines[k]
+            data[k] = _strip_lines(v, (*path, k), out)
     elif isinstance(data, list):
-        return [_strip_lines(v, path + (i,), out) for i, v in enumerate(data)]
+        return [_strip_lines(v, (*path, i), out) for i, v in enumerate(data)]
     return data
 
 
@@ -246,7 +247,7 @@ def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Hub
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
         try:
-            loaded = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+            loaded = yaml.load(text, Loader=_LineLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

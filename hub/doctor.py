@@ -102,7 +102,8 @@ def _ports(cfg: HubConfig) -> list[Check]:
         elif _hub_answering(port):
             out.append(Check(label, True, f"{port} in use (by a running hub?)", required=False))
         else:
-            out.append(Check(label, False, f"{host}:{port} in use; stop that program or change server.{label.replace(' ', '_')}"))
+            out.append(Check(label, False,
+                             f"{host}:{port} in use; stop that program or change server.{label.replace(' ', '_')}"))
     return out
 
 
@@ -126,8 +127,9 @@ def _data(cfg: HubConfig) -> list[Check]:
             info = cert_info(data.cert_path)
             import datetime as dt
 
-            days = (info.not_after - dt.datetime.now(dt.timezone.utc)).days
-            out.append(Check("certificate", days > 0, f"valid {days} more days; SHA-256 {info.fingerprint_sha256[:23]}…"))
+            days = (info.not_after - dt.datetime.now(dt.UTC)).days
+            out.append(Check("certificate", days > 0,
+                             f"valid {days} more days; SHA-256 {info.fingerprint_sha256[:23]}…"))
             if info.upgraded_from_legacy:
                 out.append(Check("phone certificates", False,
                                  "the hub's old certificate (it could vouch for any site) was replaced: on each phone "

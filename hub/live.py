@@ -27,8 +27,9 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Mapping
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -347,7 +348,8 @@ class LiveRelays:
         pipe = self.cameras.pipelines.get(camera_id)
         codec = camera_video_codec(pipe) if pipe is not None else None
         if pipe is None or codec is None:
-            raise LiveError(ErrorKind.CONFLICT, "the camera has sent no video yet", "the live view shows snapshots until it does")
+            raise LiveError(ErrorKind.CONFLICT, "the camera has sent no video yet",
+                            "the live view shows snapshots until it does")
         self._make_room(camera_id, session)
         relay = LiveRelay(self, camera_id, pipe, codec, session)
         self.relays[relay.id] = relay

@@ -12,9 +12,10 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hub.buffer import RingBuffer
 from hub.bus import Bus
@@ -24,8 +25,17 @@ from hub.media.frames import AudioChunk, AudioLevel, DetectFrame, EncodedFrame
 from hub.recorder import EventRecorder
 from hub.store import Store
 from hub.triggers.audio import AudioConfig, AudioTrigger
-from hub.triggers.engine import (EngineConfig, EngineEvent, EventEnded, EventStarted, EventSuppressed,
-                                 EventUpdated, MotionState, SoundState, TriggerEngine)
+from hub.triggers.engine import (
+    EngineConfig,
+    EngineEvent,
+    EventEnded,
+    EventStarted,
+    EventSuppressed,
+    EventUpdated,
+    MotionState,
+    SoundState,
+    TriggerEngine,
+)
 from hub.triggers.motion import MotionConfig, MotionDetector
 from hub.triggers.zones import ZoneError, active_area, to_polygon
 
@@ -104,7 +114,8 @@ def build_chain(cfg: HubConfig, camera_id: str, settings: dict[str, Any], armed:
                         min_level_dbfs=settings["audio_level_dbfs"])
     engine = EngineConfig(pre_roll_s=settings["pre_roll_s"], post_roll_s=settings["post_roll_s"],
                           max_length_s=cfg.events.max_length_s, cooldown_s=cfg.events.cooldown_s,
-                          max_events_per_hour=max_events_per_hour or cfg.events.max_per_hour, motion_enabled=settings["motion_enabled"],
+                          max_events_per_hour=max_events_per_hour or cfg.events.max_per_hour,
+                          motion_enabled=settings["motion_enabled"],
                           audio_enabled=settings["audio_enabled"])
     try:
         return TriggerChain(camera_id, motion, audio, engine, settings.get("zones"), settings.get("masks"), armed)

@@ -13,9 +13,10 @@ import errno
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hub.buffer import RingBuffer
 from hub.bus import Bus
@@ -76,10 +77,11 @@ class EventRecorder:
             "camera_id": self.camera_id, "status": "recording", "start": start, "detected_at": detected_at,
             "triggers": [trigger], "pre_roll_s": self.pre_roll_s, "post_roll_s": self.post_roll_s,
         })
-        rec = _Recording(event_id, start, detected_at, {trigger}, None, None, self._clip_path(event_id, start))
+        clip_path = self._clip_path(event_id, start)
+        rec = _Recording(event_id, start, detected_at, {trigger}, None, None, clip_path)
         try:
-            make_private_dirs(rec.clip_path.parent)  # camera/day folders are private whatever the umask
-            rec.writer = writer = ClipWriter(rec.clip_path, audio=True)
+            make_private_dirs(clip_path.parent)  # camera/day folders are private whatever the umask
+            rec.writer = writer = ClipWriter(clip_path, audio=True)
             for f in self.buffer.frames_since(start - self.pre_roll_s):
                 self._write(rec, writer, f)
             if rec.write_error is None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from hub.clips import ClipError, probe_clip, recover_folder, recover_partial, part_path_for
+from hub.clips import ClipError, part_path_for, probe_clip, recover_folder, recover_partial
 from hub.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def recover(store: Store, clips_dir: Path) -> dict[str, int]:
             except ClipError as exc:
                 log.warning("could not recover clip", extra={"event_id": ev["id"], "error": str(exc)})
             status = "partial" if info else "failed"
-        fields = {"status": status}
+        fields: dict[str, Any] = {"status": status}
         if info is not None:
             fields.update(clip_path=str(info.path), clip_size=info.size, clip_codec=info.codec,
                           clip_duration_s=info.duration_s, end=ev.get("end") or (ev["start"] + info.duration_s))

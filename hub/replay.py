@@ -8,11 +8,13 @@ With ``clips_dir`` and an H.264/VP8 file, clips are cut exactly as live: pre-rol
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Literal, cast
 
 import av
 import numpy as np
@@ -26,7 +28,7 @@ from hub.media.h264 import vp8_is_keyframe
 from hub.pipeline import TriggerChain
 from hub.recorder import EventRecorder
 from hub.store import Store
-from hub.triggers.engine import (EngineEvent, EventEnded, EventStarted, EventSuppressed, EventUpdated)
+from hub.triggers.engine import EngineEvent, EventEnded, EventStarted, EventSuppressed, EventUpdated
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,11 @@ class ReplayEvent:
 def read_wav(path: Path) -> Iterator[AudioChunk]:
     try:
         with av.open(str(path)) as c:
-            stream = next((s for s in c.streams if s.type == "audio"), None)
+            stream = c.streams.audio[0] if c.streams.audio else None
             if stream is None:
                 raise ReplayError(f"{path}: no audio stream")
             for frame in c.decode(stream):
-                t = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
                 yield AudioChunk(samples=audio_frame_to_mono(frame), sample_rate=frame.sample_rate, t=t)
     except av.FFmpegError as exc:
         raise ReplayError(f"{path}: cannot read audio ({exc})") from None
@@ -117,7 +119,7 @@ class _Replayer:
                     task = self.recorder.end(o.t_end, o.reason)
                     if task is not None:
                         self.finishing.append(task)
-                        task.add_done_callback(lambda t, ev=ev: self._clip_done(ev, t))
+                        task.add_done_callback(functools.partial(self._clip_done, ev))
                 elif self.on_event:
                     self.on_event(ev)
             elif isinstance(o, EventSuppressed):
@@ -141,10 +143,10 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
     except (av.FFmpegError, OSError) as exc:
         raise ReplayError(f"{path}: cannot open ({exc})") from None
     with container:
-        video = next((s for s in container.streams if s.type == "video"), None)
+        video = container.streams.video[0] if container.streams.video else None
         if video is None:
             raise ReplayError(f"{path}: no video stream")
-        astream = next((s for s in container.streams if s.type == "audio"), None) if audio is None else None
+        astream = (container.streams.audio[0] if container.streams.audio else None) if audio is None else None
         codec = video.codec_context.name
         duration = float(container.duration / av.time_base) if container.duration else 0.0
         recorder = buffer = None
@@ -164,13 +166,15 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
         t0: float | None = None
         last_t = 0.0
         packets = 0
-        streams = [video] + ([astream] if astream is not None else [])
+        streams: list[av.VideoStream | av.AudioStream] = [video] + ([astream] if astream is not None else [])
+        vcodec = cast(Literal["h264", "vp8"], codec)  # checked above wherever frames are buffered
         try:
             for packet in container.demux(streams):
-                if packet.pts is None and packet.dts is None:
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if pts is None:
                     continue
                 packets += 1
-                ts = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
+                ts = float(pts * packet.time_base)
                 if t0 is None:
                     t0 = ts
                 t = ts - t0
@@ -180,9 +184,9 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
                         key = vp8_is_keyframe(data)
                         if conv is not None:
                             data, key = conv.convert(data)
-                        buffer.push(EncodedFrame("video", codec, data, round(t * 90000), VIDEO_TIME_BASE, t, key))
-                    for frame in packet.decode():
-                        ft = float(frame.pts * frame.time_base) - t0 if frame.pts is not None else t
+                        buffer.push(EncodedFrame("video", vcodec, data, round(t * 90000), VIDEO_TIME_BASE, t, key))
+                    for frame in video.decode(packet):
+                        ft = float(frame.pts * frame.time_base) - t0 if frame.pts is not None and frame.time_base else t
                         if ft + 1e-6 < next_detect:
                             continue
                         next_detect = next_detect + period if ft - next_detect < period else ft + period
@@ -195,10 +199,11 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
                         if on_progress:
                             on_progress(ft, duration)
                 else:
-                    if buffer is not None and astream is not None and astream.codec_context.name == "opus":
+                    assert astream is not None  # only the video and this stream are demuxed
+                    if buffer is not None and astream.codec_context.name == "opus":
                         buffer.push(EncodedFrame("audio", "opus", bytes(packet), round(t * 48000), AUDIO_TIME_BASE, t))
-                    for frame in packet.decode():
-                        r.handle(chain.hear(AudioChunk(audio_frame_to_mono(frame), frame.sample_rate, t)))
+                    for afr in astream.decode(packet):
+                        r.handle(chain.hear(AudioChunk(audio_frame_to_mono(afr), afr.sample_rate, t)))
                 await asyncio.sleep(0)  # let finished clips' threads report back
         except av.FFmpegError as exc:
             raise ReplayError(f"{path}: corrupt or truncated media at {last_t:.2f} s (after {packets} packets): "

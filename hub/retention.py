@@ -117,11 +117,13 @@ def delete_event(store: Store, event: dict[str, Any], clips_dir: Path, data_root
 
 
 def apply_prune(store: Store, plan: PrunePlan, on_deleted: Any = None) -> int:
-    if plan.events and plan.clips_dir is None:
+    clips_dir = plan.clips_dir
+    if plan.events and clips_dir is None:
         raise ValueError("a prune plan without its clips folder cannot be applied")  # plans come from plan_prune
     for ev in plan.events:
+        assert clips_dir is not None  # checked above
         # Rows with paths relative to the data folder (hub.datadir layout: <data>/clips) resolve from there too.
-        delete_event(store, ev, plan.clips_dir, plan.clips_dir.parent)
+        delete_event(store, ev, clips_dir, clips_dir.parent)
         if on_deleted is not None:
             on_deleted(ev)
     if plan.events:

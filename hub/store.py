@@ -14,9 +14,10 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import sqlite_utils
 
@@ -71,7 +72,7 @@ class Store:
     def _migrate(self) -> None:
         db = self.db
         if "cameras" not in db.table_names():
-            db["cameras"].create(
+            db.table("cameras").create(
                 {
                     "id": str, "name": str, "kind": str, "token_hash": str, "created_at": float,
                     "last_seen": float, "online": int, "codec": str, "width": int, "height": int, "fps": float,
@@ -81,14 +82,14 @@ class Store:
                 not_null={"name", "kind", "created_at"},
                 defaults={"online": 0, "armed": 1, "settings": "{}"},
             )
-            db["cameras"].create_index(["token_hash"], unique=True)
+            db.table("cameras").create_index(["token_hash"], unique=True)
         if "pairing_codes" not in db.table_names():
-            db["pairing_codes"].create(
+            db.table("pairing_codes").create(
                 {"code_hash": str, "created_at": float, "expires_at": float, "used_at": float, "camera_id": str},
                 pk="code_hash",
             )
         if "events" not in db.table_names():
-            db["events"].create(
+            db.table("events").create(
                 {
                     "id": str, "camera_id": str, "triggers": str, "status": str,
                     "start": float, "end": float, "detected_at": float, "pre_roll_s": float, "post_roll_s": float,
@@ -101,18 +102,18 @@ class Store:
                 not_null={"camera_id", "status", "start", "created_at"},
                 defaults={"upload_status": "pending", "triggers": "[]", "boxes": "[]", "labels": "[]"},
             )
-            db["events"].create_index(["camera_id", "start"])
-            db["events"].create_index(["start"])
+            db.table("events").create_index(["camera_id", "start"])
+            db.table("events").create_index(["start"])
         if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db["meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
+            db.table("meta").create({"key": str, "value": str}, pk="key")
+            db.table("meta").insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
 
     # -- pairing and cameras ----------------------------------------------------------------------------
 
     def new_pairing_code(self, ttl_s: float = PAIRING_CODE_TTL_S) -> tuple[str, float]:
         code = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
         expires = _now() + ttl_s
-        self.db["pairing_codes"].insert(
+        self.db.table("pairing_codes").insert(
             {"code_hash": _hash(code), "created_at": _now(), "expires_at": expires, "used_at": None, "camera_id": None}
         )
         return code, expires
@@ -129,50 +130,50 @@ class Store:
                 return None
             camera_id = "cam-" + uuid.uuid4().hex[:8]
             token = secrets.token_urlsafe(32)
-            self.db["cameras"].insert(
+            self.db.table("cameras").insert(
                 {"id": camera_id, "name": name.strip()[:64] or camera_id, "kind": "phone", "token_hash": _hash(token),
                  "created_at": _now(), "online": 0, "armed": 1, "settings": "{}"}
             )
-            self.db["pairing_codes"].update(h, {"used_at": _now(), "camera_id": camera_id})
+            self.db.table("pairing_codes").update(h, {"used_at": _now(), "camera_id": camera_id})
         return Pairing(camera_id=camera_id, name=name, token=token)
 
     def camera_for_token(self, token: str) -> dict[str, Any] | None:
         # Looked up by the token's SHA-256: timing can only reveal hash prefixes, which say nothing of the token.
-        rows = list(self.db["cameras"].rows_where("token_hash = ? AND revoked_at IS NULL", [_hash(token)]))
+        rows = list(self.db.table("cameras").rows_where("token_hash = ? AND revoked_at IS NULL", [_hash(token)]))
         return rows[0] if rows else None
 
     def ensure_static_camera(self, camera_id: str, name: str, kind: str) -> None:
         """Cameras from the config file (files, RTSP) have no token; they are registered by id."""
         if self.get_camera(camera_id) is None:
-            self.db["cameras"].insert(
+            self.db.table("cameras").insert(
                 {"id": camera_id, "name": name, "kind": kind, "token_hash": None, "created_at": _now(),
                  "online": 0, "armed": 1, "settings": "{}"}
             )
 
     def get_camera(self, camera_id: str) -> dict[str, Any] | None:
         try:
-            return self.db["cameras"].get(camera_id)
+            return self.db.table("cameras").get(camera_id)
         except sqlite_utils.db.NotFoundError:
             return None
 
     def list_cameras(self, include_revoked: bool = False) -> list[dict[str, Any]]:
         where = None if include_revoked else "revoked_at IS NULL"
-        return list(self.db["cameras"].rows_where(where, order_by="created_at"))
+        return list(self.db.table("cameras").rows_where(where, order_by="created_at"))
 
     def update_camera(self, camera_id: str, **fields: Any) -> None:
-        self.db["cameras"].update(camera_id, fields)
+        self.db.table("cameras").update(camera_id, fields)
 
     def revoke_camera(self, camera_id: str) -> bool:
         cam = self.get_camera(camera_id)
         if cam is None or cam["revoked_at"] is not None:
             return False
-        self.db["cameras"].update(camera_id, {"revoked_at": _now(), "online": 0})
+        self.db.table("cameras").update(camera_id, {"revoked_at": _now(), "online": 0})
         return True
 
     def remove_camera(self, camera_id: str) -> bool:
         if self.get_camera(camera_id) is None:
             return False
-        self.db["cameras"].delete(camera_id)
+        self.db.table("cameras").delete(camera_id)
         return True
 
     # -- events -----------------------------------------------------------------------------------------
@@ -182,18 +183,18 @@ class Store:
         for k in ("triggers", "boxes", "labels"):
             if k in row and not isinstance(row[k], str):
                 row[k] = json.dumps(row[k])
-        self.db["events"].insert(row)
+        self.db.table("events").insert(row)
         return row["id"]
 
     def update_event(self, event_id: str, **fields: Any) -> None:
         for k in ("triggers", "boxes", "labels"):
             if k in fields and not isinstance(fields[k], str):
                 fields[k] = json.dumps(fields[k])
-        self.db["events"].update(event_id, fields)
+        self.db.table("events").update(event_id, fields)
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         try:
-            return _decode_event(self.db["events"].get(event_id))
+            return _decode_event(self.db.table("events").get(event_id))
         except sqlite_utils.db.NotFoundError:
             return None
 
@@ -201,7 +202,8 @@ class Store:
         self, camera_id: str | None = None, since: float | None = None, until: float | None = None,
         trigger: str | None = None, limit: int = 100,
     ) -> list[dict[str, Any]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if camera_id:
             clauses.append("camera_id = ?")
             params.append(camera_id)
@@ -215,21 +217,21 @@ class Store:
             clauses.append("triggers LIKE ?")
             params.append(f'%"{trigger}"%')
         where = " AND ".join(clauses) or None
-        rows = self.db["events"].rows_where(where, params, order_by="start DESC", limit=limit)
+        rows = self.db.table("events").rows_where(where, params, order_by="start DESC", limit=limit)
         return [_decode_event(r) for r in rows]
 
     def delete_event(self, event_id: str) -> dict[str, Any] | None:
         ev = self.get_event(event_id)
         if ev is not None:
-            self.db["events"].delete(event_id)
+            self.db.table("events").delete(event_id)
         return ev
 
     def iter_events_oldest_first(self) -> Iterator[dict[str, Any]]:
-        for r in self.db["events"].rows_where(order_by="start ASC"):
+        for r in self.db.table("events").rows_where(order_by="start ASC"):
             yield _decode_event(r)
 
     def events_with_status(self, status: str) -> list[dict[str, Any]]:
-        return [_decode_event(r) for r in self.db["events"].rows_where("status = ?", [status])]
+        return [_decode_event(r) for r in self.db.table("events").rows_where("status = ?", [status])]
 
 
 def _make_private(db_path: Path) -> None:

@@ -184,7 +184,7 @@ def permitted_names(ca: x509.Certificate) -> list[str]:
     nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
     out = []
     for g in nc.permitted_subtrees or []:
-        if isinstance(g, x509.IPAddress):
+        if isinstance(g, x509.IPAddress) and isinstance(g.value, ipaddress.IPv4Network | ipaddress.IPv6Network):
             out.append(str(g.value.network_address))
         else:
             out.append(str(g.value))

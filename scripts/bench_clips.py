@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub.buffer import RingBuffer  # noqa: E402
-from hub.clips import ClipWriter, write_snapshot  # noqa: E402
-from hub.media import h264  # noqa: E402
-from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame  # noqa: E402
+from hub.buffer import RingBuffer
+from hub.clips import ClipWriter, write_snapshot
+from hub.media import h264
+from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
 
 W, H, FPS, SECONDS, GOP, BITRATE = 1280, 720, 15, 20, 30, 2_500_000
 T0 = 1_700_000_000.0
@@ -54,10 +54,12 @@ def make_frames() -> list[EncodedFrame]:
         f.pts, f.time_base = i * 90000 // FPS, ctx.time_base
         for p in ctx.encode(f):
             data = h264.join_annexb(h264.split_annexb(bytes(p)))
-            frames.append(EncodedFrame("video", "h264", data, int(p.pts), VIDEO_TIME_BASE, T0 + p.pts / 90000, p.is_keyframe))
+            frames.append(EncodedFrame("video", "h264", data, int(p.pts), VIDEO_TIME_BASE, T0 + p.pts / 90000,
+                                       p.is_keyframe))
     for p in ctx.encode(None):
         data = h264.join_annexb(h264.split_annexb(bytes(p)))
-        frames.append(EncodedFrame("video", "h264", data, int(p.pts), VIDEO_TIME_BASE, T0 + p.pts / 90000, p.is_keyframe))
+        frames.append(EncodedFrame("video", "h264", data, int(p.pts), VIDEO_TIME_BASE, T0 + p.pts / 90000,
+                                   p.is_keyframe))
     a = av.CodecContext.create("libopus", "w")
     a.sample_rate, a.layout, a.format, a.bit_rate = 48000, "mono", "s16", 32000
     apk: list[bytes] = []
@@ -170,14 +172,16 @@ def main() -> None:
             ))
         rows.append(("ClipWriter.write() of the other 1299 frames (fragmented .part)", f"{r['write_ms']:.1f} ms", ""))
         rows.append(("final clip size", f"{r['size'] / 1e6:.2f} MB", ""))
-        rows.append(("write_snapshot 720p (30 frames decoded) + JPEG + thumb", f"{bench_snapshot(frames, folder):.1f} ms", ""))
+        rows.append(("write_snapshot 720p (30 frames decoded) + JPEG + thumb",
+                     f"{bench_snapshot(frames, folder):.1f} ms", ""))
     plain, listened = bench_push(frames)
     rows.append(("RingBuffer.push per frame (eviction active)", f"{plain:.2f} us", "cheap"))
     rows.append(("RingBuffer.push per frame, one listener", f"{listened:.2f} us", ""))
     used, payload, n = bench_memory(frames)
     rows.append((
         "15 s buffer memory (tracemalloc, frames included)",
-        f"{used / 1e6:.2f} MB ({payload / 1e6:.2f} MB payload, {(used - payload) / n:.0f} B/frame overhead, {n} frames)",
+        f"{used / 1e6:.2f} MB ({payload / 1e6:.2f} MB payload, {(used - payload) / n:.0f} B/frame overhead, "
+        f"{n} frames)",
         "<= 12 MB per camera",
     ))
     print("| measurement | result | target |")

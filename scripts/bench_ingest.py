@@ -65,7 +65,8 @@ TARGET_MB = 12.0
 TARGET_RATIO = 3.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-CHROMIUM_ARGS = BASE_ARGS + [
+CHROMIUM_ARGS = [
+    *BASE_ARGS,
     # N cameras share one browser: keep every page's timers and encoders at full speed.
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
@@ -116,7 +117,7 @@ async (mid) => {
 def write_scene(path: Path, seconds: float = 4.0) -> Path:
     """1280x720 @15 fps Y4M: a smooth textured background with mild fixed noise, a textured disc moving on a
     closed path (the loop point is seamless) and slowly shifting chroma."""
-    n = int(round(seconds * FPS))
+    n = round(seconds * FPS)
     rng = np.random.default_rng(11)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     bg = 105 + 35 * np.sin(xx / 41.0) * np.cos(yy / 29.0) + 25 * (xx / W) + rng.normal(0, 2.5, (H, W))
@@ -242,7 +243,7 @@ class Run:
             except Exception:  # noqa: BLE001 - a crashed page shows up as missing stats
                 return None
 
-        return await asyncio.gather(*(one(p, cid) for p, cid in zip(self.pages, self.camera_ids)))
+        return await asyncio.gather(*(one(p, cid) for p, cid in zip(self.pages, self.camera_ids, strict=False)))
 
     async def execute(self, pw: Any) -> dict[str, Any]:
         import httpx
@@ -272,9 +273,9 @@ class Run:
 
             self.browser = await pw.chromium.launch(
                 executable_path=shutil.which("chromium"), headless=True,
-                args=CHROMIUM_ARGS + [f"--use-file-for-fake-video-capture={self.video}",
-                                      f"--use-file-for-fake-audio-capture={self.audio}",
-                                      f"--ignore-certificate-errors-spki-list={hub.spki}"],
+                args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={self.video}",
+                      f"--use-file-for-fake-audio-capture={self.audio}",
+                      f"--ignore-certificate-errors-spki-list={hub.spki}"],
             )
             for _ in range(self.n):
                 code = (await self.api(client, "POST", "/api/admin/pairing-codes"))["code"]
@@ -341,7 +342,7 @@ class Run:
             window = cpu["wall_s"]
 
             per_cam = []
-            for cid, p0, p1 in zip(self.camera_ids, pages0, pages1):
+            for cid, p0, p1 in zip(self.camera_ids, pages0, pages1, strict=False):
                 c0, c1 = cams0.get(cid) or {}, cams1.get(cid) or {}
                 r0 = ((c0.get("ingest") or {}).get("tracks") or {}).get("record") or {}
                 r1 = ((c1.get("ingest") or {}).get("tracks") or {}).get("record") or {}
@@ -409,7 +410,7 @@ class Run:
             "machine_busy_pct": round(cpu["machine_busy_pct"], 1),
             "rss_base_mb": round(base_rss, 1),
             "rss_end_mb": round(rss_end, 1),
-            "rss_max_mb": round(max(rss_samples + [rss_end]), 1),
+            "rss_max_mb": round(max([*rss_samples, rss_end]), 1),
             "rss_per_camera_mb": round((rss_end - base_rss) / self.n, 2),
             "anon_base_mb": round(base_anon, 1),
             "anon_end_mb": round(anon_end, 1),
@@ -429,7 +430,8 @@ class Run:
             "rtp_packets": sum(c["rtp_packets"] for c in per_cam),
             "rtp_lost": sum(c["rtp_lost"] for c in per_cam),
             "page_limitations": sorted({str(c["page_limitation"]) for c in per_cam}),
-            "per_camera": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in c.items()} for c in per_cam_all],
+            "per_camera": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in c.items()}
+                           for c in per_cam_all],
         }
 
     async def close(self) -> None:
@@ -494,7 +496,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     head = ("| mode | cams | hub CPU % (1 core) | per cam | main / other threads | RSS base → end MB | per cam MB "
-            "| private MB/cam | code paged in MB | buffer MB/cam (span s) | arrival res | fps min/mean | kbps/cam | frames sent → recv | RTP lost | buf drop "
+            "| private MB/cam | code paged in MB | buffer MB/cam (span s) | arrival res | fps min/mean | kbps/cam "
+            "| frames sent → recv | RTP lost | buf drop "
             "| machine busy % |")
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
     for r in runs:

@@ -236,7 +236,8 @@ s.sendto(b"", ("127.0.0.1", port))
 """
 
 
-async def udp_replay(frames_dg: list[list[bytes]], mode: str, fps: float, batch: bool = False) -> tuple[float, float, int, CountingSink]:
+async def udp_replay(frames_dg: list[list[bytes]], mode: str, fps: float,
+                     batch: bool = False) -> tuple[float, float, int, CountingSink]:
     """Real time over loopback UDP, as the hub receives it: a sender process paces frame bursts at ``fps``; here
     an asyncio datagram endpoint tries STUN first and queues (as aioice does), a task awaits the queue through
     the same three coroutine levels as aiortc (DTLS ``_recv_next`` -> ICE ``recv`` -> ``recvfrom``), then

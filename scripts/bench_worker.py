@@ -80,7 +80,7 @@ def main() -> None:
         clip = make_clip(Path(tmp) / "bench.mp4", [walker], seconds=args.seconds, fps=args.fps)
         make_s = time.perf_counter() - t0
         with av.open(str(clip.path)) as c:
-            frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(args.frames), c.decode(video=0))]
+            frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(args.frames), c.decode(video=0), strict=False)]
         rates = detector_rate(frames, batch_sizes, providers)
         det = Detector(providers=providers)
         cfg = AnalysisConfig(providers=providers)

@@ -16,9 +16,10 @@ Fixtures (session scoped):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pytest
 import pytest_asyncio
@@ -114,7 +115,7 @@ def smoke_scene(media_dir: Path) -> SceneFiles:
     return SceneFiles(video=video, audio=audio, width=w, height=h, fps=fps)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _START_TIMES:
         parts = ", ".join(f"{k} {v:.2f}s" for k, v in _START_TIMES.items())
         terminalreporter.write_line(f"harness start times: {parts}")

@@ -123,7 +123,8 @@ class HubProcess:
                                        + "\n".join(self.lines[-30:]))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no '{text}' in the hub's log after {timeout}s:\n" + "\n".join(self.lines[-30:]))
+                    raise TimeoutError(
+                        f"no '{text}' in the hub's log after {timeout}s:\n" + "\n".join(self.lines[-30:]))
                 self._cond.wait(left)
 
     def stop(self, timeout: float = 30.0) -> int:

@@ -306,7 +306,8 @@ def night_noise(size=SIZE, fps=FPS) -> VideoScene:
 
 VIDEO_SCENES: dict[str, Callable[..., VideoScene]] = {
     "static": static, "person_near": person_near, "person_far": person_far, "night_person": night_person,
-    "person_shake": person_shake, "lights_person": lights_person, "cat": cat, "lights": lights, "dusk": dusk, "clouds": clouds, "shake": shake, "night_noise": night_noise,
+    "person_shake": person_shake, "lights_person": lights_person, "cat": cat, "lights": lights, "dusk": dusk,
+    "clouds": clouds, "shake": shake, "night_noise": night_noise,
 }
 
 

@@ -31,7 +31,7 @@ async def test_walk_in_front_of_a_phone_makes_one_event_with_a_clip(camera_brows
     scene = scenes.person_near(size=(640, 360), fps=15)  # the walk starts 3 s into the 8 s loop
     video = write_y4m(tmp_path / "walk.y4m", [np.dstack([y] * 3) for y in scene.frames], 15)
     browser = await camera_browser(video, write_tone_wav(tmp_path / "tone.wav"), spki=hub.spki)
-    context, page, cid = await stream_camera(browser, hub, api)
+    context, _page, cid = await stream_camera(browser, hub, api)
     try:
         ended = json.loads(hub.wait_for_log('"msg": "event ended"', timeout=60))
     finally:

@@ -208,7 +208,7 @@ async def wait_state(page, state: str, timeout_ms: int = STREAM_TIMEOUT_MS) -> N
     try:
         # The page's CSP forbids eval, which wait_for_function's polling needs: wait on the page's state event.
         await asyncio.wait_for(page.evaluate(STATE_REACHED_JS, state), timeout_ms / 1000)
-    except (PlaywrightTimeout, asyncio.TimeoutError):
+    except (TimeoutError, PlaywrightTimeout):
         info = await page.evaluate("({states: window.__pwStates, stats: window.pingwatch && window.pingwatch.stats()})")
         pytest.fail(f"page never reached '{state}': {json.dumps(info)[:3000]}")
 
@@ -258,7 +258,8 @@ async def test_unpaired_page_is_refused_before_media(camera_browser, hub, api, s
         await wait_state(page_none, "unpaired", 10_000)
         await wait_state(page_bogus, "unpaired", 10_000)
         # The bogus token was checked (GET /api/camera → 401) and forgotten; the camera was never opened.
-        bogus = await page_bogus.evaluate("({states: window.__pwStates, stored: localStorage.getItem('pingwatch.camera'),"
+        bogus = await page_bogus.evaluate("({states: window.__pwStates,"
+                                          " stored: localStorage.getItem('pingwatch.camera'),"
                                           " stats: window.pingwatch.stats()})")
         assert "checking" in bogus["states"], bogus
         assert not {"camera", "connecting", "streaming"} & set(bogus["states"]), bogus
@@ -293,7 +294,8 @@ async def test_paired_page_streams_720p_h264(camera_browser, hub, api, scene):
     context, page, cid = await stream_camera(browser, hub, api)
     try:
         # Let the sender ramp up to full resolution, then measure a window with at least two keyframes.
-        await wait_hub(api, hub, lambda cs: (track(cs[cid], "record").get("width"), track(cs[cid], "record").get("height"))
+        await wait_hub(api, hub, lambda cs: (track(cs[cid], "record").get("width"),
+                                             track(cs[cid], "record").get("height"))
                        == (1280, 720) and cs[cid]["stats"]["detect_frames"] > 0, "1280x720 record track")
         before, after, dt = await measure(api, hub, cid, seconds=3.0, keyframes=1)
         page_stats = await page.evaluate("window.pingwatch.stats()")

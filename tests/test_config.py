@@ -68,7 +68,7 @@ def test_environment_overrides_file(tmp_path):
 
 
 def test_bad_environment_value_names_the_field(tmp_path):
-    with pytest.raises(ConfigError, match="server.https_port"):
+    with pytest.raises(ConfigError, match=r"server\.https_port"):
         load_config(None, environ={"PINGWATCH_SERVER__HTTPS_PORT": "http"})
 
 

@@ -101,7 +101,7 @@ def test_is_keyframe_edge_cases() -> None:
         h264.is_keyframe("av1", b"\x00")
 
 
-# --- SPS ---------------------------------------------------------------------------------------------------------------
+# --- SPS -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ class _BitWriter:
         self.ue(2 * v - 1 if v > 0 else -2 * v)
 
     def rbsp(self) -> bytes:
-        bits = self.bits + [1]  # rbsp_stop_one_bit
+        bits = [*self.bits, 1]  # rbsp_stop_one_bit
         bits += [0] * (-len(bits) % 8)
         return bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8))
 

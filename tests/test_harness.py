@@ -80,7 +80,8 @@ def test_azurite_blob_and_queue(azurite):
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient
 
-    assert azurite.blob_url.endswith("/devstoreaccount1") and "AccountName=devstoreaccount1" in azurite.connection_string
+    assert azurite.blob_url.endswith("/devstoreaccount1")
+    assert "AccountName=devstoreaccount1" in azurite.connection_string
 
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
     container = blobs.create_container(f"c{uuid.uuid4().hex[:12]}")
@@ -190,7 +191,8 @@ async def test_chromium_fake_camera_sees_frames_and_audio(camera_browser, smoke_
         await page.wait_for_function("window.state.ready || window.state.error", timeout=15_000)
         state = await page.evaluate("window.state")
         assert state["error"] is None, state["error"]
-        size = await page.evaluate("[document.getElementById('v').videoWidth, document.getElementById('v').videoHeight]")
+        size = await page.evaluate(
+            "[document.getElementById('v').videoWidth, document.getElementById('v').videoHeight]")
         assert size == [smoke_scene.width, smoke_scene.height]
         assert state["audio"] == [{"kind": "audio", "readyState": "live"}]
 

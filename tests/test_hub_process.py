@@ -24,7 +24,8 @@ def test_health_over_https_with_its_own_certificate(hub):
     assert body["status"] == "ok" and body["db"] == "ok"
     assert "cameras" not in body  # not for anyone on the LAN (issue 10, item 9); the admin token gets it
     admin = {"Authorization": f"Bearer {hub.admin_secret}"}
-    assert httpx.get(f"{hub.https}/api/health", verify=ctx, headers=admin).json()["cameras"] == {"total": 0, "online": 0}
+    health = httpx.get(f"{hub.https}/api/health", verify=ctx, headers=admin).json()
+    assert health["cameras"] == {"total": 0, "online": 0}
     # plain HTTP is for loopback only, and is served there
     assert httpx.get(f"{hub.http}/api/health").json()["status"] == "ok"
 

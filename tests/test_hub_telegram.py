@@ -95,7 +95,7 @@ class Rig:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def rig(tmp_path: Path, telegram: FakeTelegram) -> AsyncIterator[Rig]:  # noqa: F811 - the imported fixture
+async def rig(tmp_path: Path, telegram: FakeTelegram) -> AsyncIterator[Rig]:
     store = Store(tmp_path / "hub.db")
     bus = Bus()
     arming = ArmState(store, bus)

@@ -53,7 +53,7 @@ def assert_same(pkts: list[RtpPacket]) -> tuple[list, int]:
     ref, ref_broken, ref_rtcp = run(pkts, fast=False)
     got, broken, rtcp = run(pkts, fast=True)
     assert len(got) == len(ref)
-    for i, (a, b) in enumerate(zip(got, ref)):
+    for i, (a, b) in enumerate(zip(got, ref, strict=False)):
         assert a == b, f"frame {i} differs"
     assert broken == ref_broken
     assert rtcp == ref_rtcp  # same NACKs and PLIs, in the same order

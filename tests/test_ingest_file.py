@@ -186,8 +186,8 @@ async def test_realtime_pacing_loop_and_stop(clips) -> None:
     assert all(f.t - video[0].t == pytest.approx(f.pts / 90000, abs=1e-3) for f in video)
     # paced: no frame is handed over before its time (a slow machine only makes them later), so the 36
     # frames took at least 35/30 s instead of arriving all at once
-    arrived = [a for a, f in zip(sink.arrived, sink.frames) if f.kind == "video"]
-    early = [(i, round(f.t - a, 3)) for i, (a, f) in enumerate(zip(arrived, video)) if a < f.t - 0.02]
+    arrived = [a for a, f in zip(sink.arrived, sink.frames, strict=False) if f.kind == "video"]
+    early = [(i, round(f.t - a, 3)) for i, (a, f) in enumerate(zip(arrived, video, strict=False)) if a < f.t - 0.02]
     assert not early, f"frames delivered ahead of their time (index, seconds early): {early[:5]}"
 
 
@@ -225,8 +225,8 @@ async def test_live_source_reconnects_and_run_can_be_retried(clips) -> None:
     pts = [f.pts for f in sink.video()]
     assert pts == sorted(pts) and len(set(pts)) == len(pts)
     # live: t is the wall clock at arrival (not the file's 0..1 s), and never after the sink got it
-    arrived = [a for a, f in zip(sink.arrived, sink.frames) if f.kind == "video"]
-    assert all(start <= f.t <= a for f, a in zip(sink.video(), arrived))
+    arrived = [a for a, f in zip(sink.arrived, sink.frames, strict=False) if f.kind == "video"]
+    assert all(start <= f.t <= a for f, a in zip(sink.video(), arrived, strict=False))
 
     # run() after a failure may be retried (hub/cameras.py does); after stop() it returns at once
     bad = FileCamera("/nonexistent.mp4", RecordingSink(), realtime=False)

@@ -8,25 +8,24 @@ import json
 import threading
 import time
 
+import av
 import numpy as np
 import pytest
-
-from hub.web.errors import STATUS_OF_KIND
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
     VideoStreamTrack,
+    rtcrtpreceiver,
 )
-from aiortc import rtcrtpreceiver
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamTrack
-import av
 
-from hub.ingest.fastpath import DatagramPoller
 from hub.ingest.aiortc_names import RECEIVER_DECODER_THREAD
+from hub.ingest.fastpath import DatagramPoller
 from hub.ingest.webrtc import CameraPeer, SignalingError, apply_bitrate_floor, assign_roles, parse_offer_mlines
 from hub.media.h264 import split_annexb
+from hub.web.errors import STATUS_OF_KIND
 from tests.sinks import RecordingSink
 
 

@@ -75,7 +75,7 @@ def test_boxes_sit_on_the_mover() -> None:
     sc = scene("person_near")
     _, results = run(sc, "medium")
     checked = 0
-    for r, truth in zip(results, sc.truth_boxes):
+    for r, truth in zip(results, sc.truth_boxes, strict=False):
         if r.motion and truth is not None:
             x0, y0, x1, y1 = r.boxes[0]
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -99,12 +99,12 @@ def test_zone_limits_motion_to_its_area() -> None:
     w, h = scenes.SIZE
     left = active_area(w, h, zones=["0,0 0.4,0 0.4,1 0,1"])
     _, results = run(sc, "medium", mask=left)
-    seen = [(r, t) for r, t in zip(results, sc.truth_boxes) if r.motion]
+    seen = [(r, t) for r, t in zip(results, sc.truth_boxes, strict=False) if r.motion]
     assert seen
     for r, _ in seen:
         assert all(b[2] <= 0.42 for b in r.boxes)
     # Once the person is entirely right of the zone, nothing is reported.
-    for r, truth in zip(results, sc.truth_boxes):
+    for r, truth in zip(results, sc.truth_boxes, strict=False):
         if truth is not None and truth[0] > 0.45:
             assert not r.motion
 

@@ -16,10 +16,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from fractions import Fraction
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -71,6 +72,7 @@ class FakeHA:
     port: int
     filters: list[str]
     messages: list[Received] = field(default_factory=list)
+    _notifying: set[asyncio.Future[None]] = field(default_factory=set)
 
     async def start(self) -> FakeHA:
         self._loop = asyncio.get_running_loop()
@@ -78,13 +80,13 @@ class FakeHA:
         ready = asyncio.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-ha-{uuid.uuid4().hex[:8]}")
 
-        def on_connect(client, userdata, flags, rc, props):  # noqa: ARG001
+        def on_connect(client, userdata, flags, rc, props):
             client.subscribe([(f, 1) for f in self.filters])
 
-        def on_subscribe(client, userdata, mid, rcs, props):  # noqa: ARG001
+        def on_subscribe(client, userdata, mid, rcs, props):
             self._loop.call_soon_threadsafe(ready.set)
 
-        def on_message(client, userdata, msg):  # noqa: ARG001
+        def on_message(client, userdata, msg):
             self._loop.call_soon_threadsafe(self._add, Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
         self.client.on_connect = on_connect
@@ -102,7 +104,9 @@ class FakeHA:
             async with self._cond:
                 self._cond.notify_all()
 
-        asyncio.ensure_future(notify())
+        task = asyncio.ensure_future(notify())
+        self._notifying.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._notifying.discard)
 
     def mark(self) -> int:
         return len(self.messages)
@@ -141,7 +145,8 @@ class FakeHA:
             return await asyncio.wait_for(waiter(), timeout)
         except TimeoutError:
             seen = [(m.topic, m.payload[:60]) for m in self.messages[after:]][-30:]
-            raise AssertionError(f"no message on {topic!r} matching {payload!r} within {timeout}s; got {seen}") from None
+            raise AssertionError(
+                f"no message on {topic!r} matching {payload!r} within {timeout}s; got {seen}") from None
 
     async def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
@@ -679,7 +684,8 @@ def test_payload_helpers() -> None:
     assert d.event_type([{"kind": "sound"}]) == "sound"
     assert d.event_type([]) == "motion"
     assert d.battery_percent(0.873) == "87" and d.battery_percent(1.7) == "100"
-    assert d.battery_percent(None) is None and d.battery_percent("x") is None and d.battery_percent(float("nan")) is None
+    assert d.battery_percent(None) is None and d.battery_percent("x") is None
+    assert d.battery_percent(float("nan")) is None
     assert d.timestamp(0) == "1970-01-01T00:00:00+00:00" and d.timestamp("soon") is None
     t = d.Topics("pw", "ha")
     assert t.camera_from_command("pw/camera/front/armed/set") == ("front", "armed")

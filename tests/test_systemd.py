@@ -24,7 +24,8 @@ def test_systemd_analyze_accepts_the_installed_form(tmp_path):
     analyze = shutil.which("systemd-analyze")
     assert analyze is not None, "systemd-analyze not found; scripts/install-test-deps installs it (Debian: systemd)"
     text = UNIT.read_text().replace("@REPO@", str(REPO)).replace("@CONFIG@", str(tmp_path / "hub.yaml"))
-    text = text.replace("@DATA@", str(tmp_path)).replace("User=pingwatch", "User=root").replace("Group=pingwatch", "Group=root")
+    text = text.replace("@DATA@", str(tmp_path))
+    text = text.replace("User=pingwatch", "User=root").replace("Group=pingwatch", "Group=root")
     assert "@" not in text.replace("@.service", ""), "a placeholder was left unreplaced"
     unit = tmp_path / "pingwatch-hub.service"
     unit.write_text(text)

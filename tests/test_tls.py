@@ -77,7 +77,7 @@ def test_the_hub_ca_cannot_vouch_for_another_site(data, tmp_path):
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(tmp_path / "evil.pem", tmp_path / "evil.key")
     phone = ssl.create_default_context(cafile=str(data.cert_path))  # trusts the hub's certificate as a root
-    with pytest.raises(ssl.SSLCertVerificationError, match="(?i)name constraint|subtree"):
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"(?i)name constraint|subtree"):
         _handshake(server, phone, "bank.example")
     # while the hub's own server certificate is accepted for the hub's names
     assert _handshake(server_context(data), phone, "127.0.0.1")["subjectAltName"]
@@ -92,7 +92,7 @@ def test_ca_and_server_certificate_shape(data):
     assert ku.critical and ku.value.key_cert_sign and not ku.value.digital_signature
     nc = ca.extensions.get_extension_for_class(x509.NameConstraints)
     assert nc.critical and {"localhost", "127.0.0.1", "hub.example"} <= set(info.names)
-    assert all(isinstance(g, x509.IPAddress) and g.value.prefixlen == g.value.max_prefixlen
+    assert all((isinstance(g, x509.IPAddress) and g.value.prefixlen == g.value.max_prefixlen)
                or isinstance(g, x509.DNSName) for g in nc.value.permitted_subtrees)
 
     chain = x509.load_pem_x509_certificates(data.server_cert_path.read_bytes())

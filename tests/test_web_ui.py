@@ -435,7 +435,7 @@ async def test_browser_login_events_playback_masks_and_arming(hub):
             await page.screenshot(path=str(SCREENSHOTS / "camera-settings.png"))
             _, stored = _stored_settings(hub)
             assert len(stored["masks"]) == 1 and len(stored["masks"][0]) == 4
-            for (sx, sy), (x, y) in zip(stored["masks"][0], pts):
+            for (sx, sy), (x, y) in zip(stored["masks"][0], pts, strict=False):
                 assert abs(sx - x) < 0.02 and abs(sy - y) < 0.02
 
             await page.click("nav >> text=Add camera")

@@ -180,7 +180,7 @@ def _guided(path: Path, boxes: Sequence[sampling.MotionBox], detector: Detector,
         chunk = todo[i:i + step]
         crops = [_rgb_region(d.frame, d.sample.region) for d in chunk]
         found = detector.detect([c for c, _ in crops], [o for _, o in crops])
-        seen.extend(_Seen(d.t, d.sample.region, d.frame, dets) for d, dets in zip(chunk, found))
+        seen.extend(_Seen(d.t, d.sample.region, d.frame, dets) for d, dets in zip(chunk, found, strict=False))
         sig = _signature(seen, cfg)
         history.extend([sig] * len(chunk))
         n = len(seen)

@@ -222,11 +222,11 @@ class Detector:
             letterbox(img, self.input_size, offsets[i] if offsets else (0.0, 0.0)) for i, img in enumerate(images)]
         raw = self.run_tensor(to_tensor([c for c, _ in placed]))
         results: list[list[Detection]] = []
-        for out, (_, lb) in zip(raw, placed):
+        for out, (_, lb) in zip(raw, placed, strict=False):
             dets = decode(out, self._class_to_label, len(self.labels), self.conf, self.iou)
             boxes = lb.to_frame(dets.boxes) if len(dets) else dets.boxes
             results.append([Detection(self.labels[int(lab)], float(s), _box(b))
-                            for b, s, lab in zip(boxes, dets.scores, dets.labels)])
+                            for b, s, lab in zip(boxes, dets.scores, dets.labels, strict=False)])
         return results
 
 

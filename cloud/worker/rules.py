@@ -181,7 +181,7 @@ def parse_prompt(prompt: str | None) -> Rules:
                      (_BEFORE, lambda t: HourRange(0, t))):
         for m in rx.finditer(text):
             t = _minutes(m.group(1))
-            if t is None or _inside(m.start(), taken) or t == 0 and rx is _BEFORE:
+            if t is None or _inside(m.start(), taken) or (t == 0 and rx is _BEFORE):
                 continue
             (quiet if _inside(m.start(), spans) else hours).append(make(t))
             understood = True
@@ -221,7 +221,7 @@ def parse_prompt(prompt: str | None) -> Rules:
     ign = tuple(dict.fromkeys(ignore))
     if not understood:
         return Rules(classes=("person",), fallback=True, prompt=source,
-                     notes=tuple(notes) + ("prompt not understood: notifying on any person",))
+                     notes=(*notes, "prompt not understood: notifying on any person"))
     if not cls and not ign:
         cls = ("person",)
         notes.append("no object named: notifying on a person")

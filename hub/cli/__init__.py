@@ -6,7 +6,8 @@ Commands that make the running hub act (pairing, revoking, arming, deleting an e
 Every listing has ``--json``; exit codes: 0 ok, 1 the thing asked for failed, 2 bad usage or configuration.
 
 One module per command group: setup (init, config validate, doctor), hub_run (hub run, pair), cameras, events,
-arming (arm, disarm, status), replay, cloud (link, unlink, status), telegram (link, unlink, status). Heavy imports (av, aiortc, cv2, hub.app) stay inside the commands that
+arming (arm, disarm, status), replay, cloud (link, unlink, status), telegram (link, unlink, status). Heavy imports
+(av, aiortc, cv2, hub.app) stay inside the commands that
 need them, so `pingwatch --help` stays fast.
 """
 

@@ -110,7 +110,7 @@ def events_export(
     with open_store(cfg) as store:
         if event_ids:
             found = [store.get_event(i) for i in event_ids]
-            missing = [i for i, r in zip(event_ids, found) if r is None]
+            missing = [i for i, r in zip(event_ids, found, strict=False) if r is None]
             if missing:
                 fail(f"no such event(s): {', '.join(missing)}")
             rows = [r for r in found if r is not None]

@@ -28,11 +28,13 @@ def init(
     mqtt_port: Annotated[int | None, typer.Option(min=1, max=65535, help="Broker port (8883 with --mqtt-tls).")] = None,
     mqtt_username: Annotated[str | None, typer.Option(help="The hub's account on the broker.")] = None,
     mqtt_password: Annotated[str | None, typer.Option(
-        envvar="PINGWATCH_MQTT_PASSWORD", help="Its password (or PINGWATCH_MQTT_PASSWORD, kept out of history).")] = None,
+        envvar="PINGWATCH_MQTT_PASSWORD",
+        help="Its password (or PINGWATCH_MQTT_PASSWORD, kept out of history).")] = None,
     mqtt_tls: Annotated[bool, typer.Option(help="Connect to the broker with TLS.")] = False,
     mqtt_ca_file: Annotated[Path | None, typer.Option(help="CA of the broker's certificate.")] = None,
     mqtt_disarm_code: Annotated[str | None, typer.Option(
-        envvar="PINGWATCH_MQTT_DISARM_CODE", help="Refuse DISARM over MQTT without this code (HA asks for it).")] = None,
+        envvar="PINGWATCH_MQTT_DISARM_CODE",
+        help="Refuse DISARM over MQTT without this code (HA asks for it).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a config file (private: 0600), make the HTTPS certificate and the admin secret.

@@ -52,12 +52,24 @@ import inspect
 import logging
 import socket
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from hub.ingest.aiortc_names import (RECEIVER_ACTIVE_SSRC, RECEIVER_CODECS, RECEIVER_DECODER_ERROR,
-                                     RECEIVER_DECODER_THREAD, RECEIVER_ESTIMATOR, RECEIVER_JITTER_BUFFER,
-                                     RECEIVER_NACK_GENERATOR, RECEIVER_REMOTE_STREAMS, RECEIVER_RTX_SSRC,
-                                     RECEIVER_TIMESTAMP_MAPPER, TESTED_AIORTC_VERSION)
+from hub.ingest.aiortc_names import (
+    RECEIVER_ACTIVE_SSRC,
+    RECEIVER_CODECS,
+    RECEIVER_DECODER_ERROR,
+    RECEIVER_DECODER_THREAD,
+    RECEIVER_ESTIMATOR,
+    RECEIVER_JITTER_BUFFER,
+    RECEIVER_NACK_GENERATOR,
+    RECEIVER_REMOTE_STREAMS,
+    RECEIVER_RTX_SSRC,
+    RECEIVER_TIMESTAMP_MAPPER,
+    TESTED_AIORTC_VERSION,
+)
+from hub.ingest.aiortc_names import AiortcInternalsError as FastPathInternalsError
+from hub.ingest.srtp_direct import SYNC_HANDLER, DirectSrtp, DirectSrtpInternalsError, run_now
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +117,6 @@ _H264_NEEDLES = (
     "if nal_type in range(1, 24):",
     'raise ValueError("NAL unit is too short")',
 )
-
-
-from hub.ingest.aiortc_names import AiortcInternalsError as FastPathInternalsError
-from hub.ingest.srtp_direct import SYNC_HANDLER, DirectSrtp, DirectSrtpInternalsError, run_now
 
 
 def check_fastpath_internals(receiver: Any | None = None) -> None:
@@ -316,6 +324,7 @@ class RecordFastPath(LeanReceiverPath):
             self.fast_packets += 1
             ts = packet.timestamp
             if ts != self._ts and self._packets:
+                assert self._ts is not None  # set with the first packet held
                 frame = self._JitterFrame(data=b"".join(self._parts), timestamp=self._ts)
                 self._origin = seq
                 self._parts = [data]
@@ -414,8 +423,9 @@ def _cpython_reader_as_expected() -> bool:
     from asyncio import selector_events
 
     try:
-        src = inspect.getsource(selector_events._SelectorDatagramTransport._read_ready)
-        init = inspect.getsource(selector_events._SelectorDatagramTransport.__init__)
+        cls = selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]  # private: not in typeshed
+        src = inspect.getsource(cls._read_ready)
+        init = inspect.getsource(cls.__init__)
     except (OSError, TypeError, AttributeError):
         return False
     needles = ("self._sock.recvfrom(self.max_size)", "self._protocol.error_received(exc)",
@@ -442,7 +452,8 @@ def batch_datagram_reads(transport: Any, max_batch: int = MAX_DATAGRAMS_PER_WAKE
     """
     from asyncio import selector_events
 
-    if not isinstance(transport, selector_events._SelectorDatagramTransport) or not _cpython_reader_as_expected():
+    cls = selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]  # private: not in typeshed
+    if not isinstance(transport, cls) or not _cpython_reader_as_expected():
         return False
     loop = transport._loop
     sock = transport._sock
@@ -522,7 +533,7 @@ class DatagramPoller:
     when the last socket closes.
     """
 
-    _by_loop: "weakref.WeakKeyDictionary[Any, dict[float, DatagramPoller]]" = weakref.WeakKeyDictionary()
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[Any, dict[float, DatagramPoller]]] = weakref.WeakKeyDictionary()
 
     def __init__(self, loop: Any, interval_s: float) -> None:
         self.loop = loop
@@ -532,7 +543,7 @@ class DatagramPoller:
         self.ticks = 0
 
     @classmethod
-    def for_loop(cls, loop: Any, interval_s: float) -> "DatagramPoller":
+    def for_loop(cls, loop: Any, interval_s: float) -> DatagramPoller:
         pollers = cls._by_loop.setdefault(loop, {})
         poller = pollers.get(interval_s)
         if poller is None:
@@ -556,7 +567,7 @@ class DatagramPoller:
                 continue
             try:
                 drain()
-            except Exception:  # noqa: BLE001 - one socket's failure must not stop the others' reads
+            except Exception:
                 logger.exception("datagram poller: reading a socket failed")
         if self._readers:
             self._handle = self.loop.call_later(self.interval_s, self._tick)

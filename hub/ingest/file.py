@@ -25,7 +25,8 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hub.ingest.sink import CameraSink
 from hub.ingest.tap import TrackStats, audio_frame_to_mono
@@ -167,17 +168,17 @@ class FileCamera:
             for f in futures[1:]:
                 try:
                     await f
-                except Exception:  # noqa: BLE001
+                except Exception:
                     logger.exception("file camera %s: detect stream failed", self.source)
             for t in self._threads:  # they are finishing: reported their result already
-                while t.is_alive():
+                while t.is_alive():  # noqa: ASYNC110 - a thread's end has no awaitable
                     await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
         self._stopped = True
         self._stop.set()
         for t in self._threads:
-            while t.is_alive():
+            while t.is_alive():  # noqa: ASYNC110 - a thread's end has no awaitable
                 await asyncio.sleep(0.02)
 
     def stats(self) -> dict[str, Any]:
@@ -212,7 +213,11 @@ class FileCamera:
 
                 loop.call_soon_threadsafe(fail)
             else:
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+                def done() -> None:
+                    if not fut.done():
+                        fut.set_result(None)
+
+                loop.call_soon_threadsafe(done)
 
         t = threading.Thread(target=body, name=name, daemon=True)
         self._threads.append(t)
@@ -230,7 +235,7 @@ class FileCamera:
         def call() -> None:
             try:
                 fn(item)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("file camera %s: sink callback failed", self.source)
             finally:
                 self._slots.release()
@@ -338,7 +343,7 @@ class FileCamera:
             for packet in container.demux(streams):
                 if self._stop.is_set():
                     break
-                if packet.size == 0 or packet.pts is None and packet.dts is None:
+                if packet.size == 0 or (packet.pts is None and packet.dts is None):
                     continue
                 tb = packet.time_base
                 ts = packet.pts if packet.pts is not None else packet.dts
@@ -398,7 +403,8 @@ class FileCamera:
                         for af in aframes:
                             samples = audio_frame_to_mono(af)
                             self.audio_chunks += 1
-                            self._deliver(self.sink.on_audio, AudioChunk(samples=samples, sample_rate=af.sample_rate, t=t))
+                            self._deliver(self.sink.on_audio,
+                                          AudioChunk(samples=samples, sample_rate=af.sample_rate, t=t))
             return end
         finally:
             container.close()
@@ -449,7 +455,7 @@ class FileCamera:
         w, h = frame.width, frame.height
         if w > self.detect_width:
             dw = self.detect_width
-            dh = max(2, int(round(h * dw / w / 2)) * 2)
+            dh = max(2, round(h * dw / w / 2) * 2)
             small = frame.reformat(width=dw, height=dh, format="gray", interpolation="AREA")
         else:
             small = frame.reformat(format="gray")

@@ -36,7 +36,8 @@ import inspect
 import logging
 import struct
 import time
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from hub.ingest.aiortc_names import RECEIVER_ESTIMATOR
 
@@ -112,7 +113,7 @@ def run_now(coro: Coroutine[Any, Any, Any], what: str = "handler") -> bool:
         yielded = coro.send(None)
     except StopIteration:
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("srtp_direct: %s failed", what)
         return True
     _resume_later(coro, yielded, what)
@@ -134,7 +135,7 @@ def _resume_later(coro: Coroutine[Any, Any, Any], yielded: Any, what: str) -> No
             y = coro.send(None)
         except StopIteration:
             return
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("srtp_direct: %s failed", what)
             return
         wait(y)
@@ -207,7 +208,7 @@ class DirectSrtp:
         if sync is not None:
             try:
                 sync(packet, arrival_ms)
-            except Exception:  # noqa: BLE001 - as run_now: one bad packet must not stop the camera
+            except Exception:
                 logger.exception("srtp_direct: RTP receiver failed")
             return True
         if not run_now(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_ms), "RTP receiver"):

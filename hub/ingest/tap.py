@@ -38,13 +38,23 @@ import inspect
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from hub.ingest.aiortc_names import (RECEIVER_DECODER_QUEUE, RECEIVER_DECODER_THREAD, RECEIVER_ESTIMATOR,
-                                     RECEIVER_JITTER_BUFFER, RECEIVER_RTCP_SSRC, RECEIVER_RTX_SSRC,
-                                     RECEIVER_SEND_PLI, RECEIVER_SEND_RTCP, TESTED_AIORTC_VERSION, TRACK_QUEUE,
-                                     AiortcInternalsError)
+from hub.ingest.aiortc_names import (
+    RECEIVER_DECODER_QUEUE,
+    RECEIVER_DECODER_THREAD,
+    RECEIVER_ESTIMATOR,
+    RECEIVER_JITTER_BUFFER,
+    RECEIVER_RTCP_SSRC,
+    RECEIVER_RTX_SSRC,
+    RECEIVER_SEND_PLI,
+    RECEIVER_SEND_RTCP,
+    TESTED_AIORTC_VERSION,
+    TRACK_QUEUE,
+    AiortcInternalsError,
+)
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, AudioLevel, EncodedFrame
 from hub.media.h264 import ParameterSetCache, h264_is_keyframe, vp8_is_keyframe, vp8_keyframe_size
 
@@ -184,7 +194,7 @@ class OpusMonoDecoder:
         self.ctx.sample_rate = self.sample_rate
         self.ctx.layout = "mono"
 
-    def decode(self, data: bytes) -> list["np.ndarray"]:
+    def decode(self, data: bytes) -> list[np.ndarray]:
         return [audio_frame_to_mono(f) for f in self.ctx.decode(self._av.Packet(data))]
 
 
@@ -304,7 +314,7 @@ class EncodedTap:
         if role == "audio" and on_audio is not None:
             try:
                 self._opus = OpusMonoDecoder()
-            except Exception:  # noqa: BLE001 - no libopus in this PyAV build: aiortc decodes instead
+            except Exception:
                 logger.warning("tap: no inline Opus decoder, audio goes through aiortc's decoder", exc_info=True)
         self.on_audio = on_audio if self._opus is not None else None
         self.stats = TrackStats()
@@ -345,7 +355,7 @@ class EncodedTap:
         try:
             if result[0]:
                 self._mark_broken("jitter buffer overrun / reset")
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("tap: loss hook failed")
         return result
 
@@ -358,7 +368,7 @@ class EncodedTap:
         try:
             codec, jframe = item
             forward = self._handle(codec, jframe)
-        except Exception:  # noqa: BLE001 - never break aiortc's packet handler
+        except Exception:
             logger.exception("tap: failed to handle a %s frame", self.role)
             forward = self.role in ("audio", "detect") or self.decode
         if forward:
@@ -372,7 +382,7 @@ class EncodedTap:
         if self.on_broken is not None:
             try:
                 self.on_broken()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("tap: on_broken failed")
 
     def _remember_arrival(self, ts: int, t: float) -> None:
@@ -454,7 +464,7 @@ class EncodedTap:
             if self.on_stream_info is not None:
                 try:
                     self.on_stream_info({"codec": name, "width": width, "height": height})
-                except Exception:  # noqa: BLE001
+                except Exception:
                     logger.exception("tap: on_stream_info failed")
         if self.on_frame is not None:
             self._emit(
@@ -482,13 +492,13 @@ class EncodedTap:
             self.decoded += 1
             try:
                 self.on_audio(AudioChunk(samples=samples, sample_rate=OpusMonoDecoder.sample_rate, t=t))  # type: ignore[misc]
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("tap: on_audio failed")
 
     def _emit(self, frame: EncodedFrame) -> None:
         try:
             self.on_frame(frame)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("tap: on_frame failed")
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -521,8 +531,8 @@ class EncodedTap:
         self._levels_at = now
         self.levels += 1
         try:
-            self._on_level(AudioLevel(dbfs=-float(level), t=now))  # type: ignore[misc]
-        except Exception:  # noqa: BLE001
+            self._on_level(AudioLevel(dbfs=-float(level), t=now))
+        except Exception:
             logger.exception("tap: on_audio_level failed")
 
     def set_fast_release(self) -> None:
@@ -554,7 +564,7 @@ class EncodedTap:
 _Y_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"})
 
 
-def video_frame_to_luma(frame: Any) -> "np.ndarray":
+def video_frame_to_luma(frame: Any) -> np.ndarray:
     """The luma plane of a decoded ``av.VideoFrame`` as a contiguous uint8 (height, width) array.
 
     Planar YUV / NV12 / gray: the Y plane is copied out directly (no colour conversion); anything else goes
@@ -573,7 +583,7 @@ def video_frame_to_luma(frame: Any) -> "np.ndarray":
 _SAMPLE_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2147483648.0, "s32p": 2147483648.0, "u8": None}
 
 
-def audio_frame_to_mono(frame: Any) -> "np.ndarray":
+def audio_frame_to_mono(frame: Any) -> np.ndarray:
     """Mono float32 samples in [-1, 1] from a decoded ``av.AudioFrame`` (packed or planar, any channel count)."""
     import numpy as np
 

@@ -38,8 +38,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from hub.errors import ErrorKind, HubError
 from hub.ingest.aiortc_names import (
@@ -60,6 +61,17 @@ from hub.ingest.tap import (
 from hub.media.frames import AudioChunk, DetectFrame
 
 logger = logging.getLogger(__name__)
+
+
+# Fire-and-forget tasks are held here until they end: the event loop keeps only a weak reference to a task, and
+# one nobody references may be garbage-collected before it has run to the end.
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _spawn(aw: Awaitable[Any]) -> None:
+    task = asyncio.ensure_future(aw)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 ROLES = ("record", "detect", "audio")
 
@@ -98,7 +110,7 @@ class PeerConfig:
     connect_timeout_s: float = 30.0
 
     @classmethod
-    def from_any(cls, config: Any) -> "PeerConfig":
+    def from_any(cls, config: Any) -> PeerConfig:
         """Accept ``None``, a ``PeerConfig``, a mapping, or any object with matching attributes
         (e.g. ``hub.config.IngestConfig``)."""
         if config is None:
@@ -499,7 +511,7 @@ class CameraPeer:
             self.last_status = status
             try:
                 self.sink.on_status(status)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("camera %s: on_status failed", self.camera_id)
 
     def _on_connection_state(self) -> None:
@@ -515,11 +527,11 @@ class CameraPeer:
         if self.on_state is not None:
             try:
                 self.on_state(state)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("camera %s: on_state failed", self.camera_id)
         if state == "failed" and not self._closed:
             # aiortc has no ICE restart: free everything, the phone reconnects with a fresh offer.
-            asyncio.ensure_future(self.close())
+            _spawn(self.close())
 
     async def _close_unless_connected(self, timeout_s: float) -> None:
         """Close the peer if it has not reached "connected" ``timeout_s`` after the answer (aiortc has no such
@@ -532,7 +544,7 @@ class CameraPeer:
             if not self._closed:
                 logger.info("camera %s: not connected %.0f s after its offer; closed", self.camera_id, timeout_s)
                 self.timed_out = True
-                asyncio.ensure_future(self.close())  # not awaited here: close() awaits this very task
+                _spawn(self.close())  # not awaited here: close() awaits this very task
 
     # -- readers ---------------------------------------------------------------------------------------
 
@@ -566,7 +578,7 @@ class CameraPeer:
                 t = entry.tap.arrival_time(frame.pts)
                 entry.delivered += 1
                 self.sink.on_detect(DetectFrame(y=y, t=t))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("camera %s: detect frame failed", self.camera_id)
             if ended:
                 track.stop()
@@ -605,7 +617,7 @@ class CameraPeer:
                 t = entry.tap.arrival_time(frame.pts)
                 entry.delivered += 1
                 self.sink.on_audio(AudioChunk(samples=samples, sample_rate=frame.sample_rate, t=t))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("camera %s: audio frame failed", self.camera_id)
 
     # -- keyframes and bandwidth -------------------------------------------------------------------------

@@ -153,7 +153,7 @@ def unescape_rbsp(nal: bytes) -> bytes:
 class _BitReader:
     """MSB-first bit reader over a small RBSP (an SPS is a few dozen bytes: an int is simplest and fast)."""
 
-    __slots__ = ("_value", "_nbits", "_pos")
+    __slots__ = ("_nbits", "_pos", "_value")
 
     def __init__(self, data: bytes) -> None:
         self._value = int.from_bytes(data, "big")
@@ -338,7 +338,7 @@ class ParameterSetCache:
         frame = cache.fix_frame(frame)   # before RingBuffer.push
     """
 
-    __slots__ = ("sps", "pps", "sps_info", "repaired")
+    __slots__ = ("pps", "repaired", "sps", "sps_info")
 
     def __init__(self) -> None:
         self.sps: bytes | None = None

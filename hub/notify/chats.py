@@ -149,12 +149,12 @@ def ensure_tables(store: Store) -> None:
     db = store.db
     names = set(db.table_names())
     if CHATS not in names:
-        db[CHATS].create({"chat_id": int, "title": str, "linked_at": float}, pk="chat_id", not_null={"linked_at"})
+        db.table(CHATS).create({"chat_id": int, "title": str, "linked_at": float}, pk="chat_id", not_null={"linked_at"})
     if TOKENS not in names:
-        db[TOKENS].create({"token_hash": str, "created_at": float, "expires_at": float, "used_at": float,
+        db.table(TOKENS).create({"token_hash": str, "created_at": float, "expires_at": float, "used_at": float,
                            "chat_id": int}, pk="token_hash", not_null={"created_at", "expires_at"})
     if MUTES not in names:
-        db[MUTES].create({"chat_id": int, "camera_id": str, "until": float}, pk=("chat_id", "camera_id"),
+        db.table(MUTES).create({"chat_id": int, "camera_id": str, "until": float}, pk=("chat_id", "camera_id"),
                          not_null={"until"})
     if STATE not in names:
-        db[STATE].create({"key": str, "value": str}, pk="key")
+        db.table(STATE).create({"key": str, "value": str}, pk="key")

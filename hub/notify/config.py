@@ -46,7 +46,8 @@ class TelegramConfig(BaseModel):
     def _secure_api(cls, v: str) -> str:
         v = v.rstrip("/")
         parts = urlsplit(v)
-        if not parts.hostname or not (parts.scheme == "https" or parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        local_http = parts.scheme == "http" and parts.hostname in _LOOPBACK
+        if not parts.hostname or not (parts.scheme == "https" or local_http):
             raise ValueError("the Bot API must be https:// (plain http only on this machine, for testing)")
         return v
 

@@ -118,7 +118,8 @@ class AlertOutbox:
         return cur.rowcount
 
     def open_stage_count(self, event_id: str, stage: str) -> int:
-        return int(self._store.db.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE event_id = ? AND stage = ? AND state = ?",
+        return int(self._store.db.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE event_id = ? AND stage = ? AND state = ?",
                                           [event_id, stage, OPEN]).fetchone()[0])
 
     def counts(self) -> dict[str, int]:

@@ -33,7 +33,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -50,7 +50,7 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
 from hub.bus import Bus, Subscription
 from hub.datadir import contained_file
@@ -86,8 +86,14 @@ class EntityTooLarge(TelegramError):
 
 
 class _Request(HTTPXRequest):
-    async def do_request(self, url: str, method: str, request_data: Any = None, **timeouts: Any) -> tuple[int, bytes]:
-        code, payload = await super().do_request(url, method, request_data, **timeouts)
+    async def do_request(
+        self, url: str, method: str, request_data: RequestData | None = None,
+        read_timeout: Any = BaseRequest.DEFAULT_NONE, write_timeout: Any = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Any = BaseRequest.DEFAULT_NONE, pool_timeout: Any = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        code, payload = await super().do_request(
+            url, method, request_data, read_timeout=read_timeout, write_timeout=write_timeout,
+            connect_timeout=connect_timeout, pool_timeout=pool_timeout)
         if code == 413:
             raise EntityTooLarge("Request Entity Too Large (413)")
         return code, payload
@@ -407,7 +413,9 @@ class Notifier:
         if clip is not None and why is None:
             key = (row.event_id, "video")
             try:
-                video = self._file_ids.get(key) or await asyncio.to_thread(clip.read_bytes)
+                video: str | bytes | None = self._file_ids.get(key)
+                if not video:
+                    video = await asyncio.to_thread(clip.read_bytes)
                 msg = await self.bot.send_video(
                     row.chat_id, video=video, caption=m.clip_caption(camera, event), reply_parameters=reply,
                     supports_streaming=True, filename=clip.name,
@@ -639,8 +647,12 @@ class Notifier:
                 missing.append(str(c.get("name") or c["id"]))
                 continue
             await self._paced(chat_id)
-            await self._call(lambda c=c, jpeg=jpeg: self.bot.send_photo(
-                chat_id, photo=jpeg, caption=f"📷 {c.get('name') or c['id']} · {m.clock(time.time())}"), "sendPhoto")
+
+            def send(c: dict[str, Any] = c, jpeg: bytes = jpeg) -> Awaitable[Message]:
+                return self.bot.send_photo(
+                    chat_id, photo=jpeg, caption=f"📷 {c.get('name') or c['id']} · {m.clock(time.time())}")
+
+            await self._call(send, "sendPhoto")
         return f"No picture from {', '.join(missing)} yet (offline, or nothing buffered)." if missing else None
 
     async def _cmd_events(self, chat_id: int, args: list[str]) -> str:

@@ -2,7 +2,8 @@
 
 The phone sends Opus in 20 ms frames, so 20 ms is the natural unit. A sound triggers when its RMS level rises
 ``rise_db`` above the room's noise floor and stays there for ``hold_ms`` (a click of a few ms does not, a clap
-or a bark does; a single frame far above the level, a knock or breaking glass, counts at once). Two guards keep it useful:
+or a bark does; a single frame far above the level, a knock or breaking glass, counts at once). Two guards keep it
+useful:
 
 * the floor adapts: it follows quieter levels quickly (a fan switching off) and louder ones slowly, so a fan or
   mains hum becomes the new normal within seconds instead of an alarm that never ends;

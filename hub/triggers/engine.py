@@ -46,7 +46,7 @@ class EngineConfig(BaseModel):
     update_interval_s: float = Field(1.0, gt=0, description="Least often EventUpdated is sent while active.")
 
 
-class State(str, Enum):
+class State(str, Enum):  # noqa: UP042 - a StrEnum would change str() and f-strings of the states
     IDLE = "idle"
     ACTIVE = "active"
     POST_ROLL = "post_roll"

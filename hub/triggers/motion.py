@@ -91,6 +91,8 @@ _NO_MOTION = MotionResult(False, 0.0)
 _MAD_TO_SIGMA = 1.0 / 0.6745
 _HIST_SCALE = 4.0  # quarter-level bins for the median of small differences
 _GAIN_GRID = (16, 9)  # blocks for the robust global gain
+# cv2.compare takes a scalar as its second operand (any InputArray); the opencv stubs allow arrays only, hence
+# the `type: ignore[call-overload]` on those calls below.
 _LIGHT_JUMP = float(np.log(1.2))  # frame-to-frame brightness step that counts as a lighting change
 _RECALIBRATION_FRAMES = 2  # frames learnt quickly after a re-baseline before motion is reported again
 
@@ -130,8 +132,8 @@ class MotionDetector:
         self._prev_gain = 0.0
         self._bg_mean = 0.0
         if self._size is not None:
-            self._usable = self._active  # static pixels the illumination estimate may use
-            self._prev_weak = self._empty
+            self._usable: np.ndarray = self._active  # static pixels the illumination estimate may use
+            self._prev_weak: np.ndarray = self._empty
         self._sigmas: deque[float] = deque(maxlen=5)
 
     def set_mask(self, mask: np.ndarray | None) -> None:
@@ -184,7 +186,7 @@ class MotionDetector:
         lwc = max(2 * round((lw / step - 1) / 2) + 1, 3)
         self._light_ksize = (lwc, lwc)
         self._active_c = self._coarse_mask(self._active)
-        self._empty = np.zeros((h, w), np.uint8)  # shared, never written: "no pixel"
+        self._empty: np.ndarray = np.zeros((h, w), np.uint8)  # shared, never written: "no pixel"
         self._active_wc = self._coarse_weight(self._active)
         self.reset()
 
@@ -231,8 +233,8 @@ class MotionDetector:
         else:
             wc, usable_c = self._coarse_weight(self._usable), self._coarse_mask(self._usable)
         k = self._light_ksize
-        sf = cv2.boxFilter(cv2.multiply(fc, wc), -1, k)
-        sb = cv2.boxFilter(cv2.multiply(bc, wc), -1, k)
+        sf: np.ndarray = cv2.boxFilter(cv2.multiply(fc, wc), -1, k)
+        sb: np.ndarray = cv2.boxFilter(cv2.multiply(bc, wc), -1, k)
         # Pseudo-counts pull windows with few static pixels (a large mover, a masked area) to the global gain
         # and keep the ratio finite in the dark.
         prior = 0.05 * self._bg_mean + 2.0
@@ -298,7 +300,7 @@ class MotionDetector:
             lo = cv2.erode(model, self._shake_kernel)
             # Estimate noise where the background is locally flat: there jitter moves nothing, so what differs
             # is sensor noise. Near edges shake would pass for noise and blind the detector for seconds.
-            flat = cv2.compare(cv2.subtract(hi, lo), nominal, cv2.CMP_LT)
+            flat = cv2.compare(cv2.subtract(hi, lo), nominal, cv2.CMP_LT)  # type: ignore[call-overload]
             cv2.bitwise_and(flat, self._usable, dst=flat)
             if cv2.countNonZero(flat) > 0.1 * self._active_px:
                 noise_area = flat
@@ -315,7 +317,7 @@ class MotionDetector:
                 diff = cv2.max(cv2.subtract(f, hi), cv2.subtract(lo, f))
             else:
                 diff = plain
-            weak = cv2.compare(diff, thr, cv2.CMP_GT)
+            weak = cv2.compare(diff, thr, cv2.CMP_GT)  # type: ignore[call-overload]
             cv2.bitwise_and(weak, self._active, dst=weak)
         calibrating = self._frames <= self._calibrate_until
 
@@ -329,7 +331,7 @@ class MotionDetector:
             fg = weak
         else:
             fg = cv2.dilate(self._prev_weak, self._k3)
-            cv2.bitwise_or(fg, cv2.compare(diff, 2.0 * thr, cv2.CMP_GT), dst=fg)
+            cv2.bitwise_or(fg, cv2.compare(diff, 2.0 * thr, cv2.CMP_GT), dst=fg)  # type: ignore[call-overload]
             cv2.bitwise_and(fg, weak, dst=fg)
         self._prev_weak = weak
 

@@ -82,7 +82,7 @@ def rasterize(polygons: Iterable[PolygonLike], width: int, height: int) -> np.nd
         x0, y0 = p[:, 0], p[:, 1]
         x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
         inside = np.zeros((height, width), bool)
-        for ax, ay, bx, by in zip(x0, y0, x1, y1):
+        for ax, ay, bx, by in zip(x0, y0, x1, y1, strict=True):
             if ay == by:
                 continue  # horizontal edges never cross a row centre under the half-open rule
             lo, hi = min(ay, by), max(ay, by)
@@ -114,6 +114,7 @@ def active_area(width: int, height: int, zones: Iterable[PolygonLike] = (),
 
 def _area(points: Sequence[Point]) -> float:
     s = 0.0
-    for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1]):
+    pts = list(points)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True):
         s += x0 * y1 - x1 * y0
     return s / 2.0

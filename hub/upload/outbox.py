@@ -35,15 +35,15 @@ class Outbox:
         self._store = store
         db = store.db
         if TABLE not in db.table_names():
-            db[TABLE].create(
+            db.table(TABLE).create(
                 {"event_id": str, "state": str, "attempts": int, "next_at": float, "cloud_event_id": str,
                  "reason": str, "created_at": float, "updated_at": float},
                 pk="event_id", not_null={"state", "attempts", "next_at", "created_at"},
                 defaults={"attempts": 0},
             )
-            db[TABLE].create_index(["state", "next_at"])
-        if "upload_reason" not in db["events"].columns_dict:
-            db["events"].add_column("upload_reason", str)
+            db.table(TABLE).create_index(["state", "next_at"])
+        if "upload_reason" not in db.table("events").columns_dict:
+            db.table("events").add_column("upload_reason", str)
 
     def enqueue(self, event_id: str, now: float | None = None) -> bool:
         """Queue an event; False when it is queued already (an event is uploaded once, whatever happens)."""
@@ -83,7 +83,7 @@ class Outbox:
             fields["attempts"] = attempts
         if next_at is not None:
             fields["next_at"] = next_at
-        self._store.db[TABLE].update(event_id, fields)
+        self._store.db.table(TABLE).update(event_id, fields)
         self._mirror(event_id, state, reason)
 
     def counts(self) -> dict[str, int]:

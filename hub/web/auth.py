@@ -197,7 +197,7 @@ class Auth:
         self._touched: dict[str, float] = {}
         db = store.db
         if _TABLE not in db.table_names():
-            db[_TABLE].create(
+            db.table(_TABLE).create(
                 {"id_hash": str, "csrf": str, "created_at": float, "last_seen": float, "expires_at": float,
                  "user_agent": str, "client": str},
                 pk="id_hash",
@@ -211,7 +211,7 @@ class Auth:
         sid = secrets.token_urlsafe(32)
         sess = Session(id_hash=_h(sid), csrf=secrets.token_urlsafe(24), created_at=now, last_seen=now,
                        expires_at=now + SESSION_TTL_S)
-        self.store.db[_TABLE].insert(
+        self.store.db.table(_TABLE).insert(
             {"id_hash": sess.id_hash, "csrf": sess.csrf, "created_at": now, "last_seen": now,
              "expires_at": sess.expires_at, "user_agent": user_agent[:200], "client": client[:64]}
         )
@@ -232,7 +232,7 @@ class Auth:
             self.delete(sess.id_hash)
             return None
         if now - last > _TOUCH_EVERY_S:
-            self.store.db[_TABLE].update(sess.id_hash, {"last_seen": now})
+            self.store.db.table(_TABLE).update(sess.id_hash, {"last_seen": now})
         self._touched[sess.id_hash] = now
         sess.last_seen = now
         return sess
@@ -323,9 +323,10 @@ def require_session(request: web.Request, *, media: bool = False) -> Session:
         if not request.secure:
             raise ApiError(401, "the loopback HTTP port takes only the admin bearer token",
                            "open the web UI over HTTPS")
-        sess = _auth(request).lookup(request.cookies.get(COOKIE, ""))
-        if sess is None:
+        found = _auth(request).lookup(request.cookies.get(COOKIE, ""))
+        if found is None:
             raise ApiError(401, "not logged in", "log in with the admin secret")
+        sess = found
         if request.method not in SAFE_METHODS or request.path == "/api/ui/ws":
             check_origin(request)
         sent = _sent_key(request)
@@ -347,7 +348,10 @@ def media_url(request: web.Request, path: str, query: str = "") -> str:
 
 def session_signer(request: web.Request) -> Callable[[str, str], str]:
     """``media_url`` bound to this request's session, for messages sent later (the WebSocket)."""
-    return lambda path, query="": media_url(request, path, query)
+    def sign(path: str, query: str = "") -> str:
+        return media_url(request, path, query)
+
+    return sign
 
 
 def _set_cookie(request: web.Request, resp: web.StreamResponse, sid: str) -> None:

@@ -21,7 +21,7 @@ import logging
 import ssl
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -55,20 +55,21 @@ class GuardedProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes seen, so a blank line split across reads is still found
         self._passed = False  # the first request's headers are complete: aiohttp's own timeouts from here
-        self._transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)  # a TCP server's protocol is handed a stream transport
         peername = transport.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
         if self._registry.open[peer] >= self._limits.max_per_client:
             self._registry.refused += 1
             log.warning("connection refused: too many from one address",
                         extra={"client": peer, "limit": self._limits.max_per_client})
-            transport.abort()
+            stream.abort()
             return
         self._peer = peer
         self._registry.open[peer] += 1
-        self._transport = transport
+        self._transport = stream
         self._timer = asyncio.get_running_loop().call_later(self._limits.header_timeout_s, self._too_slow)
         self._inner.connection_made(transport)
 

@@ -37,7 +37,7 @@ def build_web_app(ctx: WebContext) -> web.Application:
 def _hide_server_version() -> None:
     # aiohttp fills ``Server`` with its own and Python's version on every response it prepares, including the
     # 400s its parser sends before any handler or hook of ours runs; the constant is read at prepare time.
-    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+    web_response.SERVER_SOFTWARE = SERVER_NAME
 
 
 @web.middleware

@@ -31,7 +31,8 @@ BASE_ARGS = [
 def find_chromium() -> str:
     exe = os.environ.get("PINGWATCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
-        raise ServiceStartError(f"chromium: the `chromium` binary is not installed (Debian package chromium); {INSTALL_HINT}")
+        raise ServiceStartError(
+            f"chromium: the `chromium` binary is not installed (Debian package chromium); {INSTALL_HINT}")
     return exe
 
 
@@ -58,7 +59,8 @@ class CameraBrowsers:
             try:
                 from playwright.async_api import async_playwright
             except ImportError as e:  # pragma: no cover - depends on the environment
-                raise ServiceStartError(f"chromium: the Python package playwright is missing ({e}); {INSTALL_HINT}")
+                raise ServiceStartError(
+                    f"chromium: the Python package playwright is missing ({e}); {INSTALL_HINT}") from e
             self._pw = await async_playwright().start()
         return self._pw
 
@@ -96,7 +98,7 @@ class CameraBrowsers:
         for b in browsers:
             try:
                 await b.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - teardown: a browser that is already gone is closed enough
                 pass
         if self._pw is not None:
             await self._pw.stop()

@@ -6,8 +6,8 @@ Files are generated into temp dirs by tests rather than committed (a 1280x720 Y4
 from __future__ import annotations
 
 import wave
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def write_wav(path: Path | str, samples: np.ndarray, rate: int = 48000) -> Path:
 
 def sine_wave(freq: float = 440.0, seconds: float = 2.0, rate: int = 48000, amplitude: float = 0.3) -> np.ndarray:
     """A float32 mono sine tone."""
-    t = np.arange(int(round(seconds * rate)), dtype=np.float64) / rate
+    t = np.arange(round(seconds * rate), dtype=np.float64) / rate
     return (amplitude * np.sin(2.0 * np.pi * freq * t)).astype(np.float32)
 
 
@@ -98,12 +98,12 @@ def moving_square_scene(w: int = 640, h: int = 360, fps: int = 15, seconds: floa
     The square's side is h/5; its top-left x moves linearly from 0 to w - side over the clip, vertically centred.
     """
     bg = textured_background(w, h)
-    n = max(1, int(round(fps * seconds)))
+    n = max(1, round(fps * seconds))
     side = max(2, h // 5)
     y0 = (h - side) // 2
     frames = []
     for i in range(n):
-        x0 = int(round((w - side) * (i / max(n - 1, 1))))
+        x0 = round((w - side) * (i / max(n - 1, 1)))
         f = bg.copy()
         f[y0:y0 + side, x0:x0 + side] = (250, 250, 240)
         frames.append(f)

@@ -17,7 +17,8 @@ from .ports import HOST, INSTALL_HINT, ServiceStartError, free_port, stop_proces
 def find_mosquitto() -> str:
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
     if not exe:
-        raise ServiceStartError(f"mosquitto: the `mosquitto` binary is not installed (Debian package mosquitto); {INSTALL_HINT}")
+        raise ServiceStartError(
+            f"mosquitto: the `mosquitto` binary is not installed (Debian package mosquitto); {INSTALL_HINT}")
     return exe
 
 

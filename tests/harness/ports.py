@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 HOST = "127.0.0.1"
 INSTALL_HINT = "run `scripts/install-test-deps` (as root) to install it"

@@ -361,7 +361,7 @@ class FakeTelegram:
                         value = json.loads(value)
                     except ValueError:
                         raise ApiError(400, f"Bad Request: can't parse {key} JSON object") from None
-                elif key in _INT_FIELDS or key == "chat_id" and value.lstrip("-").isdigit():
+                elif key in _INT_FIELDS or (key == "chat_id" and value.lstrip("-").isdigit()):
                     try:
                         value = int(value)
                     except ValueError:

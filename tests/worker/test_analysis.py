@@ -153,13 +153,14 @@ def test_batch_rewrite_matches_batch_one(walk_clip: ClipTruth, detector: Detecto
     batched = Detector(batch_size=2)
     assert batched.batch_mode == "rewritten-dynamic"
     with av.open(str(walk_clip.path)) as c:  # frames at 1.0, 2.0 and 3.0 s: the figure is in them
-        frames = [f.to_ndarray(format="rgb24") for i, f in zip(range(31), c.decode(video=0)) if i in (10, 20, 30)]
+        frames = [f.to_ndarray(format="rgb24") for i, f in zip(range(31), c.decode(video=0), strict=False)
+                  if i in (10, 20, 30)]
     one = detector.detect(frames)
     two = batched.detect(frames)
     assert batched.runs == 2 and batched.images == 3
     assert any(one)
     assert [[d.label for d in f] for f in one] == [[d.label for d in f] for f in two]
-    for a, b in zip(one, two):
-        for da, db in zip(a, b):
+    for a, b in zip(one, two, strict=False):
+        for da, db in zip(a, b, strict=False):
             assert da.score == pytest.approx(db.score, abs=1e-3)
             assert da.box == pytest.approx(db.box, abs=0.5)
