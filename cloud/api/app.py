@@ -100,8 +100,7 @@ class Services:
         plan = self.ctx.config.plan(hub.plan)
 
         def work(conn: Any) -> credits.Balance:
-            credits.ensure_grant(conn, hub.account_id, plan, now)
-            return credits.balance(conn, hub.account_id, now)
+            return credits.granted_balance(conn, hub.account_id, plan, now)
 
         return await self.ctx.db.tx(work)
 

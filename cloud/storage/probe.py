@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +24,11 @@ from .blob import BlobNotFound, BlobStore, StorageError
 
 # Reads from the blob are rounded up to this many bytes; FFmpeg's own buffer asks for 32 KiB at a time.
 CHUNK = 64 * 1024
+# The first read takes this many chunks (128 KiB: the header of a faststart clip; all of a small one), and reads
+# that continue the previous one double up to MAX_READ_AHEAD_CHUNKS (512 KiB).
+HEAD_CHUNKS = 2
+PROBE_HEAD_BYTES = HEAD_CHUNKS * CHUNK
+MAX_READ_AHEAD_CHUNKS = 8
 # The header and the last GOP must lie within this much of the blob; past it the file is not worth probing.
 MAX_PROBE_BYTES = 64 * 1024 * 1024
 # How far the demuxed data may stop short of the header's duration before the file counts as truncated
@@ -32,6 +38,20 @@ _END_TOLERANCE_S = 0.5
 _READ_TIMEOUT_S = 60.0
 
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+
+# probe_blob's PyAV work blocks a thread while the event loop fetches each range, so it gets threads of its own:
+# on the loop's default executor, a few probes in flight would hold every thread while the storage SDK's
+# requests wait for that same executor (aiohttp reads .netrc and the proxy environment there): a deadlock until
+# the read timeout. More probes than threads queue here, without starving anything else.
+PROBE_THREADS = 8
+_executor: ThreadPoolExecutor | None = None
+
+
+def _probe_executor() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="probe")
+    return _executor
 
 
 class MediaError(Exception):
@@ -173,8 +193,18 @@ class _BlobReader(io.RawIOBase):
         self._store, self._name, self._size, self._loop, self._stats = store, name, size, loop, stats
         self._pos = 0
         self._chunks: dict[int, bytes] = {}
+        self._last_idx, self._last_span = -1, 1  # the last chunk fetched, and how many chunks that read took
         self.error: StorageError | None = None
         self.over_budget = False
+
+    def seed(self, head: bytes) -> None:
+        """Bytes from offset 0 that the caller already holds (only whole chunks, or the whole blob, are kept)."""
+        whole = len(head) >= self._size
+        for i in range(-(-len(head) // CHUNK)):
+            piece = head[i * CHUNK: (i + 1) * CHUNK]
+            if len(piece) == CHUNK or whole:
+                self._chunks[i] = piece
+                self._last_idx, self._last_span = i, i + 1
 
     def readable(self) -> bool:
         return True
@@ -219,11 +249,22 @@ class _BlobReader(io.RawIOBase):
     def _chunk(self, idx: int) -> bytes:
         if idx in self._chunks:
             return self._chunks[idx]
+        # Each request costs far more than its bytes (a round trip, the SDK's pipeline, the service's work), so
+        # reads go ahead: the first takes the head (the magic bytes and a faststart header, or the whole of a
+        # small clip) and a read that continues the previous one takes twice as much as that one did.
+        if idx == 0:
+            span = HEAD_CHUNKS
+        elif idx - 1 in self._chunks and idx - 1 == self._last_idx:
+            span = min(MAX_READ_AHEAD_CHUNKS, self._last_span * 2)
+        else:
+            span = 1
         offset = idx * CHUNK
-        length = min(CHUNK, self._size - offset)
+        length = min(CHUNK * span, self._size - offset)
         if self._stats.bytes_fetched + length > MAX_PROBE_BYTES:
-            self.over_budget = True  # EOF for FFmpeg; probe_blob reports it
-            return b""
+            length = min(CHUNK, self._size - offset)
+            if self._stats.bytes_fetched + length > MAX_PROBE_BYTES:
+                self.over_budget = True  # EOF for FFmpeg; probe_blob reports it
+                return b""
         fut = asyncio.run_coroutine_threadsafe(self._store.read(self._name, offset, length), self._loop)
         try:
             data = fut.result(timeout=_READ_TIMEOUT_S)
@@ -237,25 +278,35 @@ class _BlobReader(io.RawIOBase):
         self._stats.bytes_fetched += len(data)
         self._stats.reads += 1
         self._stats.ranges.append((offset, len(data)))
-        self._chunks[idx] = data
-        return data
+        pieces = max(1, -(-len(data) // CHUNK))
+        for i in range(pieces):
+            self._chunks[idx + i] = data[i * CHUNK: (i + 1) * CHUNK]
+        self._last_idx, self._last_span = idx + pieces - 1, pieces
+        return self._chunks[idx]
 
 
-async def probe_blob(store: BlobStore, name: str, *, stats: ProbeStats | None = None) -> MediaInfo:
+async def probe_blob(store: BlobStore, name: str, *, stats: ProbeStats | None = None,
+                     size: int | None = None, head: bytes | None = None) -> MediaInfo:
     """MediaInfo of a blob, reading only the byte ranges PyAV asks for.
 
     Raises BlobNotFound when there is no such blob, StorageUnavailable/StorageError when storage fails, and
     MediaError when the bytes are not a usable MP4/WebM. ``stats`` (optional) receives what was read.
+    ``size``: the blob's size when the caller has just read its properties (saves one request); ``head``: its
+    first bytes when the caller fetched them already (``PROBE_HEAD_BYTES``, what the first read would take).
     """
     st = stats if stats is not None else ProbeStats()
-    info = await store.info(name)
-    if info is None:
-        raise BlobNotFound(f"probe {name}: no such blob")
-    st.blob_size = info.size
-    if info.size == 0:
+    if size is None:
+        info = await store.info(name)
+        if info is None:
+            raise BlobNotFound(f"probe {name}: no such blob")
+        size = info.size
+    st.blob_size = size
+    if size == 0:
         raise MediaError("empty file")
     loop = asyncio.get_running_loop()
-    reader = _BlobReader(store, name, info.size, loop, st)
+    reader = _BlobReader(store, name, size, loop, st)
+    if head is not None and size is not None:
+        reader.seed(head[:size])
 
     def work() -> MediaInfo:
         try:
@@ -266,13 +317,13 @@ async def probe_blob(store: BlobStore, name: str, *, stats: ProbeStats | None = 
                 return _inspect(reader, kind)  # type: ignore[arg-type]  # a RawIOBase is a binary file
         except MediaError:
             if reader.error is None and reader.over_budget:
-                raise MediaError(f"probe would read more than {MAX_PROBE_BYTES} bytes; not a faststart clip?")
+                raise MediaError(f"probe would read more than {MAX_PROBE_BYTES} bytes; not a faststart clip?") from None
             if reader.error is None:
                 raise
         assert reader.error is not None
         raise reader.error
 
-    result = await asyncio.to_thread(work)
+    result = await loop.run_in_executor(_probe_executor(), work)
     if reader.error is not None:
         raise reader.error
     return result

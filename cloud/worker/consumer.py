@@ -272,7 +272,8 @@ class Consumer:
             if item.size_bytes and size != item.size_bytes:
                 raise JobFailed(f"clip_changed: the clip is {size} bytes, finalize verified {item.size_bytes}")
             if item.md5 and await asyncio.to_thread(_md5_b64, path) != item.md5:
-                raise JobFailed("clip_changed: the clip's MD5 differs from the one finalize verified")
+                raise JobFailed("clip_changed: the clip's MD5 differs from the one declared (the hub committed "
+                                "other bytes)")
             motion = item.motion if isinstance(item.motion, dict) else {}
             boxes = motion.get("boxes")
             prompt = item.prompts[-1] if item.prompts else None  # the camera's prompt over the hub's

@@ -4,8 +4,10 @@ The hub side of the upload protocol (the cloud API issues the SAS; this module n
 
 1. The file is cut into fixed-size blocks whose ids are a function of (block size, index) only, so a retry,
    even in a new process, stages the very same ids.
-2. Each block goes up with Put Block and a transactional MD5 (``validate_content=True``): bytes damaged on
-   the way are refused by the service (400 Md5Mismatch) and that block is sent again.
+2. Each block goes up with Put Block and a transactional MD5 (Content-MD5, computed in the thread that reads
+   the block, off the event loop): bytes damaged on the way are refused by the service (400 Md5Mismatch) and
+   that block is sent again. The file is read once, in order; the next block is read and hashed while the
+   previous one is on the wire.
 3. Resume: the upload SAS is create+write only, and reading the uncommitted block list (Get Block List) needs
    read permission, so the service cannot tell the hub what it already holds. A small journal file records
    each block once the service acknowledged it; a restarted upload skips those. Should the journal be wrong
@@ -44,9 +46,11 @@ from azure.storage.blob.aio import BlobClient
 # Azurite 3.35 accepts service versions up to 2025-11-05 and azure-storage-blob 12.31 defaults to a newer one;
 # Azure accepts this one too, so the hub pins it and works against both (same value as cloud/storage/blob.py).
 API_VERSION = "2025-11-05"
-DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
+# 8 MiB: a 20 s camera clip (5-8 MB) goes up in one or two Put Blocks, and a resume re-sends at most 8 MiB.
+# Every request costs the service more than its bytes do, so fewer, larger blocks upload faster.
+DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
 # With a bandwidth cap, a block carries about this many seconds of the cap (but at least MIN_CAPPED_BLOCK), so
-# the uplink is never saturated for long: a 4 MiB block at line rate would starve a video call for seconds.
+# the uplink is never saturated for long: an 8 MiB block at line rate would starve a video call for seconds.
 _CAPPED_BLOCK_SECONDS = 1.0
 MIN_CAPPED_BLOCK = 64 * 1024
 # The service's limits: 50,000 blocks per blob, 4000 MiB per block.
@@ -54,6 +58,13 @@ _MAX_BLOCKS = 50_000
 _MAX_BLOCK_SIZE = 4000 * 1024 * 1024
 # How often one block is re-sent after the service refused its MD5 before the upload gives up.
 DEFAULT_MD5_RETRIES = 3
+# Put Block requests in flight at once: while the service checks and stores one block the next is on the wire
+# (measured against Azurite, 20 MB: one at a time 0.78 of a single Put Blob's speed, two in flight 0.95).
+DEFAULT_CONCURRENCY = 2
+# Blocks smaller than this go one at a time whatever max_concurrency says: such a block costs the service little,
+# so overlapping gains nothing, and these are a bandwidth cap's blocks, which its bucket paces one by one anyway.
+# One at a time also keeps the journal exactly what the service holds when the upload dies.
+MIN_CONCURRENT_BLOCK = 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (bytes acknowledged so far, file size)
 
@@ -199,13 +210,17 @@ def file_md5(path: Path, chunk: int = 1024 * 1024) -> bytes:
     return h.digest()
 
 
-def _read_block(path: Path, offset: int, length: int) -> bytes:
+def _read_block(path: Path, offset: int, length: int, whole: Any, block_digest: bool) -> tuple[bytes, bytes]:
+    """One block's bytes and MD5 (b"" when not wanted), feeding the whole file's digest on the way (in file
+    order: the caller reads blocks one after the other). Runs in a thread: hashlib releases the GIL."""
     with open(path, "rb") as f:
         f.seek(offset)
         data = f.read(length)
     if len(data) != length:
         raise UploadFailed(f"{path}: short read at {offset} ({len(data)} of {length} bytes): file changed?")
-    return data
+    if whole is not None:
+        whole.update(data)
+    return data, hashlib.md5(data, usedforsecurity=False).digest() if block_digest else b""
 
 
 def _strip_query(url: str) -> str:
@@ -259,10 +274,12 @@ async def upload_file(
     *,
     content_type: str,
     md5: bytes | None = None,
+    verify_md5: bool = True,
     block_size: int = DEFAULT_BLOCK_SIZE,
     journal: UploadJournal | Path | None = None,
     bucket: TokenBucket | None = None,
     progress: Progress | None = None,
+    max_concurrency: int = DEFAULT_CONCURRENCY,
     md5_retries: int = DEFAULT_MD5_RETRIES,
     retry_total: int = 2,
     connection_timeout_s: float = 10.0,
@@ -271,21 +288,32 @@ async def upload_file(
 ) -> UploadResult:
     """Upload ``path`` to the blob behind ``sas_url``; see the module docstring for the protocol.
 
-    ``md5``: the MD5 the hub declared at initiate; a file that no longer matches it is refused (ValueError)
-    rather than committed under a wrong checksum. ``journal``: where acknowledged blocks are recorded (pass the
-    same path again after a crash to resume). ``bucket``: a bandwidth cap shared by all uploads of the hub.
-    ``retry_total``: the SDK's own quick retries per request; the caller's outbox owns the slow backoff.
-    ``client_options``: extra keyword arguments for the SDK client (e.g. request hooks in tests).
+    ``md5``: the MD5 the hub declared at initiate. The file is read once: each block's MD5 (sent as its
+    transactional Content-MD5) and the whole file's MD5 are computed from the same read, and a file that no
+    longer matches ``md5`` is refused (ValueError) before the commit rather than committed under a wrong
+    checksum. ``verify_md5=False`` trusts ``md5`` instead (the caller hashed the same file a moment ago): one
+    hashing pass less; a file that changed in between is then caught by the cloud's worker, which re-hashes the
+    bytes. ``journal``: where acknowledged blocks are recorded (pass the same path again after a crash to
+    resume). ``bucket``: a bandwidth cap shared by all uploads of the hub. ``max_concurrency``: Put Block
+    requests in flight at once for blocks of MIN_CONCURRENT_BLOCK or more (the commit still lists the blocks in
+    file order); an upload that dies with blocks in flight may leave some staged that the journal does not know,
+    which a resume sends again (same ids: harmless). ``retry_total``: the SDK's own
+    quick retries per request; the caller's outbox owns the slow backoff. ``client_options``: extra keyword
+    arguments for the SDK client (e.g. request hooks in tests).
     """
-    size = path.stat().st_size
-    whole_md5 = await asyncio.to_thread(file_md5, path)
-    if md5 is not None and md5 != whole_md5:
-        raise ValueError(f"{path}: MD5 differs from the declared one: the file changed since the event was sent")
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be >= 1")
+    if md5 is None:
+        # No declared digest (not the hub's path): take it first, it keys the journal and goes into the commit.
+        md5 = await asyncio.to_thread(file_md5, path)
+        verify_md5 = False
+    size = (await asyncio.to_thread(path.stat)).st_size
     bs = effective_block_size(block_size, bucket, size)
     count = -(-size // bs)
+    in_flight_max = max_concurrency if bs >= MIN_CONCURRENT_BLOCK else 1
     ids = [block_id(bs, i) for i in range(count)]
     jr = UploadJournal(journal) if isinstance(journal, Path) else journal
-    key = {"blob": _strip_query(sas_url), "size": size, "md5": whole_md5.hex(), "block_size": bs}
+    key = {"blob": _strip_query(sas_url), "size": size, "md5": md5.hex(), "block_size": bs}
     staged = jr.load(key) if jr is not None else set()
     staged &= set(range(count))
 
@@ -303,21 +331,22 @@ async def upload_file(
     opts.update(client_options or {})
     client = BlobClient.from_blob_url(sas_url, **opts)
     sent = skipped = bytes_sent = resent = 0
+    whole = hashlib.md5(usedforsecurity=False) if verify_md5 else None
 
     def report(done: int) -> None:
         if progress is not None:
             progress(done, size)
 
-    async def stage(index: int) -> None:
+    async def stage(index: int, data: bytes, block_md5: bytes) -> None:
         nonlocal sent, bytes_sent, resent
-        offset = index * bs
-        length = min(bs, size - offset)
-        data = await asyncio.to_thread(_read_block, path, offset, length)
+        length = len(data)
         for attempt in range(md5_retries + 1):
             if bucket is not None:
                 await bucket.acquire(length)
             try:
-                await client.stage_block(ids[index], data, length=length, validate_content=True)
+                # The block's MD5 was computed off the event loop with the read; the service checks it.
+                await client.stage_block(ids[index], data, length=length,
+                                         transactional_content_md5=bytearray(block_md5))
                 break
             except HttpResponseError as e:
                 if _is_md5_mismatch(e) and attempt < md5_retries:
@@ -335,18 +364,57 @@ async def upload_file(
             jr.mark(index)
 
     async def stage_all(skip: set[int]) -> None:
+        """Read the file once, in order (hashing as it goes), and keep up to max_concurrency blocks in flight.
+
+        The next block is read and hashed in a thread while earlier ones are on the wire. Blocks the journal
+        says are staged are read only when the whole-file digest needs them."""
         nonlocal skipped
         done = sum(min(bs, size - i * bs) for i in skip)
         skipped = len(skip)
         report(done)
-        for i in range(count):
-            if i in skip:
-                continue
-            await stage(i)
-            done += min(bs, size - i * bs)
-            report(done)
+        in_flight: set[asyncio.Task[int]] = set()
 
-    async def commit() -> None:
+        async def send(index: int, data: bytes, block_md5: bytes) -> int:
+            await stage(index, data, block_md5)
+            return len(data)
+
+        async def settle(until: int) -> None:
+            nonlocal done
+            while len(in_flight) > until:
+                finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    in_flight.discard(task)
+                    done += task.result()  # re-raises the block's error
+                    report(done)
+
+        try:
+            for i in range(count):
+                if i in skip and whole is None:
+                    continue
+                offset = i * bs
+                data, block_md5 = await asyncio.to_thread(_read_block, path, offset, min(bs, size - offset),
+                                                          whole, i not in skip)
+                if i in skip:
+                    continue
+                await settle(in_flight_max - 1)
+                in_flight.add(asyncio.ensure_future(send(i, data, block_md5)))
+            await settle(0)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def commit_md5() -> bytes:
+        assert md5 is not None
+        if whole is None:
+            return md5
+        digest = whole.digest()
+        if md5 != digest:
+            raise ValueError(f"{path}: MD5 differs from the declared one: the file changed since the event was sent")
+        return digest
+
+    async def commit(whole_md5: bytes) -> None:
         await client.commit_block_list(
             [BlobBlock(block_id=b) for b in ids],
             content_settings=ContentSettings(content_type=content_type, content_md5=bytearray(whole_md5)),
@@ -355,15 +423,18 @@ async def upload_file(
 
     try:
         await stage_all(staged)
+        whole_md5 = commit_md5()
         try:
-            await commit()
+            await commit(whole_md5)
         except HttpResponseError as e:
             if e.status_code == 400 and _error_code(e) == "InvalidBlockList" and staged:
                 # The journal promised blocks the service no longer has: send everything once more.
                 if jr is not None:
                     jr.reset()
+                if whole is not None:
+                    whole = hashlib.md5(usedforsecurity=False)
                 await stage_all(set())
-                await commit()
+                await commit(commit_md5())
             else:
                 raise
     except HttpResponseError as e:

@@ -69,6 +69,7 @@ class Uploader:
         self._api: CloudApi | None = None
         self._api_link: CloudLink | None = None
         self._cameras_synced: tuple[tuple[str, str], ...] | None = None
+        self._closing: set[asyncio.Future[None]] = set()
         self.uploaded = 0  # events finalized by this process (for tests and status)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -157,8 +158,10 @@ class Uploader:
 
     def _client(self, link: CloudLink) -> CloudApi:
         if self._api is None or self._api_link != link:
-            if self._api is not None:
-                asyncio.ensure_future(self._api.close())
+            if self._api is not None:  # the link changed: close the old client without waiting for it
+                task = asyncio.ensure_future(self._api.close())
+                self._closing.add(task)  # asyncio holds tasks weakly: keep it until it is done
+                task.add_done_callback(self._closing.discard)
             self._api, self._api_link, self._cameras_synced = self._api_factory(link), link, None
         return self._api
 
@@ -212,8 +215,10 @@ class Uploader:
         for _ in range(2):  # the second time with a fresh SAS, should the first have expired
             assert url is not None
             try:
-                await upload_file(clip, url, content_type=mime, md5=md5, journal=self._journal(row),
-                                  bucket=self._bucket)
+                # md5 was hashed from this file for initiate a moment ago: handed over, not hashed again (each
+                # block's MD5 still is, for the service; the cloud's worker re-hashes the whole clip).
+                await upload_file(clip, url, content_type=mime, md5=md5, verify_md5=False,
+                                  journal=self._journal(row), bucket=self._bucket)
                 return
             except BlobAlreadyCommitted:
                 return  # an earlier try committed it; finalize checks size and MD5

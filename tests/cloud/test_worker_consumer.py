@@ -248,6 +248,42 @@ async def test_bad_clips_fail_with_a_reason_and_the_worker_serves_the_next(
     assert await api.services.ctx.queue.receive(32, 1) == []
 
 
+async def test_a_clip_whose_bytes_differ_from_the_declared_md5_fails_and_refunds(api: CloudApi,
+                                                                                   mp4_clip: Clip) -> None:
+    """Finalize trusts the committed Content-MD5 property (it reads only the header and the last GOP); a hub that
+    commits other bytes of the same size under the declared MD5 is caught here, where every byte is read."""
+    from azure.storage.blob import BlobBlock, ContentSettings
+
+    hub = await api.hub()
+    r = await api.initiate(hub, mp4_clip)
+    assert r.status_code == 201, r.text
+    ticket = r.json()
+    lie = bytearray(mp4_clip.data)
+    lie[len(lie) // 2] ^= 0xFF  # one byte in the middle of the media data: same size, same header
+    # Put Blob would have the service check Content-MD5; a block list's Content-MD5 is only a stored property.
+    client = BlobClient.from_blob_url(ticket["upload_url"], api_version=API_VERSION)
+    try:
+        await client.stage_block("YmxvY2swMDAw", bytes(lie), validate_content=True)
+        await client.commit_block_list([BlobBlock("YmxvY2swMDAw")], content_settings=ContentSettings(
+            content_type=mp4_clip.mime, content_md5=bytearray(mp4_clip.md5_raw)))
+    finally:
+        await client.close()
+    r = await api.finalize(hub, ticket["id"])
+    assert r.status_code == 200 and r.json()["state"] == "queued", r.text
+
+    worker: Consumer
+
+    def listener(event_id: str, state: str) -> None:
+        if event_id == ticket["id"] and state in ("done", "failed"):
+            worker.stop()
+
+    worker = consumer(api, listener=listener)
+    await asyncio.wait_for(worker.run(), 120)
+    got = await detail(api, hub, ticket["id"])
+    assert got["state"] == "failed" and got["reason"].startswith("clip_changed: the clip's MD5 differs"), got
+    assert await ledger(api, ticket["id"]) == [("charge", -1), ("refund", 1)]
+
+
 # -- poison -------------------------------------------------------------------------------------------------
 
 

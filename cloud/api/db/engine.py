@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,13 +51,42 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True, pool_recycle=1800)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection idle longer than this is pinged before use (the server may have restarted or a firewall
+# dropped it). Busy connections are not: under load a ping on every checkout is one more round trip per
+# transaction, which is most of what a short transaction costs.
+IDLE_PING_S = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            cur = dbapi_conn.cursor()
+            cur.execute("SELECT 1")
+            cur.close()
+            dbapi_conn.rollback()  # the ping opened a transaction; a connection leaves the pool outside one
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another one.
+            raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
 class Database:
     def __init__(self, url: str, pool_size: int = 5) -> None:
         self.engine = make_engine(url, pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")  # the same pool
         workers = 1 if self.is_sqlite else pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-db")
 
@@ -65,6 +95,16 @@ class Database:
 
         def run() -> T:
             with self.engine.begin() as conn:
+                return fn(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in autocommit mode: for one statement (a lookup, or a single conditional UPDATE),
+        which is atomic on its own; saves the BEGIN and COMMIT round trips of ``tx``."""
+
+        def run() -> T:
+            with self._autocommit.connect() as conn:
                 return fn(conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)

@@ -25,5 +25,16 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> 
     return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
 
 
+def insert_ignore_returning(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Row[Any] | None:
+    """``insert_ignore`` that answers the inserted row itself (None when the key existed): no re-read."""
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two engines above are supported
+        raise NotImplementedError(conn.dialect.name)
+    return conn.execute(stmt.returning(*table.c)).first()
+
+
 def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
     return None if row is None else dict(row._mapping)

@@ -121,7 +121,7 @@ class Accounts:
             ).first()
             return None if row is None else User(row.account_id, row.email, row.plan, row.id)
 
-        user = await self.ctx.db.tx(work) if token.startswith(USER_TOKEN_PREFIX) else None
+        user = await self.ctx.db.read(work) if token.startswith(USER_TOKEN_PREFIX) else None  # one lookup
         if user is None:
             raise errors.Unauthenticated("unknown, expired or revoked token", "log in again")
         return user
@@ -140,7 +140,6 @@ class Accounts:
         plan = self.ctx.config.plan(user.plan)
 
         def work(conn: Connection) -> credits.Balance:
-            credits.ensure_grant(conn, user.account_id, plan, now)
-            return credits.balance(conn, user.account_id, now)
+            return credits.granted_balance(conn, user.account_id, plan, now)
 
         return AccountView(user.account_id, user.email, user.plan, await self.ctx.db.tx(work))

@@ -56,6 +56,10 @@ def ensure_grant(conn: Connection, account_id: str, plan: PlanConfig, now: datet
 
 
 def balance(conn: Connection, account_id: str, now: datetime) -> Balance:
+    return _balance(conn, account_id, now)[0]
+
+
+def _balance(conn: Connection, account_id: str, now: datetime) -> tuple[Balance, bool]:
     period = period_of(now)
     rows = conn.execute(
         sa.select(credit_ledger.c.kind, sa.func.coalesce(sa.func.sum(credit_ledger.c.amount), 0))
@@ -65,7 +69,17 @@ def balance(conn: Connection, account_id: str, now: datetime) -> Balance:
     by_kind = {kind: int(total) for kind, total in rows}
     granted = by_kind.get("grant", 0)
     used = -(by_kind.get("charge", 0) + by_kind.get("refund", 0))
-    return Balance(period=period, granted=granted, used=used, left=granted - used)
+    return Balance(period=period, granted=granted, used=used, left=granted - used), "grant" in by_kind
+
+
+def granted_balance(conn: Connection, account_id: str, plan: PlanConfig, now: datetime) -> Balance:
+    """``ensure_grant`` then ``balance``, in one round trip once the month's grant exists (the usual case): the
+    balance query shows whether the grant row is there, and only its absence costs the insert and a re-read."""
+    bal, has_grant = _balance(conn, account_id, now)
+    if has_grant:
+        return bal
+    ensure_grant(conn, account_id, plan, now)
+    return balance(conn, account_id, now)
 
 
 def charge(conn: Connection, account_id: str, event_id: str, amount: int, now: datetime) -> bool:

@@ -1,11 +1,11 @@
 """Exactly one queue message per finalized event, and a reconciler for the ones whose send failed.
 
-A send is claimed first (``enqueue_claimed_at``, a conditional UPDATE only one caller can win), then the message
-goes out, then ``enqueued_at`` is set. So concurrent finalize retries, the reconciler and several API processes
-never send twice; a failed send releases the claim at once; a process that died between claim and send leaves
-a claim that expires after ``reconciler.claim_timeout_s`` and is retried. (A crash after the send but before
-``enqueued_at`` is written can repeat a message: delivery is at-least-once, and the worker's state transition
-makes a repeat a no-op.)
+A send is claimed first (``enqueue_claimed_at``, a conditional UPDATE only one caller can win; finalize sets it
+in the same UPDATE that queues the event), then the message goes out, then ``enqueued_at`` is set. So concurrent
+finalize retries, the reconciler and several API processes never send twice; a failed send releases the claim
+at once; a process that died between claim and send leaves a claim that expires after
+``reconciler.claim_timeout_s`` and is retried. (A crash after the send but before ``enqueued_at`` is written can
+repeat a message: delivery is at-least-once, and the worker's state transition makes a repeat a no-op.)
 """
 
 from __future__ import annotations
@@ -43,19 +43,25 @@ class Enqueuer:
         """Send the event's message unless it was sent (or is being sent by someone else)."""
         now = self.ctx.clock()
         claim = sa.update(events).where(events.c.id == event_id, self._claimable()).values(enqueue_claimed_at=now)
-        if await self.ctx.db.tx(lambda conn: conn.execute(claim).rowcount) != 1:
+        # Each step is one conditional UPDATE, atomic on its own: autocommit, no BEGIN/COMMIT round trips.
+        if await self.ctx.db.read(lambda conn: conn.execute(claim).rowcount) != 1:
             return "skipped"
+        return await self.send_claimed(event_id)
+
+    async def send_claimed(self, event_id: str) -> SendResult:
+        """Send the message of an event this caller has claimed (finalize claims it in the transaction that
+        queues the event), then record it; a failed send releases the claim for the reconciler."""
         try:
             await self.ctx.queue.send({"event_id": event_id, "v": MESSAGE_VERSION})
         except (StorageError, ValueError) as exc:
             log.warning("enqueue failed; the reconciler will retry", extra={"event_id": event_id, "error": str(exc)})
-            await self.ctx.db.tx(lambda conn: conn.execute(
+            await self.ctx.db.read(lambda conn: conn.execute(
                 sa.update(events).where(events.c.id == event_id, events.c.enqueued_at.is_(None))
                 .values(enqueue_claimed_at=None)
             ))
             return "failed"
         sent_at = self.ctx.clock()
-        await self.ctx.db.tx(lambda conn: conn.execute(
+        await self.ctx.db.read(lambda conn: conn.execute(
             sa.update(events).where(events.c.id == event_id).values(enqueued_at=sent_at)
         ))
         return "sent"

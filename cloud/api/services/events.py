@@ -3,24 +3,27 @@
 State machine (the `state` column): uploading → queued → processing → done | failed, and uploading → rejected
 when the clip can never be accepted. Every step is idempotent:
 - initiate is keyed by (hub, hub's event id): a retry returns the same event;
-- finalize verifies the blob from its bytes (size, MD5 computed here, duration read from the container), then in
-  one transaction charges credits (ledger key ``charge:<event>``) and moves the event to `queued`; a retry
-  after that returns the same state and charges nothing;
-- the queue message is sent after that commit by cloud.api.services.enqueue (claim, send, mark), and the
-  reconciler re-sends any `queued` event whose message never went out.
-Nothing the hub declares is trusted for what it costs: size, MD5 and duration are all re-derived from the blob.
+- finalize verifies the committed blob without downloading it (size and Content-MD5 from its properties, the
+  duration read from the container with a few range reads), then in one transaction charges credits (ledger
+  key ``charge:<event>``), moves the event to `queued` and claims its queue message; a retry after that
+  returns the same state and charges nothing;
+- the queue message is sent after that commit by cloud.api.services.enqueue (send, mark), and the reconciler
+  re-sends any `queued` event whose message never went out.
+Nothing the hub declares is trusted for what it costs: size and duration are re-derived from the blob. The MD5
+is checked in two places: each block's by the storage service on upload (transactional MD5), and the whole
+clip's by the worker, which downloads every clip anyway and fails (refunding the charge) one whose bytes do not
+hash to the declared MD5. Finalize compares the Content-MD5 committed with the blob to the declared one, which
+catches an honest hub's wrong file at once; it cannot catch a hub that lies about it, and need not: a lie only
+costs that hub its analysis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,13 +32,13 @@ from sqlalchemy.engine import Connection
 from cloud.api import errors
 from cloud.api.context import Context
 from cloud.api.db.schema import accounts, cameras, events
-from cloud.api.db.util import insert_ignore
+from cloud.api.db.util import insert_ignore_returning
 from cloud.api.principals import HubCaller
 from cloud.api.security import new_id
 from cloud.api.services import credits
 from cloud.api.services.enqueue import Enqueuer
 from cloud.storage.blob import BlobNotFound, StorageError
-from cloud.storage.probe import MediaError, probe_file
+from cloud.storage.probe import PROBE_HEAD_BYTES, MediaError, probe_blob
 
 log = logging.getLogger(__name__)
 
@@ -111,33 +114,34 @@ class Events:
             if req.duration_s > plan.max_clip_s:
                 raise errors.TooLarge(f"clip is {req.duration_s:.1f} s; the plan allows {plan.max_clip_s:g} s",
                                       "shorten events (events.max_length_s on the hub)", reason="duration_over_plan")
-            recent = conn.execute(
-                sa.select(events.c.created_at).where(events.c.account_id == hub.account_id,
-                                                     events.c.created_at > now - HOUR)
-                .order_by(events.c.created_at).limit(plan.max_uploads_per_hour)
-            ).scalars().all()
-            if len(recent) >= plan.max_uploads_per_hour:
-                wait = max(1.0, (recent[0] + HOUR - now).total_seconds())
+            # Counted in the database (no rows shipped), at most up to the limit.
+            window = (sa.select(events.c.created_at).where(events.c.account_id == hub.account_id,
+                                                           events.c.created_at > now - HOUR)
+                      .order_by(events.c.created_at).limit(plan.max_uploads_per_hour).subquery())
+            recent, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(window.c.created_at))).one()
+            if recent >= plan.max_uploads_per_hour:
+                wait = max(1.0, (oldest + HOUR - now).total_seconds())
                 raise errors.RateLimited(f"the plan allows {plan.max_uploads_per_hour} uploads per hour",
                                          "the clip stays on the hub; it is uploaded when the hour allows",
                                          reason="uploads_per_hour", retry_after_s=wait)
-            credits.ensure_grant(conn, hub.account_id, plan, now)
-            bal = credits.balance(conn, hub.account_id, now)
+            bal = credits.granted_balance(conn, hub.account_id, plan, now)
             need = credits.credits_for(req.duration_s)
             if bal.left < need:
                 raise errors.OutOfCredits(f"{need} credits needed, {bal.left} left this month",
                                           "upgrade the plan or wait for next month's credits", reason="no_credits",
                                           retry_after_s=(credits.next_period_start(now) - now).total_seconds())
             blob = f"{hub.account_id}/{hub.hub_id}/{event_id}.{EXTENSIONS[req.mime]}"
-            inserted = insert_ignore(conn, events, {
+            inserted = insert_ignore_returning(conn, events, {
                 "id": event_id, "account_id": hub.account_id, "hub_id": hub.hub_id, "camera_id": camera.id,
                 "hub_event_id": req.hub_event_id, "state": "uploading", "mime": req.mime, "size_bytes": req.size,
                 "md5": req.md5, "declared_duration_s": req.duration_s, "started_at": req.started_at,
                 "ended_at": req.ended_at, "trigger": req.trigger, "motion": req.motion, "blob_name": blob,
                 "created_at": now, "attempts": 0,
             })
-            row = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)  # ours, or a concurrent retry's
-            return (row if inserted else self._same_or_conflict(row, req)), inserted
+            if inserted is not None:
+                return inserted, True
+            row = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)  # a concurrent retry's
+            return self._same_or_conflict(row, req), False
 
         row, created = await self.ctx.db.tx(work)
         url, expires = await self._upload_url(row)
@@ -192,7 +196,7 @@ class Events:
     # -- finalize ----------------------------------------------------------------------------------------------
 
     async def finalize(self, hub: HubCaller, event_id: str) -> Any:
-        row = await self.ctx.db.tx(lambda conn: self._hub_event(conn, hub, event_id))
+        row = await self.ctx.db.read(lambda conn: self._hub_event(conn, hub, event_id))
         if row.state == "rejected":
             raise errors.EventRejected(f"the clip was rejected: {row.reason}", "it stays on the hub",
                                        reason=(row.reason or "rejected").split(":", 1)[0])
@@ -204,37 +208,50 @@ class Events:
         need = credits.credits_for(duration)
         now = self.ctx.clock()
 
-        def commit(conn: Connection) -> Any:
+        def commit(conn: Connection) -> tuple[Any, bool]:
             # Serialise charges per account (PostgreSQL row lock; SQLite has one writer anyway), so two events
             # finalizing at once cannot both spend the last credits.
             conn.execute(sa.select(accounts.c.id).where(accounts.c.id == hub.account_id).with_for_update())
-            current = self._hub_event(conn, hub, event_id)
-            if current.state != "uploading":
-                return current  # a concurrent finalize won; same answer
-            credits.ensure_grant(conn, hub.account_id, plan, now)
-            bal = credits.balance(conn, hub.account_id, now)
+            # Queued, and its queue message claimed for this caller (the enqueuer's claim), in one statement;
+            # an error below (no credits) rolls it back.
+            moved = conn.execute(
+                sa.update(events)
+                .where(events.c.id == event_id, events.c.hub_id == hub.hub_id, events.c.state == "uploading")
+                .values(state="queued", probed_duration_s=duration, credits=need, finalized_at=now,
+                        enqueue_claimed_at=now)
+                .returning(*events.c)
+            ).first()
+            if moved is None:
+                return self._hub_event(conn, hub, event_id), False  # a concurrent finalize won; same answer
+            bal = credits.granted_balance(conn, hub.account_id, plan, now)
             if bal.left < need:
                 raise errors.OutOfCredits(f"{need} credits needed, {bal.left} left this month",
                                           "the clip stays on the hub; finalize again once credits are available",
                                           reason="no_credits",
                                           retry_after_s=(credits.next_period_start(now) - now).total_seconds())
             credits.charge(conn, hub.account_id, event_id, need, now)
-            conn.execute(sa.update(events).where(events.c.id == event_id, events.c.state == "uploading").values(
-                state="queued", probed_duration_s=duration, credits=need, finalized_at=now))
-            return self._hub_event(conn, hub, event_id)
+            return moved, True
 
-        done = await self.ctx.db.tx(commit)
-        log.info("event finalized", extra={"event_id": event_id, "credits": need, "duration_s": duration})
-        await self.enqueuer.ensure_sent(event_id)
+        done, claimed = await self.ctx.db.tx(commit)
+        if claimed:
+            log.info("event finalized", extra={"event_id": event_id, "credits": need, "duration_s": duration})
+            await self.enqueuer.send_claimed(event_id)
         return done
 
     async def _verify(self, row: Any, max_clip_s: float) -> float:
         """The blob's real duration, after checking it is the clip the hub declared. Raises the domain errors."""
         blobs = self.ctx.blobs
-        try:
-            info = await blobs.info(row.blob_name)
-        except StorageError as exc:
-            raise _storage_down(exc) from None
+        # The properties and the clip's head (what the probe reads first) at once: one storage round trip on the
+        # request's path instead of two. A missing blob answers the read with BlobNotFound and the info with None.
+        info_or_exc, head_or_exc = await asyncio.gather(blobs.info(row.blob_name),
+                                                        blobs.read(row.blob_name, 0, PROBE_HEAD_BYTES),
+                                                        return_exceptions=True)
+        if isinstance(info_or_exc, StorageError):
+            raise _storage_down(info_or_exc) from None
+        if isinstance(info_or_exc, BaseException):
+            raise info_or_exc
+        info = info_or_exc
+        head = head_or_exc if isinstance(head_or_exc, bytes) else None  # the probe reads it again if need be
         if info is None:
             raise errors.UploadNotReady("the clip has not been uploaded (no committed blob)",
                                         "upload it to the upload URL, then finalize", reason="blob_missing")
@@ -242,27 +259,24 @@ class Events:
             await self._discard(row.blob_name)
             raise errors.UploadCorrupt(f"the uploaded clip is {info.size} bytes, {row.size_bytes} were declared",
                                        "upload it again (the bad copy was deleted)", reason="size_mismatch")
-        with tempfile.TemporaryDirectory(prefix="pingwatch-finalize-") as tmp:
-            path = Path(tmp) / f"clip.{EXTENSIONS.get(row.mime, 'bin')}"
-            try:
-                await blobs.download_to(row.blob_name, path)
-            except BlobNotFound:
-                raise errors.UploadNotReady("the clip disappeared during finalize", "upload it again",
-                                            reason="blob_missing") from None
-            except StorageError as exc:  # unavailable, or refused: either way nothing changed, retry
-                raise _storage_down(exc) from None
-            # The blob's Content-MD5 is whatever the uploader set at commit (the service does not check it), so
-            # the digest is computed here from the bytes themselves.
-            digest = await asyncio.to_thread(_md5_file, path)
-            if base64.b64encode(digest).decode() != row.md5:
-                await self._discard(row.blob_name)
-                raise errors.UploadCorrupt("the uploaded clip's MD5 differs from the declared one",
-                                           "upload it again (the bad copy was deleted)", reason="md5_mismatch")
-            try:
-                media = await asyncio.to_thread(probe_file, path)
-            except MediaError as exc:
-                await self._reject(row, f"not_media: {exc}")
-                raise errors.EventRejected(f"the clip is not a playable video: {exc}", reason="not_media") from None
+        # Each block's MD5 was checked by the service as it arrived; the Content-MD5 committed with the block list
+        # is the hub's word for the whole clip. It must be the declared one (an honest hub's wrong or changed
+        # file stops here); the worker hashes the bytes it downloads and fails a clip that is not what this
+        # Content-MD5 claims, so no read of the whole clip is needed here.
+        if info.content_md5 is None or base64.b64encode(info.content_md5).decode() != row.md5:
+            await self._discard(row.blob_name)
+            raise errors.UploadCorrupt("the uploaded clip's Content-MD5 is missing or differs from the declared MD5",
+                                       "upload it again (the bad copy was deleted)", reason="md5_mismatch")
+        try:
+            media = await probe_blob(blobs, row.blob_name, size=info.size, head=head)  # header + last GOP
+        except BlobNotFound:
+            raise errors.UploadNotReady("the clip disappeared during finalize", "upload it again",
+                                        reason="blob_missing") from None
+        except MediaError as exc:
+            await self._reject(row, f"not_media: {exc}")
+            raise errors.EventRejected(f"the clip is not a playable video: {exc}", reason="not_media") from None
+        except StorageError as exc:  # unavailable, or refused: either way nothing changed, retry
+            raise _storage_down(exc) from None
         if media.container != EXTENSIONS.get(row.mime):
             await self._reject(row, f"mime_mismatch: declared {row.mime}, the file is {media.container}")
             raise errors.EventRejected(f"declared {row.mime} but the file is {media.container}",
@@ -297,11 +311,3 @@ class Events:
         except StorageError:
             log.warning("could not delete a rejected clip; retention will", extra={"event_id": row.id})
         log.info("event rejected", extra={"event_id": row.id, "reason": reason})
-
-
-def _md5_file(path: Path) -> bytes:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.digest()

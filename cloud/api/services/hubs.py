@@ -218,7 +218,9 @@ class Hubs:
                 conn.execute(sa.update(hubs).where(hubs.c.id == row.id).values(last_seen_at=now))
             return HubCaller(hub_id=row.id, account_id=row.account_id, name=row.name, plan=row.plan)
 
-        hub = await self.ctx.db.tx(work) if token.startswith(HUB_TOKEN_PREFIX) else None
+        # Every hub request starts here: autocommit (one lookup, and at most a minutely touch) saves the
+        # transaction's BEGIN/COMMIT round trips.
+        hub = await self.ctx.db.read(work) if token.startswith(HUB_TOKEN_PREFIX) else None
         if hub is None:
             raise errors.Unauthenticated("unknown or revoked hub token", "link the hub again: pingwatch cloud link",
                                          reason="hub_unlinked")
