@@ -59,6 +59,7 @@ from hub.notify import messages as m
 from hub.notify.chats import ChatBook, LinkOutcome
 from hub.notify.config import TelegramConfig
 from hub.notify.outbox import AlertOutbox, AlertRow
+from hub.retry import Wakeup, backoff_s
 from hub.store import Store
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class Notifier:
         self._tasks: list[asyncio.Task[None]] = []
         self._photos: dict[str, asyncio.Task[bytes | None]] = {}
         self._file_ids: dict[tuple[str, str], str] = {}  # (event, "photo"|"video") -> Telegram's file_id, reused
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._online = True
         self._offset = 0
 
@@ -316,16 +317,10 @@ class Notifier:
 
     async def _sleep(self, seconds: float | None) -> None:
         """Until something is queued (the bus or the poller wakes us) or the next row is due."""
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+        await self._wake.wait(seconds)
 
     def _backoff(self, row: AlertRow) -> float:
-        # Exponential with full jitter: hubs that lost the internet together do not come back together.
-        top = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** min(row.attempts, 20))
-        return random.uniform(top / 2, top)
+        return backoff_s(row.attempts, self.config.retry_base_s, self.config.retry_max_s)
 
     async def deliver(self, row: AlertRow) -> None:
         """Send one outbox row once, or schedule its next try."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import Any
 from hub.bus import Bus
 from hub.config import CloudConfig
 from hub.datadir import contained_file
+from hub.retry import Wakeup, backoff_s
 from hub.store import Store
 from hub.upload.blob_upload import (
     BlobAlreadyCommitted,
@@ -63,7 +63,7 @@ class Uploader:
         self._api_factory = api_factory or (lambda link: CloudApi(link.api_url, link.hub_token))
         self.outbox = Outbox(store)
         self._bucket = TokenBucket(config.upload_kbps * 125) if config.upload_kbps else None
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._api: CloudApi | None = None
@@ -150,11 +150,7 @@ class Uploader:
 
     async def _sleep(self, seconds: float | None) -> None:
         """Wait for a new event (the bus wakes us) or until the next retry is due."""
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+        await self._wake.wait(seconds)
 
     def _client(self, link: CloudLink) -> CloudApi:
         if self._api is None or self._api_link != link:
@@ -265,9 +261,7 @@ class Uploader:
     def _retry_later(self, row: OutboxRow, why: str, after_s: float | None, count: bool = True) -> None:
         attempts = row.attempts + 1 if count else row.attempts
         if after_s is None:
-            # Exponential backoff with full jitter: hubs that lost the cloud together do not return together.
-            after_s = min(self._config.retry_max_s, self._retry_base_s * 2 ** min(attempts, 20))
-            after_s = random.uniform(after_s / 2, after_s)
+            after_s = backoff_s(attempts, self._retry_base_s, self._config.retry_max_s)
         state = self.outbox.get(row.event_id)
         self.outbox.update(row.event_id, state=state.state if state else row.state, reason=why, attempts=attempts,
                            next_at=time.time() + after_s)
