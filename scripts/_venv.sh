@@ -16,10 +16,9 @@ ensure_venv() {
       case ",$have_extras," in *",$e,"*) ;; *) missing=1 ;; esac
     done
     [ "$missing" = 0 ] && return 0
-    want_extras="$have_extras,$extras"  # keep what is installed: the next script may need it
-  else
-    want_extras="$extras"
   fi
+  # Keep what is installed (the next script may need it), also when pyproject.toml changed.
+  want_extras="${have_extras:+$have_extras,}$extras"
   want_extras=$(printf '%s' "$want_extras" | tr ',' '\n' | sort -u | paste -sd, -)
   echo "[setup] installing Python packages ($want_extras) into .venv"
   "$repo/.venv/bin/python" -m pip install --quiet --upgrade pip
