@@ -198,7 +198,8 @@ def hub_device(topics: Topics, hub_id: str, base_url: str | None = None, name: s
             "state_topic": topics.upload_queue, "state_class": "measurement", "unit_of_measurement": "events",
             "icon": "mdi:cloud-upload", "entity_category": "diagnostic",
         }
-    return {"dev": dev, "o": origin(), "cmps": cmps, "availability": _availability(topics.status), "qos": 1}
+    return {"dev": dev, "o": origin(), "cmps": _with_qos(cmps), "availability": _availability(topics.status),
+            "qos": 1}
 
 
 def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[str, Any]:
@@ -249,11 +250,17 @@ def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[s
             "via_device": topics.hub_object_id(hub_id),
         },
         "o": origin(),
-        "cmps": cmps,
+        "cmps": _with_qos(cmps),
         "availability": _availability(topics.status, t.status),
         "availability_mode": "all",
         "qos": 1,
     }
+
+
+def _with_qos(cmps: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """QoS 1 on every component too: Home Assistant releases before mid-2026 ignore the device-level ``qos``
+    (HA core issue 170166) and would subscribe to states and send commands at QoS 0."""
+    return {key: comp | {"qos": 1} for key, comp in cmps.items()}
 
 
 # -- state payloads ------------------------------------------------------------------------------------------

@@ -310,6 +310,7 @@ async def test_discovery_payloads_are_valid_and_complete(setup: Setup) -> None:
             missing = REQUIRED[platform] - comp.keys()
             assert not missing, (key, missing)
             unique_ids.append(comp["unique_id"])
+            assert comp["qos"] == 1, (key, comp)  # per component: older HA ignores the device-level qos
             for k in TOPIC_KEYS:
                 if k in comp:
                     assert comp[k].startswith(f"{t.prefix}/"), (key, comp[k])
