@@ -12,9 +12,10 @@ from tests.hubproc import HubProcess, free_port
 REPO = Path(__file__).resolve().parent.parent
 
 
-def pw(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+def pw(*args: str, cwd: Path, check: bool = False,
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     r = subprocess.run([sys.executable, "-m", "hub.cli", *args], cwd=cwd, capture_output=True, text=True,
-                       timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200"})
+                       timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **(env or {})})
     if check:
         assert r.returncode == 0, r.stderr
     return r

@@ -88,3 +88,26 @@ def test_arm_disarm_status_and_camera_admin(hub, tmp_path):
     assert json.loads(pw("cameras", "list", "-c", cfg, "--json", cwd=tmp_path, check=True).stdout) == []
     gone = pw("cameras", "remove", "porch", "-c", cfg, cwd=tmp_path)
     assert gone.returncode == 1 and "no camera" in gone.stderr
+
+
+def test_ids_are_never_cut_and_a_unique_prefix_is_enough(tmp_path):
+    from hub.datadir import DataDir
+
+    data = DataDir(tmp_path / "data").ensure()
+    store = Store(data.db_path)
+    store.ensure_static_camera("garage", "Garage", "file")
+    for eid in ("ev-8dd4aa000001", "ev-8dd4bb000002", "ev-1234cc000003"):
+        store.insert_event({"id": eid, "camera_id": "garage", "status": "complete", "start": 1.7e9,
+                            "end": 1.7e9 + 5, "triggers": ["motion"]})
+    store.close()
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text(f"storage:\n  data_dir: {data.root}\n")
+    listed = pw("events", "list", "-c", str(cfg), cwd=tmp_path, check=True, env={"COLUMNS": "60"})
+    for eid in ("ev-8dd4aa000001", "ev-8dd4bb000002", "ev-1234cc000003"):
+        assert eid in listed.stdout, listed.stdout  # whole, even at 60 columns
+    shown = pw("events", "show", "ev-1234", "--json", "-c", str(cfg), cwd=tmp_path, check=True)
+    assert json.loads(shown.stdout)["id"] == "ev-1234cc000003"
+    both = pw("events", "show", "ev-8dd4", "-c", str(cfg), cwd=tmp_path)
+    assert both.returncode == 2 and "ev-8dd4aa000001" in both.stderr and "ev-8dd4bb000002" in both.stderr
+    none = pw("events", "show", "ev-nope", "-c", str(cfg), cwd=tmp_path)
+    assert none.returncode == 1 and "no event 'ev-nope'" in none.stderr

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from hub.cli.common import ConfigOpt, JsonOpt, api_call, err, fail, get_config, open_store, out, parse_when
 
@@ -31,6 +31,19 @@ def _public(ev: dict[str, Any]) -> dict[str, Any]:
         "id", "camera_id", "status", "triggers", "start", "end", "detected_at", "pre_roll_s", "post_roll_s",
         "peak_motion", "audio_peak_dbfs", "boxes", "clip_path", "clip_size", "clip_codec", "clip_duration_s",
         "snapshot_path", "thumb_path", "upload_status", "upload_reason", "labels", "summary")}
+
+
+def resolve_event_id(store: Any, given: str) -> str:
+    """An event id, or a prefix of exactly one (as `events list` shows them); else what was given, unchanged."""
+    if store.get_event(given) is not None or not given:
+        return given
+    like = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    found = [r[0] for r in store.db.execute(
+        "SELECT id FROM events WHERE id LIKE ? ESCAPE '\\' ORDER BY start DESC LIMIT 6", [like]).fetchall()]
+    if len(found) > 1:
+        fail(f"'{given}' is the start of several events ({', '.join(found[:5])}{', ...' if len(found) > 5 else ''});"
+             " give more of the id", 2)
+    return found[0] if found else given
 
 
 def _uploads(store: Any, ids: list[str]) -> dict[str, str]:
@@ -62,7 +75,9 @@ def events_list(
     if as_json:
         print(json.dumps([_public(e) | {"upload_status": uploads.get(e["id"])} for e in rows], indent=2))
         return
-    table = Table("id", "camera", "start", "length", "trigger", "peak", "clip", "status", "upload")
+    table = Table("camera", "start", "length", "trigger", "peak", "clip", "status", "upload")
+    # Ids are what other commands take: never cut (rich shortens the widest column on a narrow terminal).
+    table.columns.insert(0, Column("id", no_wrap=True, min_width=max((len(e["id"]) for e in rows), default=2)))
     for e in rows:
         length = f"{e['end'] - e['start']:.1f}s" if e.get("end") else "…"
         clip = f"{e['clip_size'] / 1e6:.1f} MB" if e.get("clip_size") else "-"
@@ -77,7 +92,7 @@ def events_list(
 def events_show(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Everything known about one event."""
     with open_store(get_config(config)) as store:
-        ev = store.get_event(event_id)
+        ev = store.get_event(resolve_event_id(store, event_id))
     if ev is None:
         fail(f"no event '{event_id}'; list them with 'pingwatch events list'")
     if as_json:
@@ -152,7 +167,10 @@ def events_export(
 @events_app.command("delete")
 def events_delete(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Delete an event and its files (through the running hub, so every view updates)."""
-    body = api_call(get_config(config), "DELETE", f"/api/ui/events/{event_id}")
+    cfg = get_config(config)
+    with open_store(cfg) as store:
+        event_id = resolve_event_id(store, event_id)
+    body = api_call(cfg, "DELETE", f"/api/ui/events/{event_id}")
     print(json.dumps(body)) if as_json else out.print(f"deleted {event_id}")
 
 
