@@ -133,7 +133,10 @@ def _check(r: httpx.Response, what: tuple) -> None:
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
-API_ROUTES = [r for r in ROUTES if r[1].startswith(("/api/admin/", "/api/ui/", "/api/health", "/api/camera"))]
+# The log-in route is fuzzed by the anyone pass only, which runs last: wrong secrets fill the global guess limit
+# (issue 10, item 7), and the session pass must still be able to log in.
+API_ROUTES = [r for r in ROUTES if r[1].startswith(("/api/admin/", "/api/ui/", "/api/health", "/api/camera"))
+              and r[1] != "/api/ui/login"]
 
 
 def test_routes_were_found():
@@ -150,7 +153,7 @@ def test_admin_bearer_pass(hub, client, creds, req, extra):
 
 
 @FUZZ
-@given(req=requests([r for r in ROUTES if r[1].startswith("/api/ui/")]), extra=headers)
+@given(req=requests([r for r in API_ROUTES if r[1].startswith("/api/ui/")]), extra=headers)
 def test_session_pass(hub, client, creds, req, extra):
     method, path, params, content = req
     login = client.post("/api/ui/login", json={"secret": hub.admin_secret})
