@@ -134,6 +134,21 @@ def parse_connection_string(conn_str: str) -> dict[str, str]:
     return parts
 
 
+def account_from_connection_string(conn_str: str, service: str) -> tuple[str, str]:
+    """(endpoint URL of ``service`` ("blob" or "queue"), account key) from an Azure Storage connection string."""
+    parts = parse_connection_string(conn_str)
+    try:
+        key = parts["AccountKey"]
+        name = parts["AccountName"]
+    except KeyError as e:
+        raise ValueError(f"connection string lacks {e.args[0]}") from None
+    url = parts.get(f"{service.capitalize()}Endpoint") or (
+        f"{parts.get('DefaultEndpointsProtocol', 'https')}://{name}.{service}."
+        f"{parts.get('EndpointSuffix', 'core.windows.net')}"
+    )
+    return url, key
+
+
 def storage_client_kwargs(retry_total: int, connection_timeout_s: float, read_timeout_s: float) -> dict[str, Any]:
     """Client options shared by blob and queue: pinned API version, bounded retries and timeouts.
 
@@ -185,16 +200,7 @@ class AzureBlobStore:
 
     @classmethod
     def from_connection_string(cls, conn_str: str, container: str, **kwargs: Any) -> AzureBlobStore:
-        parts = parse_connection_string(conn_str)
-        try:
-            key = parts["AccountKey"]
-            name = parts["AccountName"]
-        except KeyError as e:
-            raise ValueError(f"connection string lacks {e.args[0]}") from None
-        url = parts.get("BlobEndpoint") or (
-            f"{parts.get('DefaultEndpointsProtocol', 'https')}://{name}.blob."
-            f"{parts.get('EndpointSuffix', 'core.windows.net')}"
-        )
+        url, key = account_from_connection_string(conn_str, "blob")
         return cls(url, container, key, **kwargs)
 
     @property

@@ -24,7 +24,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
-from .blob import StorageError, error_code, map_error, parse_connection_string, storage_client_kwargs
+from .blob import StorageError, account_from_connection_string, error_code, map_error, storage_client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +106,7 @@ class AzureJobQueue:
 
     @classmethod
     def from_connection_string(cls, conn_str: str, name: str, **kwargs: Any) -> AzureJobQueue:
-        parts = parse_connection_string(conn_str)
-        try:
-            key = parts["AccountKey"]
-            account = parts["AccountName"]
-        except KeyError as e:
-            raise ValueError(f"connection string lacks {e.args[0]}") from None
-        url = parts.get("QueueEndpoint") or (
-            f"{parts.get('DefaultEndpointsProtocol', 'https')}://{account}.queue."
-            f"{parts.get('EndpointSuffix', 'core.windows.net')}"
-        )
+        url, key = account_from_connection_string(conn_str, "queue")
         return cls(url, name, key, **kwargs)
 
     async def ensure(self) -> None:

@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub import __version__
 from hub.bus import Message, Subscription
-from hub.control import Controller
 from hub.datadir import contained_file
 from hub.live import LiveRelays
 from hub.pipeline import default_camera_settings
@@ -68,10 +67,6 @@ UI_STATE_KEY: web.AppKey[_UiState] = web.AppKey("ui_state", _UiState)
 
 def _hub(request: web.Request) -> WebContext:
     return web_context(request)
-
-
-def _controller(hub: WebContext) -> Controller:
-    return hub.control
 
 
 # -- camera settings -------------------------------------------------------------------------------------
@@ -133,7 +128,7 @@ def _active_camera(hub: WebContext, camera_id: str) -> dict[str, Any]:
 
 
 def _describe(hub: WebContext, camera_id: str) -> dict[str, Any]:
-    for desc in _controller(hub).cameras():
+    for desc in hub.control.cameras():
         if desc["id"] == camera_id:
             return desc
     raise ApiError(404, f"no camera '{camera_id}'")
@@ -223,8 +218,8 @@ async def cameras(request: web.Request) -> web.Response:
     require_session(request)
     hub = _hub(request)
     rows = {c["id"]: c for c in hub.store.list_cameras()}
-    out = [_camera_out(hub, d, rows[d["id"]]) for d in _controller(hub).cameras() if d["id"] in rows]
-    return web.json_response({"cameras": out, "armed": _controller(hub).is_armed()})
+    out = [_camera_out(hub, d, rows[d["id"]]) for d in hub.control.cameras() if d["id"] in rows]
+    return web.json_response({"cameras": out, "armed": hub.control.is_armed()})
 
 
 async def camera_detail(request: web.Request) -> web.Response:
@@ -286,7 +281,7 @@ async def camera_snapshot(request: web.Request) -> web.StreamResponse:
     _active_camera(hub, cid)
     jpeg = None
     try:
-        jpeg = await _controller(hub).snapshot(cid)
+        jpeg = await hub.control.snapshot(cid)
     except Exception as exc:  # noqa: BLE001 - a failed live snapshot falls back to the last event's
         log.debug("live snapshot failed", extra={"camera_id": cid, "error": str(exc)})
     if jpeg:
@@ -311,7 +306,7 @@ async def _arm(request: web.Request, camera_id: str | None) -> web.Response:
         raise ApiError(400, "'for_s' must be a number of seconds up to a week")
     if camera_id is not None:
         _active_camera(hub, camera_id)
-    ctl = _controller(hub)
+    ctl = hub.control
     ctl.set_armed(armed, camera_id=camera_id, for_s=float(for_s) if for_s else None)
     until = time.time() + for_s if for_s else None
     log.info("armed" if armed else "disarmed", extra={"camera_id": camera_id, "for_s": for_s, "via": "web"})
@@ -330,7 +325,7 @@ async def arm_camera(request: web.Request) -> web.Response:
 
 async def arm_state(request: web.Request) -> web.Response:
     require_session(request)
-    ctl = _controller(_hub(request))
+    ctl = _hub(request).control
     return web.json_response({"armed": ctl.is_armed(),
                               "cameras": {c["id"]: c["armed"] for c in ctl.cameras()}})
 
@@ -518,7 +513,7 @@ async def system(request: web.Request) -> web.Response:
     mqtt_obj = getattr(hub, "mqtt", None)
     mqtt = {"enabled": cfg.mqtt.enabled, "host": cfg.mqtt.host, "port": cfg.mqtt.port,
             "connected": bool(getattr(mqtt_obj, "connected", False)) if mqtt_obj is not None else None}
-    ctl = _controller(hub)
+    ctl = hub.control
     return web.json_response({
         "versions": _versions(), "uptime_s": round(time.time() - hub.started_at, 1), "started_at": hub.started_at,
         "data_dir": str(hub.data.root), "disk": disk, "events": {"count": count, "clip_bytes": size},
@@ -564,7 +559,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
     task = asyncio.create_task(pump(), name="ui-ws-pump")
     try:
-        await ws.send_str(json.dumps({"topic": "ui.hello", "data": {"armed": _controller(hub).is_armed(),
+        await ws.send_str(json.dumps({"topic": "ui.hello", "data": {"armed": hub.control.is_armed(),
                                                                      "version": __version__}}))
         async for m in ws:
             if m.type == WSMsgType.TEXT and m.data == "ping":

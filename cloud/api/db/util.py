@@ -15,24 +15,23 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> 
     This is how every idempotency key is honoured: a retried grant, charge, refund or event insert hits the
     UNIQUE constraint and inserts nothing, without an IntegrityError that would abort a PostgreSQL transaction.
     """
-    if conn.dialect.name == "postgresql":
-        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    elif conn.dialect.name == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two engines above are supported
-        raise NotImplementedError(conn.dialect.name)
+    stmt = _insert_or_nothing(conn, table, values)
     # RETURNING rather than rowcount: with psycopg the rowcount of this statement is not reported (-1).
     return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
 
 
+def _insert_or_nothing(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    raise NotImplementedError(conn.dialect.name)  # pragma: no cover - only the two engines above are supported
+
+
 def insert_ignore_returning(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Row[Any] | None:
     """``insert_ignore`` that answers the inserted row itself (None when the key existed): no re-read."""
-    if conn.dialect.name == "postgresql":
-        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    elif conn.dialect.name == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two engines above are supported
-        raise NotImplementedError(conn.dialect.name)
+    stmt = _insert_or_nothing(conn, table, values)
     return conn.execute(stmt.returning(*table.c)).first()
 
 
