@@ -212,6 +212,46 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class TelegramConfig(_Section):
+    enabled: bool = Field(default=False, description="Send alerts through a Telegram bot (`pingwatch-cloud notify`).")
+    bot_token: str | None = Field(
+        default=None, description="The bot's token from @BotFather (give it as PINGWATCH_CLOUD_TELEGRAM__BOT_TOKEN)."
+    )
+    bot_username: str | None = Field(
+        default=None, description="The bot's @username for t.me deep links; default: asked from Telegram (getMe)."
+    )
+    api_base_url: str = Field(
+        default="https://api.telegram.org/bot", description="Bot API base (a local Bot API server or a test fake)."
+    )
+    api_file_url: str = Field(default="https://api.telegram.org/file/bot", description="Bot API file base.")
+    mode: Literal["polling", "webhook"] = Field(
+        default="polling", description="polling: development (no public URL). webhook: production (server.public_url)."
+    )
+    webhook_secret: str | None = Field(
+        default=None, min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_-]+$",
+        description="Secret Telegram sends with each webhook call (X-Telegram-Bot-Api-Secret-Token); webhook mode.",
+    )
+    link_ttl_s: int = Field(default=600, ge=60, le=3600, description="How long a chat link token stays valid.")
+    min_interval_s: float = Field(
+        default=1.0, ge=0, le=60, description="At most one message per chat this often (Telegram's own limit)."
+    )
+    global_per_s: float = Field(default=25, gt=0, le=30, description="Messages per second over all chats at most.")
+    max_video_mb: float = Field(
+        default=50, gt=0, le=50, description="Larger clips are sent as a link to the cloud page (Bot API limit 50)."
+    )
+    command_timeout_s: float = Field(
+        default=60, ge=5, le=600, description="A command the hub has not fetched by then is answered 'hub offline'."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TelegramConfig:
+        if self.enabled and not self.bot_token:
+            raise ValueError("telegram.enabled needs bot_token (PINGWATCH_CLOUD_TELEGRAM__BOT_TOKEN)")
+        if self.enabled and self.mode == "webhook" and not self.webhook_secret:
+            raise ValueError("telegram.mode webhook needs webhook_secret")
+        return self
+
+
 class CloudConfig(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -224,6 +264,7 @@ class CloudConfig(_Section):
     retention: RetentionConfig = RetentionConfig()
     reconciler: ReconcilerConfig = ReconcilerConfig()
     worker: WorkerConfig = WorkerConfig()
+    telegram: TelegramConfig = TelegramConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="before")

@@ -31,7 +31,11 @@ from hub.recovery import recover
 from hub.scheduler import HubScheduler
 from hub.store import Store
 from hub.tls import CertInfo, ensure_certificate, lan_address, server_context
-from hub.upload.link import load_link
+from hub.upload.channel import CloudChannel
+from hub.upload.commands import CommandRunner
+from hub.upload.hub_state import StateReporter, persisted_rearm_at
+from hub.upload.link import CloudLink, load_link
+from hub.upload.starts import StartReporter
 from hub.upload.uploader import Uploader
 from hub.web.context import WebContext
 from hub.web.guard import ConnectionLimits, ConnectionRegistry, GuardedSite
@@ -58,6 +62,7 @@ class HubRuntime:
     live: LiveRelays
     mqtt: MqttBridge | None
     uploader: Uploader
+    cloud: CloudChannel
     notifier: Notifier
     web: web.Application
     lifecycle: Lifecycle
@@ -97,6 +102,7 @@ def build_hub(config: HubConfig) -> HubRuntime:
     live = LiveRelays(cameras)
     cameras.add_removal_listener(live.close_camera)
     uploader = Uploader(config.cloud, store, bus, data.clips_dir, data.root / "uploads", lambda: load_link(data.root))
+    cloud = _cloud_channel(config, data, store, bus, control)
     notifier = Notifier(config.telegram, store, bus, control, data.clips_dir, data.root / "telegram",
                         hub_url=lambda: hub_urls(config)["ui"])
     mqtt = (MqttBridge(config.mqtt, bus, control, stable_hub_id(store), hub_urls(config)["base"],
@@ -108,8 +114,9 @@ def build_hub(config: HubConfig) -> HubRuntime:
         config=config, data=data, store=store, bus=bus, cert=cert, admin_secret=secrets["admin_secret"],
         started_at=started_at, cameras=cameras, control=control, live=live, urls=lambda: hub_urls(config),
         closing=lambda: lifecycle.stopping,  # bound when called: the lifecycle is made just below
-        cloud_status=uploader.status))
-    lifecycle = Lifecycle(_stages(data, store, arming, scheduler, cameras, live, mqtt, uploader, notifier, app))
+        cloud_status=lambda: uploader.status() | {"channel": cloud.status()}))
+    lifecycle = Lifecycle(_stages(data, store, arming, scheduler, cameras, live, mqtt, uploader, cloud, notifier,
+                                  app))
 
     async def on_startup(_: web.Application) -> None:
         await lifecycle.start()
@@ -125,13 +132,26 @@ def build_hub(config: HubConfig) -> HubRuntime:
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return HubRuntime(config=config, data=data, store=store, bus=bus, cert=cert, arming=arming, scheduler=scheduler,
-                      cameras=cameras, control=control, live=live, mqtt=mqtt, uploader=uploader,
+                      cameras=cameras, control=control, live=live, mqtt=mqtt, uploader=uploader, cloud=cloud,
                       notifier=notifier, web=app, lifecycle=lifecycle,
                       started_at=started_at)
 
 
+def _cloud_channel(config: HubConfig, data: DataDir, store: Store, bus: Bus, control: Controller) -> CloudChannel:
+    """The hub channel of a linked hub (hub/upload/channel.py): event starts with their snapshot, the hub's state,
+    commands from the account. Each sender reads the link at every pass, like the uploader: no restart to link."""
+    def link() -> CloudLink | None:
+        return load_link(data.root)
+
+    starts = StartReporter(config.cloud, store, bus, control, link)
+    state = StateReporter(config.cloud, store, bus, control, lambda: persisted_rearm_at(store), link,
+                          on_reached=starts.cloud_is_back)
+    commands = CommandRunner(config.cloud, store, control, link, on_reached=starts.cloud_is_back)
+    return CloudChannel(starts, state, commands)
+
+
 def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubScheduler, cameras: CameraManager,
-            live: LiveRelays, mqtt: MqttBridge | None, uploader: Uploader, notifier: Notifier,
+            live: LiveRelays, mqtt: MqttBridge | None, uploader: Uploader, cloud: CloudChannel, notifier: Notifier,
             app: web.Application) -> list[Stage]:
     """The start-up order (shutdown is its reverse). Consumers of the bus start before the cameras that feed it
     and stop after them, so an event that ends during shutdown still reaches MQTT and the web UI."""
@@ -160,6 +180,7 @@ def _stages(data: DataDir, store: Store, arming: ArmState, scheduler: HubSchedul
         stages.append(Stage("mqtt", start=mqtt.start, stop=mqtt.stop))  # start returns at once; connects later
     stages += [
         Stage("uploader", start=uploader.start, stop=uploader.stop),  # queues events that end while cameras stop
+        Stage("cloud-channel", start=cloud.start, stop=cloud.stop),  # event starts, hub state, commands
         Stage("telegram", start=notifier.start, stop=notifier.stop),  # the same: alerts of events cut by shutdown
         Stage("live-view", stop=live.close_all),
         Stage("cameras", start=cameras.start, stop=cameras.stop),

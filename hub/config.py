@@ -157,6 +157,14 @@ class CloudConfig(_Section):
                                                   "The hub's token comes from 'pingwatch cloud link'.")
     upload_kbps: int = Field(0, ge=0, le=10_000_000, description="Bandwidth cap for uploads in kbit/s; 0: none.")
     retry_max_s: float = Field(600.0, gt=0, le=86_400, description="Longest wait between two tries of an upload.")
+    report_starts: bool = Field(True, description="Once linked, tell the cloud the moment an event starts, with "
+                                                  "the camera's snapshot (the first stage of the cloud's alert).")
+    remote_control: bool = Field(True, description="Once linked, act on commands from the cloud account (arm, "
+                                                   "disarm, snapshot: its page and Telegram bot).")
+    heartbeat_s: float = Field(60.0, ge=5, le=3600, description="How often a linked hub reports its state (armed, "
+                                                               "cameras online) when nothing changed.")
+    commands_wait_s: int = Field(25, ge=1, le=25, description="How long each request for commands waits at the "
+                                                              "cloud when there are none (a long poll).")
 
 
 class LogConfig(_Section):

@@ -29,15 +29,18 @@ from cloud.api.services.hubs import Hubs
 from cloud.api.services.retention import Retention
 from cloud.api.services.timeline import Timeline
 from cloud.api.services.worker import WorkerHooks
+from cloud.api.web import live, routes_page, routes_telegram
 from cloud.api.web.middleware import json_errors
 from cloud.api.web.openapi import build_openapi
 from cloud.api.web.registry import SERVICES_KEY, add_routes
-from cloud.api.web.routes import ROUTES
+from cloud.api.web.routes import ROUTES as CORE_ROUTES
 from cloud.config import CloudConfig
 from cloud.storage.blob import AzureBlobStore, BlobStore, StorageError, parse_connection_string
 from cloud.storage.queue import AzureJobQueue, JobQueue
 
 log = logging.getLogger(__name__)
+
+ROUTES = CORE_ROUTES + routes_telegram.ROUTES + routes_page.ROUTES
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -135,6 +138,7 @@ def build_app(services: Services, *, with_jobs: bool = True) -> web.Application:
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[json_errors])
     app[SERVICES_KEY] = services
     add_routes(app, ROUTES)
+    live.install(app, services)
     if with_jobs:
         jobs = Jobs(services)
 

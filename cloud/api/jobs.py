@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from cloud.api.services.commands import HubCommands
+
 if TYPE_CHECKING:
     from cloud.api.app import Services
 
@@ -27,6 +29,9 @@ class Jobs:
         if cfg.reconciler.enabled:
             self.scheduler.add_job(self._reconcile, "interval", seconds=cfg.reconciler.interval_s, id="reconciler",
                                    coalesce=True, max_instances=1, next_run_time=datetime.now(UTC))
+        # Commands the hub never fetched are answered "offline" within a few seconds of their expiry.
+        self.scheduler.add_job(self._expire_commands, "interval", seconds=5, id="command-expiry", coalesce=True,
+                               max_instances=1, next_run_time=datetime.now(UTC))
         if cfg.retention.enabled:
             self.scheduler.add_job(self._retention, "interval", minutes=cfg.retention.interval_min, id="retention",
                                    coalesce=True, max_instances=1, next_run_time=datetime.now(UTC))
@@ -53,3 +58,9 @@ class Jobs:
             await self.services.retention.run_once()
         except Exception:
             log.exception("retention pass failed")
+
+    async def _expire_commands(self) -> None:
+        try:
+            await HubCommands(self.services.ctx).expire_due()
+        except Exception:
+            log.exception("command expiry pass failed")

@@ -161,6 +161,8 @@ class Camera(_Out):
     name: str
     removed: bool
     prompt: Prompt | None = None
+    online: bool | None = Field(default=None, description="As the hub last reported it; null: never reported.")
+    online_at: datetime | None = None
 
 
 class Hub(_Out):
@@ -171,6 +173,10 @@ class Hub(_Out):
     last_seen_at: datetime | None
     prompt: Prompt | None = None
     cameras: list[Camera]
+    online: bool = Field(default=False, description="The hub called the API in the last few minutes.")
+    armed: bool | None = Field(default=None, description="As the hub last reported it; null: never reported.")
+    disarmed_until: datetime | None = Field(default=None, description="When a timed disarm ends.")
+    state_at: datetime | None = Field(default=None, description="When the hub last reported its state.")
 
 
 class HubList(_Out):
@@ -291,3 +297,84 @@ class EventQuery(_In):
 
 class CameraQuery(_In):
     hub_id: Uuid | None = None
+
+
+# -- the hub channel: event starts, state, commands ----------------------------------------------------------
+
+SNAPSHOT_MAX_BYTES = 1024 * 1024
+_B64_SNAPSHOT_MAX = (SNAPSHOT_MAX_BYTES + 2) // 3 * 4
+SnapshotB64 = Annotated[str, Field(max_length=_B64_SNAPSHOT_MAX, pattern=r"^[A-Za-z0-9+/]*={0,2}$",
+                                   description="Base64 of a JPEG (1 MB at most).")]
+CommandKind = Literal["arm", "disarm", "snapshot"]
+CommandState = Literal["pending", "delivered", "done", "expired"]
+
+
+class EventStartReport(_In):
+    event_id: HubEventId
+    camera_id: HubCameraId
+    started_at: AwareDatetime
+    trigger: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = Field(..., description="motion, sound, ...")
+    snapshot_jpeg: SnapshotB64 | None = Field(default=None, description="The camera's frame at the trigger.")
+
+
+class EventStart(_Out):
+    id: str
+    hub_event_id: str
+    late: bool = Field(..., description="Reported long after it started (the hub was offline).")
+    snapshot: bool = Field(..., description="A snapshot is stored for it.")
+
+
+class CameraStateIn(_In):
+    id: HubCameraId
+    online: bool
+
+
+class HubStatePut(_In):
+    armed: bool
+    disarmed_until: AwareDatetime | None = None
+    cameras: list[CameraStateIn] = Field(default_factory=list, max_length=64)
+
+
+class CommandsQuery(_In):
+    wait_s: float = Field(default=0, ge=0, le=25, description="Wait this long for a command when none is pending.")
+
+
+class CommandArgs(_In):
+    for_s: int | None = Field(default=None, ge=60, le=7 * 86400, description="disarm: how long (null: until armed).")
+    camera_id: HubCameraId | None = Field(default=None, description="snapshot: the hub's camera id (null: all).")
+
+
+class HubCommand(_Out):
+    id: str
+    kind: CommandKind
+    args: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+
+
+class HubCommandList(_Out):
+    commands: list[HubCommand]
+
+
+class CommandResultIn(_In):
+    ok: bool
+    message: Annotated[str, Field(max_length=300)] = ""
+    snapshot_jpeg: SnapshotB64 | None = None
+    camera_id: HubCameraId | None = None
+
+
+class CommandCreate(_In):
+    kind: CommandKind
+    args: CommandArgs = Field(default_factory=CommandArgs)
+
+
+class CommandStatus(_Out):
+    id: str
+    hub_id: str
+    kind: CommandKind
+    args: dict[str, Any]
+    state: CommandState
+    ok: bool | None
+    message: str | None
+    created_at: datetime
+    done_at: datetime | None

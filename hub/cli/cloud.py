@@ -103,19 +103,34 @@ def cloud_unlink(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 @cloud_app.command("status")
 def cloud_status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """The link, whether the cloud answers (plan, credits), and the uploads waiting on this hub."""
+    """The link, whether the cloud answers (plan, credits), the uploads waiting on this hub, and the hub channel
+    (event starts waiting to be reported, when the cloud last took the hub's state, command results waiting)."""
+    from hub.upload import commands, starts
     from hub.upload.cloud_api import CloudApi, CloudError
+    from hub.upload.hub_state import SENT_AT_KEY
     from hub.upload.link import load_link
     from hub.upload.outbox import TABLE
 
     cfg = get_config(config)
     link = load_link(cfg.storage.data_dir)
     with open_store(cfg, missing_ok=True) as store:
-        counts: dict[str, int] = {}
-        if store is not None and TABLE in store.db.table_names():
-            counts = dict(store.db.execute(f"SELECT state, COUNT(*) FROM {TABLE} GROUP BY state").fetchall())
+        tables = store.db.table_names() if store is not None else []
+
+        def count(table: str) -> dict[str, int]:
+            if store is None or table not in tables:
+                return {}
+            return dict(store.db.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state").fetchall())
+
+        counts = count(TABLE)
+        channel: dict[str, Any] = {"report_starts": cfg.cloud.report_starts, "remote_control": cfg.cloud.remote_control,
+                                   "starts": count(starts.TABLE), "command_results": count(commands.TABLE),
+                                   "state_reported_at": None}
+        if store is not None:
+            row = store.db.execute("SELECT value FROM meta WHERE key = ?", [SENT_AT_KEY]).fetchone()
+            channel["state_reported_at"] = float(row[0]) if row else None
     info: dict[str, Any] = {"linked": link is not None, "enabled": cfg.cloud.enabled, "outbox": counts,
-                            "api_url": link.api_url if link else None, "hub_id": link.hub_id if link else None}
+                            "api_url": link.api_url if link else None, "hub_id": link.hub_id if link else None,
+                            "channel": channel}
     if link is not None:
         async def ask() -> dict[str, Any]:
             api = CloudApi(link.api_url, link.hub_token, timeout_s=10)
@@ -143,6 +158,11 @@ def cloud_status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             out.print(f"[yellow]cloud not reachable:[/] {info.get('error')}")
     waiting = sum(counts.get(s, 0) for s in ("pending", "uploading", "finalizing"))
     out.print(f"uploads waiting: {waiting}; done: {counts.get('done', 0)}; refused: {counts.get('refused', 0)}")
+    sc, rc = channel["starts"], channel["command_results"]
+    at = channel["state_reported_at"]
+    out.print(f"event starts waiting: {sc.get('pending', 0)}; reported: {sc.get('sent', 0)}; "
+              f"command results waiting: {rc.get('pending', 0)}; state last reported: "
+              + (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "never"))
 
 
 class _Null:

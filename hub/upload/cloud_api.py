@@ -1,5 +1,6 @@
-"""The hub's client for the ping-watch cloud API (httpx): linking, camera mirroring, and the three calls of an
-event upload (initiate, a fresh upload URL, finalize).
+"""The hub's client for the ping-watch cloud API (httpx): linking, camera mirroring, the three calls of an
+event upload (initiate, a fresh upload URL, finalize), and the hub channel (an event's start with its snapshot,
+the hub's state, commands from the account and their results).
 
 Every failure is one of three exceptions, so the outbox can decide without looking at HTTP:
 ``CloudRefused`` (the cloud said no for a reason that a retry will not change: over the plan, no credits,
@@ -94,16 +95,38 @@ class CloudApi:
     async def finalize(self, cloud_event_id: str) -> dict[str, Any]:
         return await self._call("POST", f"{API}/events/{cloud_event_id}/finalize")
 
+    # -- the hub channel (hub/upload/starts.py, hub_state.py, commands.py) ------------------------------------
+
+    async def report_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An event started (idempotent by the hub's event id; a retry may add the snapshot the first lacked)."""
+        return await self._call("POST", f"{API}/hub/event-starts", json=body)
+
+    async def put_state(self, body: dict[str, Any]) -> None:
+        await self._call("PUT", f"{API}/hub/state", json=body)
+
+    async def commands(self, wait_s: int, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Pending commands; the cloud holds the request up to ``wait_s`` when there are none (a long poll, so
+        the read timeout must be longer than the wait)."""
+        body = await self._call("GET", f"{API}/hub/commands", params={"wait_s": wait_s}, timeout_s=timeout_s)
+        found = body.get("commands")
+        return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+
+    async def command_result(self, command_id: str, body: dict[str, Any]) -> None:
+        """The outcome of a command (the cloud keeps the first one it gets: a retry is harmless)."""
+        await self._call("POST", f"{API}/hub/commands/{command_id}/result", json=body)
+
     # -- plumbing ----------------------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, *, json: Any = None, auth: bool = True) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, *, json: Any = None, auth: bool = True,
+                    params: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
         headers = {}
         if auth:
             if not self._token:
                 raise CloudAuthError("the hub is not linked to a cloud account", hint="run 'pingwatch cloud link'")
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            r = await self._client.request(method, path, json=json, headers=headers)
+            r = await self._client.request(method, path, json=json, headers=headers, params=params,
+                                           timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as exc:
             raise CloudRetry(f"the cloud API at {self.base_url} is not answering ({type(exc).__name__})",
                              hint="the clip stays on the hub and is sent when the cloud is back") from None

@@ -154,7 +154,7 @@ async def test_jobs_are_scheduled_and_run(api_factory, mp4_clip: Clip):
     await api.services.ctx.db.tx(lambda c: c.execute(
         sa.update(events).where(events.c.id == ticket["id"]).values(enqueued_at=None, enqueue_claimed_at=None)))
     jobs = Jobs(api.services)
-    assert sorted(jobs.job_ids) == ["reconciler", "retention"]
+    assert sorted(jobs.job_ids) == ["command-expiry", "reconciler", "retention"]
     ran = asyncio.Event()
     original = api.services.enqueuer.reconcile
 

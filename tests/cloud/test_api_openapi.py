@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from cloud.api.web.routes import ROUTES
+from cloud.api.app import ROUTES
 from tests.cloud.conftest import Clip, CloudApi
 
 # Per operation and generation mode; about 20 operations, so a few hundred cases in all.

@@ -90,6 +90,10 @@ hubs = sa.Table(
     sa.Column("claimed_at", Timestamp),
     sa.Column("unlinked_at", Timestamp),
     sa.Column("last_seen_at", Timestamp),
+    # What the hub last reported of itself (PUT /hub/state): armed or not, and until when a timed disarm lasts.
+    sa.Column("armed", sa.Boolean),
+    sa.Column("disarmed_until", Timestamp),
+    sa.Column("state_at", Timestamp),
 )
 
 hub_link_codes = sa.Table(
@@ -114,6 +118,8 @@ cameras = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("removed_at", Timestamp),  # no longer on the hub; kept for its events
+    sa.Column("online", sa.Boolean),  # as the hub last reported it (NULL: never reported)
+    sa.Column("online_at", Timestamp),  # when that report came
     sa.UniqueConstraint("hub_id", "hub_camera_id"),
 )
 
@@ -193,4 +199,60 @@ credit_ledger = sa.Table(
     sa.Column("event_id", ID),  # no foreign key: the ledger outlives retention's deletion of the event
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_credit_ledger_account_period", "account_id", "period"),
+)
+
+# An event the hub reported the moment it started (before its clip exists), with the snapshot taken at the
+# trigger: what the first alert shows. The clip's `events` row, when it comes, has the same (hub_id,
+# hub_event_id). `late` when the report came long after the trigger (a hub that was offline).
+event_starts = sa.Table(
+    "event_starts", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("hub_id", ID, sa.ForeignKey("hubs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("camera_id", ID, sa.ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("hub_event_id", sa.String(64), nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("reported_at", Timestamp, nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("snapshot_blob", sa.String(200)),
+    sa.Column("late", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("hub_id", "hub_event_id"),
+    sa.Index("ix_event_starts_account_started", "account_id", "started_at"),
+)
+
+# Every change a user may see (an event started, an event moved state, a hub's state), written in the same
+# transaction as the change itself (a transactional outbox), so a reader never sees a change that was rolled
+# back and never misses one that committed. The live page and the Telegram notifier read it after their
+# cursor; on PostgreSQL the writer also NOTIFYs so readers wake at once (cloud/api/changes.py).
+changes = sa.Table(
+    "changes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", ID, nullable=False),  # no foreign key: a reader may see a change of a deleted account
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject_id", ID),  # the event, event start, hub or command the change is about
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("data", sa.JSON),
+    sa.Index("ix_changes_account_id", "account_id", "id"),
+    sa.Index("ix_changes_at", "at"),
+)
+
+# Commands for a hub (arm, disarm, snapshot), e.g. from a Telegram button. The hub fetches them (long poll) and
+# reports each result once; a command not fetched before expires_at is answered "hub offline" and never runs
+# late (a disarm an hour after the press would surprise).
+hub_commands = sa.Table(
+    "hub_commands", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("hub_id", ID, sa.ForeignKey("hubs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("args", sa.JSON, nullable=False),
+    sa.Column("origin", sa.String(120)),  # who asked, e.g. "telegram:<chat id>" or "web"
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp),
+    sa.Column("done_at", Timestamp),
+    sa.Column("ok", sa.Boolean),
+    sa.Column("message", sa.String(300)),
+    sa.Column("result", sa.JSON),
+    sa.Index("ix_hub_commands_hub_pending", "hub_id", "done_at", "created_at"),
 )

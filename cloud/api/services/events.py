@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cloud.api import errors
+from cloud.api import changes, errors
 from cloud.api.context import Context
 from cloud.api.db.schema import accounts, cameras, events
 from cloud.api.db.util import insert_ignore_returning
@@ -139,6 +139,7 @@ class Events:
                 "created_at": now, "attempts": 0,
             })
             if inserted is not None:
+                changes.record_event_state(conn, event_id, now)
                 return inserted, True
             row = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)  # a concurrent retry's
             return self._same_or_conflict(row, req), False
@@ -230,6 +231,7 @@ class Events:
                                           reason="no_credits",
                                           retry_after_s=(credits.next_period_start(now) - now).total_seconds())
             credits.charge(conn, hub.account_id, event_id, need, now)
+            changes.record_event_state(conn, event_id, now)
             return moved, True
 
         done, claimed = await self.ctx.db.tx(commit)
@@ -302,10 +304,13 @@ class Events:
 
     async def _reject(self, row: Any, reason: str) -> None:
         now = self.ctx.clock()
-        await self.ctx.db.tx(lambda conn: conn.execute(
-            sa.update(events).where(events.c.id == row.id, events.c.state == "uploading")
-            .values(state="rejected", reason=reason[:300], finalized_at=now)
-        ))
+
+        def work(conn: Connection) -> None:
+            if conn.execute(sa.update(events).where(events.c.id == row.id, events.c.state == "uploading")
+                            .values(state="rejected", reason=reason[:300], finalized_at=now)).rowcount == 1:
+                changes.record_event_state(conn, row.id, now)
+
+        await self.ctx.db.tx(work)
         try:
             await self.ctx.blobs.delete(row.blob_name)
         except StorageError:

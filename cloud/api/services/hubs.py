@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cloud.api import errors
+from cloud.api import changes, errors
 from cloud.api.context import Context
 from cloud.api.db.schema import accounts, cameras, hub_link_codes, hubs, monitoring
 from cloud.api.db.util import insert_ignore
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 3.0
 _TOUCH_EVERY = timedelta(seconds=60)  # a hub's last_seen_at is written at most this often
+# A hub is shown online when it called within this window (it reports its state every minute).
+ONLINE_WINDOW = timedelta(seconds=150)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class CameraView:
     name: str
     removed: bool
     prompt: PromptView | None
+    online: bool | None = None
+    online_at: datetime | None = None
 
 
 @dataclass
@@ -80,6 +84,17 @@ class HubView:
     last_seen_at: datetime | None
     prompt: PromptView | None
     cameras: list[CameraView] = field(default_factory=list)
+    online: bool = False
+    armed: bool | None = None
+    disarmed_until: datetime | None = None
+    state_at: datetime | None = None
+
+
+def _same_time(a: datetime | None, b: datetime | None) -> bool:
+    """Equal up to the storage's float rounding (epoch seconds in a double keep about a microsecond)."""
+    if a is None or b is None:
+        return a is b
+    return abs((a - b).total_seconds()) < 0.001
 
 
 def _prompt(row: Any) -> PromptView | None:
@@ -272,13 +287,16 @@ class Hubs:
             if r.scope is not None:
                 prompt = PromptView("camera", r.prompt, r.enabled, r.prompt_updated_at)
             out.append(CameraView(id=r.id, hub_id=r.hub_id, hub_camera_id=r.hub_camera_id, name=r.name,
-                                  removed=r.removed_at is not None, prompt=prompt))
+                                  removed=r.removed_at is not None, prompt=prompt, online=r.online,
+                                  online_at=r.online_at))
         return out
 
     async def list_cameras(self, user: User, hub_id: str | None) -> list[CameraView]:
         return await self.ctx.db.tx(lambda conn: self._cameras(conn, user.account_id, hub_id))
 
     async def list_hubs(self, user: User) -> list[HubView]:
+        now = self.ctx.clock()
+
         def work(conn: Connection) -> list[HubView]:
             rows = conn.execute(
                 sa.select(hubs, monitoring.c.scope, monitoring.c.prompt, monitoring.c.enabled,
@@ -295,10 +313,45 @@ class Hubs:
                     id=r.id, name=r.name, created_at=r.created_at,
                     linked=r.token_hash is not None and r.unlinked_at is None, last_seen_at=r.last_seen_at,
                     prompt=prompt, cameras=[c for c in cams if c.hub_id == r.id],
+                    online=r.last_seen_at is not None and now - r.last_seen_at <= ONLINE_WINDOW,
+                    armed=r.armed, disarmed_until=r.disarmed_until, state_at=r.state_at,
                 ))
             return views
 
         return await self.ctx.db.tx(work)
+
+    async def put_state(self, hub: HubCaller, armed: bool, disarmed_until: datetime | None,
+                        camera_states: list[tuple[str, bool]]) -> None:
+        """What the hub reports of itself: armed or not, and which cameras are connected. Also its heartbeat
+        (last_seen_at). A change that differs from the last report is recorded for the live page."""
+        now = self.ctx.clock()
+
+        def work(conn: Connection) -> None:
+            before = conn.execute(sa.select(hubs.c.armed, hubs.c.disarmed_until)
+                                  .where(hubs.c.id == hub.hub_id)).one()
+            conn.execute(sa.update(hubs).where(hubs.c.id == hub.hub_id)
+                         .values(armed=armed, disarmed_until=disarmed_until, state_at=now, last_seen_at=now))
+            changed = before.armed != armed or not _same_time(before.disarmed_until, disarmed_until)
+            known = {r.hub_camera_id: r for r in conn.execute(
+                sa.select(cameras.c.id, cameras.c.hub_camera_id, cameras.c.online)
+                .where(cameras.c.hub_id == hub.hub_id))}
+            online: dict[str, bool] = {}
+            for cam_id, is_online in camera_states:
+                row = known.get(cam_id)
+                if row is None:
+                    continue  # not mirrored yet (PUT /hub/cameras comes first); the next report has it
+                online[cam_id] = is_online
+                if row.online != is_online:
+                    changed = True
+                    conn.execute(sa.update(cameras).where(cameras.c.id == row.id)
+                                 .values(online=is_online, online_at=now))
+            if changed:
+                changes.record(conn, account_id=hub.account_id, kind=changes.HUB_STATE, at=now, subject_id=hub.hub_id,
+                               data={"armed": armed,
+                                     "disarmed_until": disarmed_until.isoformat() if disarmed_until else None,
+                                     "cameras": online})
+
+        await self.ctx.db.tx(work)
 
     async def hub_cameras(self, hub: HubCaller) -> list[CameraView]:
         return await self.ctx.db.tx(lambda conn: self._cameras(conn, hub.account_id, hub.hub_id))

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cloud.api import changes
 from cloud.api.context import Context
 from cloud.api.db.schema import Timestamp, cameras, event_labels, events, monitoring
 from cloud.api.services import credits
@@ -64,6 +65,7 @@ class WorkerHooks:
             ).rowcount
             if moved != 1:
                 return None
+            changes.record_event_state(conn, event_id, now)
             row = conn.execute(
                 sa.select(events, cameras.c.name.label("camera_name"))
                 .join(cameras, cameras.c.id == events.c.camera_id).where(events.c.id == event_id)
@@ -95,6 +97,7 @@ class WorkerHooks:
                 .values(state="done", summary=summary, snapshot_blob=snapshot_blob, completed_at=now, reason=None)
             ).rowcount == 1
             if done:
+                changes.record_event_state(conn, event_id, now)
                 conn.execute(sa.delete(event_labels).where(event_labels.c.event_id == event_id))
                 if labels:
                     conn.execute(sa.insert(event_labels), [
@@ -113,6 +116,8 @@ class WorkerHooks:
                 sa.update(events).where(events.c.id == event_id, events.c.state.in_(("queued", "processing")))
                 .values(state="failed", reason=reason[:300], completed_at=now)
             ).rowcount == 1
+            if failed:
+                changes.record_event_state(conn, event_id, now)
             if failed and refund:
                 credits.refund(conn, event_id, now)
             return failed
@@ -128,9 +133,12 @@ class WorkerHooks:
                                .with_for_update()).first()
             if row is None or (row.summary or {}).get(key) is not None:
                 return False
-            return conn.execute(
+            updated = conn.execute(
                 sa.update(events).where(events.c.id == event_id, events.c.state == "done")
                 .values(summary={**(row.summary or {}), key: value})
             ).rowcount == 1
+            if updated:
+                changes.record_event_state(conn, event_id, self.ctx.clock(), reviewed=key)
+            return updated
 
         return await self.ctx.db.tx(work)

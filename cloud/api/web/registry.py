@@ -46,6 +46,8 @@ class Route:
     status: int = 200
     errors: tuple[int, ...] = ()
     description: str | None = None
+    # A larger body than server.max_body_bytes for this one route (a snapshot inside the JSON); None: the default.
+    max_body_bytes: int | None = None
 
     @property
     def path_params(self) -> list[str]:
@@ -120,6 +122,17 @@ def parse_model(model: type[BaseModel], raw: bytes | dict[str, Any], where: str)
         raise errors.InvalidInput(f"{where}: {msg}", hint, reason="invalid_input") from None
 
 
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise errors.TooLarge(f"request body too large (limit {limit} bytes)", "send less", reason="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES_KEY]
@@ -141,12 +154,15 @@ def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
         elif request.query:
             raise errors.InvalidInput("this route takes no query parameters", reason="invalid_input")
         if route.body is not None:
-            limit = services.ctx.config.server.max_body_bytes
+            limit = route.max_body_bytes or services.ctx.config.server.max_body_bytes
             if request.content_length is not None and request.content_length > limit:
                 # Refused on the declared length, before reading a byte of it.
                 raise errors.TooLarge(f"request body too large (limit {limit} bytes)",
                                       "send less; clips go to the upload URL, not to the API", reason="body_too_large")
-            raw = await request.read()  # a body without Content-Length is cut at the same limit by aiohttp (413)
+            if route.max_body_bytes is None:
+                raw = await request.read()  # a body without Content-Length is cut at the same limit by aiohttp (413)
+            else:
+                raw = await _read_limited(request, limit)  # past the app-wide limit aiohttp's read() enforces
             call.body = parse_model(route.body, raw if raw.strip() else b"{}", "body")
         result = await route.handler(call)
         if isinstance(result, web.StreamResponse):

@@ -10,9 +10,11 @@ from aiohttp import web
 from cloud import __version__
 from cloud.api import models as m
 from cloud.api.services.accounts import AccountView
+from cloud.api.services.commands import CommandView, HubCommands
 from cloud.api.services.credits import Balance
 from cloud.api.services.events import InitiateRequest, UploadTicket
 from cloud.api.services.hubs import POLL_INTERVAL_S, CameraView, HubView, PromptView
+from cloud.api.services.starts import EventStarts, StartReport
 from cloud.api.services.timeline import EventView, TimelineFilter
 from cloud.api.web.registry import Call, Route
 from cloud.config import CloudConfig
@@ -39,12 +41,18 @@ def _prompt(p: PromptView | None) -> m.Prompt | None:
 
 def _camera(c: CameraView) -> m.Camera:
     return m.Camera(id=c.id, hub_id=c.hub_id, hub_camera_id=c.hub_camera_id, name=c.name, removed=c.removed,
-                    prompt=_prompt(c.prompt))
+                    prompt=_prompt(c.prompt), online=c.online, online_at=c.online_at)
 
 
 def _hub(h: HubView) -> m.Hub:
     return m.Hub(id=h.id, name=h.name, created_at=h.created_at, linked=h.linked, last_seen_at=h.last_seen_at,
-                 prompt=_prompt(h.prompt), cameras=[_camera(c) for c in h.cameras])
+                 prompt=_prompt(h.prompt), cameras=[_camera(c) for c in h.cameras], online=h.online, armed=h.armed,
+                 disarmed_until=h.disarmed_until, state_at=h.state_at)
+
+
+def _command_status(c: CommandView) -> m.CommandStatus:
+    return m.CommandStatus(id=c.id, hub_id=c.hub_id, kind=c.kind, args=c.args, state=c.state,  # type: ignore[arg-type]
+                           ok=c.ok, message=c.message, created_at=c.created_at, done_at=c.done_at)
 
 
 def _upload(t: UploadTicket) -> m.EventUpload:
@@ -175,6 +183,49 @@ async def finalize_event(call: Call) -> m.EventHubView:
     return _hub_view(await call.services.events.finalize(call.hub, call.params["event_id"]))
 
 
+async def report_event_start(call: Call) -> m.EventStart:
+    b: m.EventStartReport = call.body
+    v = await EventStarts(call.services.ctx, snapshot_max_bytes=m.SNAPSHOT_MAX_BYTES).report(call.hub, StartReport(
+        hub_event_id=b.event_id, hub_camera_id=b.camera_id, started_at=b.started_at, trigger=b.trigger,
+        snapshot_b64=b.snapshot_jpeg))
+    return m.EventStart(id=v.id, hub_event_id=v.hub_event_id, late=v.late, snapshot=v.snapshot)
+
+
+async def put_hub_state(call: Call) -> None:
+    b: m.HubStatePut = call.body
+    await call.services.hubs.put_state(call.hub, b.armed, b.disarmed_until, [(c.id, c.online) for c in b.cameras])
+
+
+async def take_hub_commands(call: Call) -> m.HubCommandList:
+    q: m.CommandsQuery = call.query
+    taken = await HubCommands(call.services.ctx).take(call.hub, q.wait_s)
+    return m.HubCommandList(commands=[
+        m.HubCommand(id=c.id, kind=c.kind, args=c.args, created_at=c.created_at,  # type: ignore[arg-type]
+                     expires_at=c.expires_at) for c in taken])
+
+
+async def hub_command_result(call: Call) -> None:
+    b: m.CommandResultIn = call.body
+    await HubCommands(call.services.ctx).result(call.hub, call.params["command_id"], b.ok, b.message,
+                                                b.snapshot_jpeg, b.camera_id)
+
+
+# -- the user's commands to a hub ----------------------------------------------------------------------------
+
+
+async def create_hub_command(call: Call) -> m.CommandStatus:
+    b: m.CommandCreate = call.body
+    commands = HubCommands(call.services.ctx)
+    args = b.args.model_dump(exclude_none=True)
+    command_id = await commands.create(call.user.account_id, call.params["hub_id"], b.kind, args, origin="api")
+    return _command_status(await commands.get(call.user.account_id, command_id))
+
+
+async def get_hub_command(call: Call) -> m.CommandStatus:
+    return _command_status(await HubCommands(call.services.ctx).get(
+        call.user.account_id, call.params["command_id"], hub_id=call.params["hub_id"]))
+
+
 # -- the user's timeline -------------------------------------------------------------------------------------
 
 
@@ -233,6 +284,23 @@ ROUTES: list[Route] = [
     Route("POST", f"{V1}/events/{{event_id}}/finalize", finalize_event,
           "The clip is uploaded: verify, charge, enqueue", "hub", auth="hub", response=m.EventHubView,
           errors=(402, 409, 422, 503)),
+    Route("POST", f"{V1}/hub/event-starts", report_event_start,
+          "An event just started: its snapshot, for the first alert (before the clip exists)", "hub", auth="hub",
+          body=m.EventStartReport, response=m.EventStart, status=201, errors=(404, 413, 503),
+          max_body_bytes=1536 * 1024),
+    Route("PUT", f"{V1}/hub/state", put_hub_state, "The hub's state: armed, cameras online (also a heartbeat)",
+          "hub", auth="hub", body=m.HubStatePut, status=204),
+    Route("GET", f"{V1}/hub/commands", take_hub_commands, "Commands for this hub (long poll with wait_s)", "hub",
+          auth="hub", query=m.CommandsQuery, response=m.HubCommandList),
+    Route("POST", f"{V1}/hub/commands/{{command_id}}/result", hub_command_result,
+          "The result of a command (the first one counts)", "hub", auth="hub", body=m.CommandResultIn, status=204,
+          errors=(404, 413, 503), max_body_bytes=1536 * 1024),
+    # commands from the user
+    Route("POST", f"{V1}/hubs/{{hub_id}}/commands", create_hub_command,
+          "Ask the hub to arm, disarm or take a snapshot", "hubs", auth="user", body=m.CommandCreate,
+          response=m.CommandStatus, status=201, errors=(404, 409)),
+    Route("GET", f"{V1}/hubs/{{hub_id}}/commands/{{command_id}}", get_hub_command, "A command's state", "hubs",
+          auth="user", response=m.CommandStatus, errors=(404,)),
     # the user's timeline
     Route("GET", f"{V1}/events", list_events, "The timeline, newest first", "events", auth="user",
           query=m.EventQuery, response=m.EventPage),

@@ -1,0 +1,238 @@
+"""The live channel's source: rows of the `changes` table, written with each change, read by every API process
+(WebSocket fan-out to the page) and by the Telegram notifier.
+
+Writing (`record`) happens inside the transaction that makes the change, so what readers see has committed, and
+nothing that committed is missed. On PostgreSQL the same transaction NOTIFYs `pingwatch_changes` (delivered at
+commit), so readers in any process wake at once; on SQLite (one API process) readers poll every
+`poll_interval_s`. Either way the notification only wakes a reader: the rows are the truth, so a lost
+notification delays a change by at most one poll.
+
+Reading (`ChangeFeed`) follows the highest id seen. Ids come from a sequence, and on PostgreSQL two transactions
+can commit out of id order (id 8 visible before id 7): an id below the highest seen that is not there yet is a
+gap, re-read until it appears or `gap_grace_s` passes (a rolled-back transaction leaves a gap for ever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from cloud.api.db.engine import Database
+from cloud.api.db.schema import changes, events
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "pingwatch_changes"
+
+# Kinds of change (the `kind` column). Data fields for each are listed beside it.
+EVENT_STARTED = "event.started"  # subject: event_starts.id; data: hub_event_id, camera_id, hub_id, late
+EVENT_STATE = "event.state"  # subject: events.id; data: state, hub_event_id, camera_id, hub_id
+HUB_STATE = "hub.state"  # subject: hubs.id; data: armed, disarmed_until, online cameras
+COMMAND_DONE = "command.done"  # subject: hub_commands.id; data: kind, ok, message, origin
+
+
+@dataclass(frozen=True)
+class Change:
+    id: int
+    account_id: str
+    kind: str
+    subject_id: str | None
+    at: datetime
+    data: dict[str, Any]
+
+
+def record(conn: Connection, *, account_id: str, kind: str, at: datetime, subject_id: str | None = None,
+           data: dict[str, Any] | None = None) -> None:
+    """Add a change inside the caller's transaction (and wake PostgreSQL listeners when it commits)."""
+    conn.execute(sa.insert(changes).values(account_id=account_id, kind=kind, subject_id=subject_id, at=at,
+                                           data=data or {}))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": account_id})
+
+
+def record_event_state(conn: Connection, event_id: str, at: datetime, **extra: Any) -> None:
+    """The event's current state as a change (called in the transaction that moved it)."""
+    row = conn.execute(sa.select(events.c.account_id, events.c.hub_id, events.c.camera_id, events.c.hub_event_id,
+                                 events.c.state).where(events.c.id == event_id)).first()
+    if row is not None:
+        record(conn, account_id=row.account_id, kind=EVENT_STATE, at=at, subject_id=event_id,
+               data={"state": row.state, "hub_event_id": row.hub_event_id, "camera_id": row.camera_id,
+                     "hub_id": row.hub_id, **extra})
+
+
+def _change(row: Any) -> Change:
+    return Change(id=int(row.id), account_id=row.account_id, kind=row.kind, subject_id=row.subject_id, at=row.at,
+                  data=dict(row.data or {}))
+
+
+def read_after(conn: Connection, after_id: int, *, account_id: str | None = None, limit: int = 500) -> list[Change]:
+    """Changes with an id above `after_id`, oldest first (one account's, or everyone's)."""
+    q = sa.select(changes).where(changes.c.id > after_id).order_by(changes.c.id).limit(limit)
+    if account_id is not None:
+        q = q.where(changes.c.account_id == account_id)
+    return [_change(r) for r in conn.execute(q)]
+
+
+def latest_id(conn: Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(changes.c.id), 0))).scalar_one())
+
+
+class Subscription:
+    """What one reader receives: changes in id order, for one account or (account_id None) all of them."""
+
+    def __init__(self, feed: ChangeFeed, account_id: str | None, max_pending: int) -> None:
+        self.account_id = account_id
+        self._feed = feed
+        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(max_pending)
+        self.overflowed = False  # the reader fell behind and lost changes: it must re-read (e.g. reload the page)
+
+    def _offer(self, change: Change) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(change)
+        except asyncio.QueueFull:
+            self._end()
+
+    def _end(self) -> None:
+        self.overflowed = True
+        self._queue = asyncio.Queue(1)
+        self._queue.put_nowait(None)
+
+    async def get(self) -> Change | None:
+        """The next change; None once the subscription overflowed or the feed stopped."""
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._feed._unsubscribe(self)
+
+    def __aiter__(self) -> AsyncIterator[Change]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Change]:
+        while (change := await self.get()) is not None:
+            yield change
+
+
+class ChangeFeed:
+    """One per process: a background task reads new changes and hands each to the subscriptions it concerns."""
+
+    def __init__(self, db: Database, *, poll_interval_s: float = 0.25, gap_grace_s: float = 5.0,
+                 listen: bool = True) -> None:
+        self._db = db
+        # With LISTEN working, polling is only the safety net for a notification lost with a dropped connection.
+        self._poll_interval_s = poll_interval_s
+        self._gap_grace_s = gap_grace_s
+        self._listen = listen and db.engine.dialect.name == "postgresql"
+        self._subs: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._cursor = 0
+        self._gaps: dict[int, float] = {}  # missing id -> when first noticed (monotonic)
+        self.listening = False  # True while a LISTEN connection is up (tests wait on it)
+        self._listening = asyncio.Event()
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    async def start(self, after_id: int | None = None) -> None:
+        """Start following after `after_id` (default: the newest change now; a notifier passes its saved cursor)."""
+        self._cursor = after_id if after_id is not None else await self._db.read(latest_id)
+        self._tasks.append(asyncio.create_task(self._run(), name="change-feed"))
+        if self._listen:
+            self._tasks.append(asyncio.create_task(self._listen_loop(), name="change-feed-listen"))
+
+    async def wait_listening(self) -> None:
+        if self._listen:
+            await self._listening.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for sub in list(self._subs):
+            sub._end()
+        self._subs.clear()
+
+    def subscribe(self, account_id: str | None, *, max_pending: int = 1000) -> Subscription:
+        sub = Subscription(self, account_id, max_pending)
+        self._subs.add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    def wake(self) -> None:
+        """Read now (a writer in this process just committed a change)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading changes failed; retrying", exc_info=True)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s if not self.listening else 2.0)
+
+    async def _read_once(self) -> None:
+        gaps = sorted(self._gaps)
+        low = (gaps[0] - 1) if gaps else self._cursor
+        rows = await self._db.read(lambda conn: read_after(conn, low))
+        now = time.monotonic()
+        for change in rows:
+            if change.id <= self._cursor and change.id not in self._gaps:
+                continue  # seen already (read again because a lower id was still missing)
+            self._gaps.pop(change.id, None)
+            if change.id > self._cursor:
+                for missing in range(self._cursor + 1, change.id):
+                    self._gaps.setdefault(missing, now)
+                self._cursor = change.id
+            self._deliver(change)
+        for missing, since in list(self._gaps.items()):
+            if now - since > self._gap_grace_s:
+                del self._gaps[missing]  # a rolled-back insert: that id will never appear
+        if len(rows) == 500:
+            self._wake.set()  # more to read
+
+    def _deliver(self, change: Change) -> None:
+        for sub in list(self._subs):
+            if sub.account_id is None or sub.account_id == change.account_id:
+                sub._offer(change)
+
+    async def _listen_loop(self) -> None:
+        import psycopg
+
+        url = self._db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening = True
+                    self._listening.set()
+                    self._wake.set()  # anything committed while we were not listening
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, psycopg.Error) as exc:  # connection refused, dropped, server restarted
+                log.warning("LISTEN connection lost; polling until it is back", extra={"error": str(exc)})
+            finally:
+                self.listening = False
+            await asyncio.sleep(1.0)  # reconnect back-off; polling covers the time between
