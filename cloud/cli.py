@@ -156,6 +156,48 @@ def migrate_cmd(config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> Non
            (f"migrated {before or '(empty)'} -> {after}" if before != after else f"already at {after}"))
 
 
+@app.command()
+def notify(config: Path | None = ConfigOpt) -> None:
+    """Run the Telegram notifier: alerts for every account's linked chats, commands and buttons (one per
+    deployment; SIGTERM or Ctrl-C stops it between sends, and it resumes where it stopped)."""
+    import asyncio
+    import signal
+
+    from cloud.api.db import migrate
+    from cloud.api.db.engine import make_engine
+
+    cfg = _config(config)
+    if not cfg.telegram.enabled:
+        _fail("telegram.enabled is false: set it and telegram.bot_token (PINGWATCH_CLOUD_TELEGRAM__BOT_TOKEN)", 2)
+    _logging(cfg)
+    engine = make_engine(cfg.database.url)
+    try:
+        if not migrate.is_current(engine):
+            _fail("the database schema is not current; run `pingwatch-cloud migrate` first", 2)
+    finally:
+        engine.dispose()
+
+    async def serve() -> None:
+        from cloud.notify import Notifier
+
+        notifier = Notifier.from_config(cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await notifier.start()
+        typer.echo(f"ping-watch Telegram notifier ({cfg.telegram.mode}; database {_redact(cfg.database.url)})")
+        try:
+            await stop.wait()
+        finally:
+            await notifier.stop()
+            await notifier.ctx.blobs.close()
+            await notifier.ctx.queue.close()
+            await asyncio.to_thread(notifier.ctx.db.close)
+
+    asyncio.run(serve())
+
+
 @accounts_app.command("create")
 def accounts_create(
     email: str = typer.Option(..., help="Log-in e-mail."),

@@ -104,8 +104,10 @@ class Subscription:
             self._end()
 
     def _end(self) -> None:
+        # The same queue object (a reader may be awaiting it): emptied, then the end marker.
         self.overflowed = True
-        self._queue = asyncio.Queue(1)
+        while not self._queue.empty():
+            self._queue.get_nowait()
         self._queue.put_nowait(None)
 
     async def get(self) -> Change | None:

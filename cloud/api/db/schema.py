@@ -256,3 +256,93 @@ hub_commands = sa.Table(
     sa.Column("result", sa.JSON),
     sa.Index("ix_hub_commands_hub_pending", "hub_id", "done_at", "created_at"),
 )
+
+# -- Telegram (cloud/notify, cloud/api/services/telegram.py) --------------------------------------------------
+
+# A one-time link token for `/start <token>` (the deep link t.me/<bot>?start=<token>): stored hashed, used once.
+# `chat_id` is the chat that used it, so the same chat sending it again is told "already linked", not "invalid".
+telegram_links = sa.Table(
+    "telegram_links", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("token_hash", HASH, nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("used_at", Timestamp),
+    sa.Column("chat_id", sa.BigInteger),
+)
+
+# A linked chat (a recipient). A chat belongs to one account (UNIQUE chat_id): its buttons act on that account's
+# hubs only. `cameras` NULL = every camera of the account; otherwise the list of camera ids it is subscribed to.
+telegram_chats = sa.Table(
+    "telegram_chats", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("chat_id", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("title", sa.String(200)),
+    sa.Column("linked_at", Timestamp, nullable=False),
+    sa.Column("cameras", sa.JSON),
+)
+
+# A camera muted in one chat until `until` (per chat: the person who pressed "Mute" speaks for that chat only).
+telegram_mutes = sa.Table(
+    "telegram_mutes", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("chat_row_id", ID, sa.ForeignKey("telegram_chats.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("camera_id", ID, sa.ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("until", Timestamp, nullable=False),
+    sa.UniqueConstraint("chat_row_id", "camera_id"),
+)
+
+# Per account: "all" (every event, in stages) or "matches" (one message after the analysis, only on a match).
+telegram_settings = sa.Table(
+    "telegram_settings", metadata,
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# Every message the notifier sends is one row, keyed (hub, event key, chat, stage) UNIQUE, so a change delivered
+# twice, or a restart, sends nothing twice. `event_key` is the hub's event id, or "cmd:<command id>" for the
+# outcome of a hub command. State pending → sent | failed | skipped; `message_id` and `kind` of a sent row are
+# what later stages reply to or edit; `text` is what it says (an edit that would say the same is skipped).
+telegram_deliveries = sa.Table(
+    "telegram_deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("hub_id", ID, sa.ForeignKey("hubs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event_key", sa.String(80), nullable=False),
+    sa.Column("chat_id", sa.BigInteger, nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message_id", sa.BigInteger),
+    sa.Column("kind", sa.String(8)),
+    sa.Column("text", sa.Text),
+    sa.Column("payload", sa.JSON),
+    sa.Column("tries", sa.Integer, nullable=False),
+    sa.Column("next_at", Timestamp, nullable=False),
+    sa.Column("last_error", sa.String(300)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("sent_at", Timestamp),
+    sa.UniqueConstraint("hub_id", "event_key", "chat_id", "stage"),
+    sa.Index("ix_telegram_deliveries_state_next", "state", "next_at"),
+)
+
+# Updates from Telegram (webhook or long polling), one row per update_id: Telegram redelivers, the row makes it
+# act once. `claimed_at` is set (conditionally) by the one notifier that acts on it.
+telegram_updates = sa.Table(
+    "telegram_updates", metadata,
+    sa.Column("update_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("claimed_at", Timestamp),
+    sa.Index("ix_telegram_updates_claimed", "claimed_at", "update_id"),
+)
+
+# The notifier's position in the `changes` table, saved in the transaction that planned each change's messages.
+telegram_cursor = sa.Table(
+    "telegram_cursor", metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("change_id", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
