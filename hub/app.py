@@ -33,7 +33,7 @@ from hub.store import Store
 from hub.tls import CertInfo, ensure_certificate, lan_address, server_context
 from hub.upload.channel import CloudChannel
 from hub.upload.commands import CommandRunner
-from hub.upload.hub_state import StateReporter, persisted_rearm_at
+from hub.upload.hub_state import StateReporter
 from hub.upload.link import CloudLink, load_link
 from hub.upload.starts import StartReporter
 from hub.upload.uploader import Uploader
@@ -144,7 +144,7 @@ def _cloud_channel(config: HubConfig, data: DataDir, store: Store, bus: Bus, con
         return load_link(data.root)
 
     starts = StartReporter(config.cloud, store, bus, control, link)
-    state = StateReporter(config.cloud, store, bus, control, lambda: persisted_rearm_at(store), link,
+    state = StateReporter(config.cloud, store, bus, control, control.rearms_at, link,
                           on_reached=starts.cloud_is_back)
     commands = CommandRunner(config.cloud, store, control, link, on_reached=starts.cloud_is_back)
     return CloudChannel(starts, state, commands)

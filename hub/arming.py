@@ -67,6 +67,17 @@ class ArmState:
         self._changed(camera_id, armed, until)
         return until
 
+    def rearms_at(self, camera_id: str | None = None) -> float | None:
+        """When a timed disarm of the hub (or one camera) ends and it arms again by itself (epoch s), or None."""
+        row = self._store.db.execute("SELECT value FROM meta WHERE key = ?", [_key(camera_id)]).fetchone()
+        if row is None:
+            return None
+        try:
+            pending = json.loads(row[0])
+            return float(pending["at"]) if pending.get("armed") is True else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # a damaged record: restore() drops it at the next start
+
     def restore(self) -> int:
         """Re-schedule timed changes saved by an earlier run; apply those already due. Returns how many."""
         rows = self._store.db.execute("SELECT key, value FROM meta WHERE key LIKE ?", [_REARM_PREFIX + "%"]).fetchall()

@@ -28,6 +28,10 @@ class Controller:
         the change reverts by itself. Returns when it reverts, or None."""
         return self._arming.set_armed(armed, camera_id, for_s)
 
+    def rearms_at(self, camera_id: str | None = None) -> float | None:
+        """When a timed disarm ends (epoch seconds), or None."""
+        return self._arming.rearms_at(camera_id)
+
     # -- cameras ---------------------------------------------------------------------------------------
 
     def cameras(self) -> list[dict[str, Any]]:

@@ -23,13 +23,14 @@ import ssl
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.bus import Bus, Message, Subscription
 from hub.config import MqttConfig
+from hub.control_api import ControlLike
 from hub.errors import HubError
 from mqtt import discovery as d
 
@@ -39,14 +40,6 @@ BUS_TOPICS = ("camera.", "motion", "sound", "event.", "armed", "upload.state")
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # Mosquitto's default message limit is far above; HA needs no more
 
 
-class ControlLike(Protocol):
-    def is_armed(self, camera_id: str | None = None) -> bool: ...
-
-    def set_armed(self, armed: bool, camera_id: str | None = None, for_s: float | None = None) -> float | None: ...
-
-    def cameras(self) -> list[dict[str, Any]]: ...
-
-    async def snapshot(self, camera_id: str) -> bytes | None: ...
 
 
 class MqttBridge:

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from telegram import (
     Bot,
@@ -53,6 +53,7 @@ from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, Networ
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
 from hub.bus import Bus, Subscription
+from hub.control_api import ControlLike
 from hub.datadir import contained_file
 from hub.errors import HubError
 from hub.notify import messages as m
@@ -69,16 +70,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _OPEN_EVENT = ("recording", "active")
 
 
-class ControlLike(Protocol):
-    """What the bot may do to the hub (``hub.control.Controller`` is one)."""
-
-    def is_armed(self, camera_id: str | None = None) -> bool: ...
-
-    def set_armed(self, armed: bool, camera_id: str | None = None, for_s: float | None = None) -> float | None: ...
-
-    def cameras(self) -> list[dict[str, Any]]: ...
-
-    async def snapshot(self, camera_id: str) -> bytes | None: ...
 
 
 class EntityTooLarge(TelegramError):

@@ -25,17 +25,6 @@ log = logging.getLogger(__name__)
 UNLINKED_RECHECK_S = 30.0  # how often an idle sender looks for a (new) link: linking needs no restart
 
 
-class HubControl(Protocol):
-    """What the channel may ask of the hub: ``hub.control.Controller`` is one (the same surface the MQTT bridge
-    and the hub's own Telegram bot act through)."""
-
-    def is_armed(self, camera_id: str | None = None) -> bool: ...
-
-    def set_armed(self, armed: bool, camera_id: str | None = None, for_s: float | None = None) -> float | None: ...
-
-    def cameras(self) -> list[dict[str, Any]]: ...
-
-    async def snapshot(self, camera_id: str) -> bytes | None: ...
 
 
 class Sender(Protocol):

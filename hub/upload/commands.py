@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.config import CloudConfig
+from hub.control_api import ControlLike
 from hub.errors import HubError
 from hub.retry import Wakeup, backoff_s
 from hub.store import Store
-from hub.upload.channel import UNLINKED_RECHECK_S, ApiFactory, HubControl, LinkedClient
+from hub.upload.channel import UNLINKED_RECHECK_S, ApiFactory, LinkedClient
 from hub.upload.cloud_api import CloudApi, CloudAuthError, CloudError, CloudRefused
 from hub.upload.link import CloudLink
 from hub.upload.starts import MAX_SNAPSHOT_BYTES
@@ -133,7 +134,7 @@ class CommandLog:
 
 
 class CommandRunner:
-    def __init__(self, config: CloudConfig, store: Store, control: HubControl,
+    def __init__(self, config: CloudConfig, store: Store, control: ControlLike,
                  load_link: Callable[[], CloudLink | None], *, retry_base_s: float = RETRY_BASE_S,
                  recheck_s: float = UNLINKED_RECHECK_S, api_factory: ApiFactory | None = None,
                  on_reached: Callable[[], None] | None = None) -> None:

@@ -9,7 +9,6 @@ jitter) with whatever the state is by then. A camera the cloud does not know yet
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,9 +17,10 @@ from typing import Any
 
 from hub.bus import Bus, Subscription
 from hub.config import CloudConfig
+from hub.control_api import ControlLike
 from hub.retry import Wakeup, backoff_s
 from hub.store import Store
-from hub.upload.channel import UNLINKED_RECHECK_S, ApiFactory, CameraMirror, HubControl, LinkedClient
+from hub.upload.channel import UNLINKED_RECHECK_S, ApiFactory, CameraMirror, LinkedClient
 from hub.upload.cloud_api import CloudApi, CloudAuthError, CloudError, CloudRefused
 from hub.upload.link import CloudLink
 
@@ -31,7 +31,7 @@ SENT_AT_KEY = "cloud.state_sent_at"  # in the store's meta table: when the cloud
 
 
 class StateReporter:
-    def __init__(self, config: CloudConfig, store: Store, bus: Bus, control: HubControl,
+    def __init__(self, config: CloudConfig, store: Store, bus: Bus, control: ControlLike,
                  disarmed_until: Callable[[], float | None], load_link: Callable[[], CloudLink | None], *,
                  retry_base_s: float = RETRY_BASE_S, recheck_s: float = UNLINKED_RECHECK_S,
                  api_factory: ApiFactory | None = None, on_reached: Callable[[], None] | None = None) -> None:
@@ -137,17 +137,3 @@ class StateReporter:
             self._on_reached()
             log.debug("hub state reported to the cloud", extra={"armed": state["armed"],
                                                                "cameras": len(state["cameras"])})
-
-
-def persisted_rearm_at(store: Store) -> float | None:
-    """When a timed disarm of the whole hub ends, or None. ``hub.arming.ArmState`` persists a timed change as
-    ``meta['rearm:*'] = {"armed": <the state it returns to>, "at": <epoch s>}`` and has no public reader for it
-    yet; this reads that record (the composition root hands it to the reporter) until it has one."""
-    row = store.db.execute("SELECT value FROM meta WHERE key = 'rearm:*'").fetchone()
-    if row is None:
-        return None
-    try:
-        pending = json.loads(row[0])
-        return float(pending["at"]) if pending.get("armed") is True else None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None

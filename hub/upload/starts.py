@@ -27,9 +27,10 @@ from typing import Any
 
 from hub.bus import Bus, Subscription
 from hub.config import CloudConfig
+from hub.control_api import ControlLike
 from hub.retry import Wakeup, backoff_s
 from hub.store import Store
-from hub.upload.channel import UNLINKED_RECHECK_S, ApiFactory, CameraMirror, HubControl, LinkedClient
+from hub.upload.channel import UNLINKED_RECHECK_S, ApiFactory, CameraMirror, LinkedClient
 from hub.upload.cloud_api import CloudApi, CloudAuthError, CloudRefused, CloudRetry
 from hub.upload.link import CloudLink
 
@@ -153,7 +154,7 @@ def _row(r: Any) -> StartRow:
 
 
 class StartReporter:
-    def __init__(self, config: CloudConfig, store: Store, bus: Bus, control: HubControl,
+    def __init__(self, config: CloudConfig, store: Store, bus: Bus, control: ControlLike,
                  load_link: Callable[[], CloudLink | None], *, retry_base_s: float = RETRY_BASE_S,
                  recheck_s: float = UNLINKED_RECHECK_S, api_factory: ApiFactory | None = None) -> None:
         self._config = config

@@ -34,7 +34,7 @@ from hub.pipeline import CameraPipeline, PipelineContext
 from hub.store import Store
 from hub.upload.channel import CloudChannel
 from hub.upload.commands import UNSUPPORTED, CommandRunner
-from hub.upload.hub_state import StateReporter, persisted_rearm_at
+from hub.upload.hub_state import StateReporter
 from hub.upload.link import CloudLink
 from hub.upload.starts import StartReporter
 from tests.cloud.conftest import CloudApi, HubSession
@@ -250,7 +250,7 @@ async def rig(api: CloudApi, tmp_path: Path) -> AsyncIterator[HubRig]:
     starts = StartReporter(cfg, store, bus, control, lambda: link, retry_base_s=0.05)
     channel = CloudChannel(
         starts,
-        StateReporter(cfg, store, bus, control, lambda: persisted_rearm_at(store), lambda: link, retry_base_s=0.05,
+        StateReporter(cfg, store, bus, control, control.rearms_at, lambda: link, retry_base_s=0.05,
                       on_reached=starts.cloud_is_back),
         CommandRunner(cfg, store, control, lambda: link, retry_base_s=0.05, on_reached=starts.cloud_is_back))
     rig = HubRig(tmp_path, store, bus, arming, cameras, control, pipe, relay, cloud_hub, api, channel)
@@ -347,7 +347,7 @@ async def test_a_disarm_from_the_cloud_disarms_the_hub_and_the_result_and_state_
     assert done["ok"] is True and done["message"].startswith("disarmed until"), done
     assert refused.hits == 2  # the result was retried until the cloud had it
     assert rig.control.is_armed() is False  # the real hub's arm state
-    until_at = persisted_rearm_at(rig.store)
+    until_at = rig.control.rearms_at()
     assert until_at is not None and 3500 < until_at - time.time() <= 3600
 
     view = await until(lambda: _state_with(rig, armed=False), "the hub reported disarmed")

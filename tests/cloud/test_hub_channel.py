@@ -187,3 +187,31 @@ async def test_another_accounts_hub_and_commands_are_not_found(api: CloudApi) ->
     rows = await api.services.ctx.db.read(lambda c: c.execute(
         sa.select(hub_commands.c.id).where(hub_commands.c.hub_id.in_((mine.hub_id, theirs.hub_id)))).scalars().all())
     assert rows == [cmd["id"]]
+
+
+async def test_retention_deletes_old_starts_commands_and_changes_with_their_snapshots(api: CloudApi) -> None:
+    hub = await api.hub()
+    r = await api.http.post("/api/v1/hub/event-starts", json=start_body(event_id="old"), headers=hub.headers)
+    start_id = r.json()["id"]
+    cmd = await _create(api, hub, "snapshot", camera_id="front")
+    await api.http.get("/api/v1/hub/commands", headers=hub.headers)
+    await api.http.post(f"/api/v1/hub/commands/{cmd['id']}/result", headers=hub.headers,
+                        json={"ok": True, "camera_id": "front", "snapshot_jpeg": base64.b64encode(JPEG).decode()})
+    db = api.services.ctx.db
+    start_blob = await db.read(lambda c: c.execute(
+        sa.select(event_starts.c.snapshot_blob).where(event_starts.c.id == start_id)).scalar_one())
+    cmd_result = await db.read(lambda c: c.execute(
+        sa.select(hub_commands.c.result).where(hub_commands.c.id == cmd["id"])).scalar_one())
+    cmd_blob = cmd_result["snapshot_blob"]
+    api.clock.advance(days=2, hours=1)  # past the command's day and the changes' two days, not the plan's 7 days
+    report = await api.services.retention.run_once()
+    assert report.commands_deleted >= 1 and report.changes_deleted >= 1
+    assert await api.services.ctx.blobs.info(cmd_blob) is None
+    assert await api.services.ctx.blobs.info(start_blob) is not None  # the start is kept as long as events are
+    assert await all_changes(api, hub.user.account_id) == []
+    api.clock.advance(days=api.config.plans["free"].retention_days)
+    report = await api.services.retention.run_once()
+    assert report.starts_deleted >= 1
+    assert await api.services.ctx.blobs.info(start_blob) is None
+    assert await db.read(lambda c: c.execute(
+        sa.select(event_starts.c.id).where(event_starts.c.id == start_id)).first()) is None

@@ -1,5 +1,6 @@
-"""Retention: delete events (rows and blobs) past their account plan's retention, uploads abandoned mid-way, and
-expired secrets. Run on a schedule (cloud/api/jobs.py) and by tests directly.
+"""Retention: delete events (rows and blobs) past their account plan's retention, uploads abandoned mid-way, event
+starts and their snapshots like events, command snapshots after a day, old live changes, and expired secrets.
+Run on a schedule (cloud/api/jobs.py) and by tests directly.
 
 Blobs go first, rows second: a row whose blob could not be deleted (storage down) stays for the next pass, so
 no blob is ever orphaned without a row pointing at it. The credit ledger is kept (it is the billing record).
@@ -16,18 +17,34 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud.api.context import Context
-from cloud.api.db.schema import accounts, api_tokens, event_labels, events, hub_link_codes
+from cloud.api.db.schema import (
+    accounts,
+    api_tokens,
+    changes,
+    event_labels,
+    event_starts,
+    events,
+    hub_commands,
+    hub_link_codes,
+)
 from cloud.api.services import ratelimit
 from cloud.storage.blob import StorageError
 
 log = logging.getLogger(__name__)
 
 _KEEP_DEAD_SECRETS = timedelta(days=1)
+# A command's snapshot was sent to the person who asked; a day later nobody needs it (or the command's row).
+_KEEP_COMMANDS = timedelta(days=1)
+# Live changes: a page or notifier away longer than this re-reads everything instead of replaying.
+_KEEP_CHANGES = timedelta(days=2)
 
 
 @dataclass
 class RetentionReport:
     events_deleted: int = 0
+    starts_deleted: int = 0
+    commands_deleted: int = 0
+    changes_deleted: int = 0
     blobs_deleted: int = 0
     blob_errors: int = 0
     secrets_pruned: int = 0
@@ -79,6 +96,8 @@ class Retention:
             return conn.execute(sa.delete(events).where(events.c.id.in_(deletable))).rowcount
 
         report.events_deleted = await self.ctx.db.tx(delete_rows)
+        if not report.blob_errors:
+            await self._starts_and_commands(report, shortest)
 
         def prune(conn: Connection) -> int:
             dead = now - _KEEP_DEAD_SECRETS
@@ -89,6 +108,56 @@ class Retention:
             return n
 
         report.secrets_pruned = await self.ctx.db.tx(prune)
-        if report.events_deleted or report.blob_errors:
+        report.changes_deleted = await self.ctx.db.tx(lambda conn: conn.execute(
+            sa.delete(changes).where(changes.c.at < now - _KEEP_CHANGES)).rowcount)
+        if report.events_deleted or report.starts_deleted or report.blob_errors:
             log.info("retention pass", extra=report.__dict__)
         return report
+
+    async def _starts_and_commands(self, report: RetentionReport, shortest_days: float) -> None:
+        """Event starts past their plan's retention and old commands, snapshot blobs first (as for events)."""
+        cfg = self.ctx.config
+        now = self.ctx.clock()
+
+        def candidates(conn: Connection) -> tuple[list[Any], list[Any]]:
+            starts = conn.execute(
+                sa.select(event_starts.c.id, event_starts.c.snapshot_blob, event_starts.c.reported_at, accounts.c.plan)
+                .join(accounts, accounts.c.id == event_starts.c.account_id)
+                .where(event_starts.c.reported_at < now - timedelta(days=shortest_days))
+                .order_by(event_starts.c.reported_at).limit(cfg.retention.batch)
+            ).all()
+            commands = conn.execute(
+                sa.select(hub_commands.c.id, hub_commands.c.result)
+                .where(hub_commands.c.created_at < now - _KEEP_COMMANDS).limit(cfg.retention.batch)
+            ).all()
+            return list(starts), list(commands)
+
+        starts, commands = await self.ctx.db.tx(candidates)
+        doomed_starts = [r for r in starts
+                         if r.reported_at < now - timedelta(days=cfg.plan(r.plan).retention_days)]
+        gone_starts: list[str] = []
+        gone_commands: list[str] = []
+        try:
+            for r in doomed_starts:
+                if r.snapshot_blob and await self.ctx.blobs.delete(r.snapshot_blob):
+                    report.blobs_deleted += 1
+                gone_starts.append(r.id)
+            for r in commands:
+                blob = (r.result or {}).get("snapshot_blob")
+                if blob and await self.ctx.blobs.delete(blob):
+                    report.blobs_deleted += 1
+                gone_commands.append(r.id)
+        except StorageError as exc:
+            report.blob_errors += 1
+            log.warning("retention: snapshot delete failed; will retry", extra={"error": str(exc)})
+
+        def delete_rows(conn: Connection) -> tuple[int, int]:
+            n_starts = n_commands = 0
+            if gone_starts:
+                n_starts = conn.execute(sa.delete(event_starts).where(event_starts.c.id.in_(gone_starts))).rowcount
+            if gone_commands:
+                n_commands = conn.execute(
+                    sa.delete(hub_commands).where(hub_commands.c.id.in_(gone_commands))).rowcount
+            return n_starts, n_commands
+
+        report.starts_deleted, report.commands_deleted = await self.ctx.db.tx(delete_rows)

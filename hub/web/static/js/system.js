@@ -29,7 +29,8 @@ export function mount(el) {
             ['Up for', fmtDuration(s.uptime_s)],
             ['Home Assistant (MQTT)', mqttText],
             ['Cloud', !s.cloud.enabled ? 'Off' : !s.cloud.linked ? 'Not linked (pingwatch cloud link)'
-                : `Linked; ${s.cloud.pending} upload(s) waiting`],
+                : `Linked; ${s.cloud.pending} upload(s) waiting; ${s.cloud.channel?.starts?.pending ?? 0} alert(s) waiting`
+                  + (s.cloud.channel?.starts?.error ? ` (${s.cloud.channel.starts.error})` : '')],
             ['Web UI', s.urls.ui], ['Camera page', s.urls.camera],
             ['Certificate SHA-256', h('span', { class: 'mono small fingerprint' }, s.certificate.sha256)],
             ['Certificate valid until', new Date(s.certificate.not_after).toLocaleDateString()]])),
