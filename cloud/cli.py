@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,29 @@ def _print(result: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(json.dumps(result) if as_json else text)
 
 
+_BOT_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
+
+
+class RedactBotToken(logging.Filter):
+    """Cuts a Telegram bot token (it travels in the Bot API's URL path) out of any line before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/bot" in message:
+            redacted = _BOT_TOKEN.sub("/bot<token>", message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
 def _logging(cfg: CloudConfig) -> None:
     logging.basicConfig(level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactBotToken())
     if cfg.log.level != "debug":
-        # The storage SDK logs every HTTP request at INFO and APScheduler every job run: noise at info level.
-        for noisy in ("azure", "apscheduler"):
+        # The storage SDK logs every HTTP request at INFO, APScheduler every job run, httpx every request (the
+        # Telegram bot's among them): noise at info level.
+        for noisy in ("azure", "apscheduler", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

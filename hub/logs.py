@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -33,6 +34,22 @@ class _ContextFilter(logging.Filter):
         for k, v in _context.get().items():
             if not hasattr(record, k):
                 setattr(record, k, v)
+        return True
+
+
+# A Telegram bot token travels in the Bot API's URL path (/bot<id>:<secret>/method); the HTTP client logs URLs.
+_BOT_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
+
+
+class RedactBotToken(logging.Filter):
+    """Cuts a bot token out of any line before it is written, whoever logged it (at any level)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/bot" in message:
+            redacted = _BOT_TOKEN.sub("/bot<token>", message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
         return True
 
 
@@ -70,11 +87,13 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: Any = None) ->
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(_ContextFilter())
+    handler.addFilter(RedactBotToken())
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # aiortc/aioice log every ICE check at INFO; that drowns the hub's own lines.
-    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+    # aiortc/aioice log every ICE check at INFO; that drowns the hub's own lines. httpx logs every request
+    # (the Telegram bot's long polls among them) at INFO.
+    for noisy in ("aioice", "aiortc", "aiohttp.access", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -9,7 +9,11 @@ notification delays a change by at most one poll.
 
 Reading (`ChangeFeed`) follows the highest id seen. Ids come from a sequence, and on PostgreSQL two transactions
 can commit out of id order (id 8 visible before id 7): an id below the highest seen that is not there yet is a
-gap, re-read until it appears or `gap_grace_s` passes (a rolled-back transaction leaves a gap for ever).
+gap, re-read until it appears or `gap_grace_s` passes (a rolled-back transaction leaves a gap for ever). So the
+highest id seen is not a place to resume from: each delivered change carries `safe_cursor`, the highest id
+below which every change has been delivered (in this order) at the moment it was; a reader that saves its
+position (the notifier) or hands one to a client (the live page) uses that, and a resume re-reads at most a few
+changes it has already seen.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +36,7 @@ from cloud.api.db.schema import changes, events
 log = logging.getLogger(__name__)
 
 CHANNEL = "pingwatch_changes"
+READ_BATCH = 500
 
 # Kinds of change (the `kind` column). Data fields for each are listed beside it.
 EVENT_STARTED = "event.started"  # subject: event_starts.id; data: hub_event_id, camera_id, hub_id, late
@@ -48,6 +53,9 @@ class Change:
     subject_id: str | None
     at: datetime
     data: dict[str, Any]
+    # Set by ChangeFeed: every change with an id up to this one was delivered no later than this one (0: unknown,
+    # e.g. a change read straight from the table).
+    safe_cursor: int = 0
 
 
 def record(conn: Connection, *, account_id: str, kind: str, at: datetime, subject_id: str | None = None,
@@ -80,6 +88,12 @@ def read_after(conn: Connection, after_id: int, *, account_id: str | None = None
     if account_id is not None:
         q = q.where(changes.c.account_id == account_id)
     return [_change(r) for r in conn.execute(q)]
+
+
+def oldest_id(conn: Connection) -> int | None:
+    """The oldest change still kept (retention deletes old ones), None when there is none."""
+    value = conn.execute(sa.select(sa.func.min(changes.c.id))).scalar()
+    return None if value is None else int(value)
 
 
 def latest_id(conn: Connection) -> int:
@@ -145,7 +159,13 @@ class ChangeFeed:
 
     @property
     def cursor(self) -> int:
+        """The highest id seen (ids below it may still be missing: see safe_cursor)."""
         return self._cursor
+
+    @property
+    def safe_cursor(self) -> int:
+        """The highest id below which no change is still missing: a place to resume from."""
+        return min(self._gaps) - 1 if self._gaps else self._cursor
 
     async def start(self, after_id: int | None = None) -> None:
         """Start following after `after_id` (default: the newest change now; a notifier passes its saved cursor)."""
@@ -195,25 +215,36 @@ class ChangeFeed:
 
     async def _read_once(self) -> None:
         gaps = sorted(self._gaps)
-        low = (gaps[0] - 1) if gaps else self._cursor
-        rows = await self._db.read(lambda conn: read_after(conn, low))
+        cursor = self._cursor
+
+        def read(conn: Connection) -> tuple[list[Change], list[Change]]:
+            # Two reads: the gaps by id (a few at most) and what is new. One range read from the lowest gap would
+            # stall behind READ_BATCH rows that were delivered already.
+            filled = []
+            if gaps:
+                filled = [_change(r) for r in conn.execute(
+                    sa.select(changes).where(changes.c.id.in_(gaps)).order_by(changes.c.id))]
+            return filled, read_after(conn, cursor, limit=READ_BATCH)
+
+        filled, new = await self._db.read(read)
         now = time.monotonic()
-        for change in rows:
-            if change.id <= self._cursor and change.id not in self._gaps:
-                continue  # seen already (read again because a lower id was still missing)
-            self._gaps.pop(change.id, None)
-            if change.id > self._cursor:
-                for missing in range(self._cursor + 1, change.id):
-                    self._gaps.setdefault(missing, now)
-                self._cursor = change.id
+        for change in filled:
+            del self._gaps[change.id]
+            self._deliver(change)
+        for change in new:
+            for missing in range(self._cursor + 1, change.id):
+                self._gaps.setdefault(missing, now)
+            self._cursor = change.id
             self._deliver(change)
         for missing, since in list(self._gaps.items()):
             if now - since > self._gap_grace_s:
                 del self._gaps[missing]  # a rolled-back insert: that id will never appear
-        if len(rows) == 500:
+                log.info("a change id never appeared; going on without it", extra={"change": missing})
+        if len(new) == READ_BATCH:
             self._wake.set()  # more to read
 
     def _deliver(self, change: Change) -> None:
+        change = replace(change, safe_cursor=self.safe_cursor)
         for sub in list(self._subs):
             if sub.account_id is None or sub.account_id == change.account_id:
                 sub._offer(change)

@@ -9,7 +9,7 @@ JSON parser refuses them, as it refuses nesting deeper than its recursion limit.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -43,6 +43,19 @@ HubCameraId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", descri
 HubEventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description="The hub's event id.")]
 Uuid = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 Md5B64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{22}==$", description="Base64 of the file's 16-byte MD5.")]
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _plausible(value: datetime) -> datetime:
+    # Stored as epoch seconds and read back as UTC datetimes: year 1 at +14:00 would be stored and then break
+    # every read of its row. Nothing a hub or a person sends is before 2000 or after 2100.
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError("a time between 2000 and 2100 (UTC)")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_plausible)]
 Mime = Literal["video/mp4", "video/webm"]
 EventState = Literal["uploading", "queued", "processing", "done", "failed", "rejected"]
 
@@ -217,8 +230,8 @@ class HubSelf(_Out):
 class EventInitiate(_In):
     event_id: HubEventId
     camera_id: HubCameraId
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: Moment
+    ended_at: Moment
     trigger: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = Field(..., description="motion, sound, ...")
     mime: Mime
     size: int = Field(..., ge=1, le=2**40)
@@ -289,8 +302,8 @@ class EventQuery(_In):
     camera_id: Uuid | None = None
     label: Annotated[str, Field(pattern=r"^[A-Za-z0-9 _-]{1,64}$")] | None = None
     state: EventState | None = None
-    since: AwareDatetime | None = Field(default=None, description="Events that started at or after this time.")
-    until: AwareDatetime | None = Field(default=None, description="Events that started before this time.")
+    since: Moment | None = Field(default=None, description="Events that started at or after this time.")
+    until: Moment | None = Field(default=None, description="Events that started before this time.")
     cursor: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,200}$")] | None = None
     limit: int = Field(default=50, ge=1, le=200)
 
@@ -312,7 +325,7 @@ CommandState = Literal["pending", "delivered", "done", "expired"]
 class EventStartReport(_In):
     event_id: HubEventId
     camera_id: HubCameraId
-    started_at: AwareDatetime
+    started_at: Moment
     trigger: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = Field(..., description="motion, sound, ...")
     snapshot_jpeg: SnapshotB64 | None = Field(default=None, description="The camera's frame at the trigger.")
 
@@ -331,7 +344,7 @@ class CameraStateIn(_In):
 
 class HubStatePut(_In):
     armed: bool
-    disarmed_until: AwareDatetime | None = None
+    disarmed_until: Moment | None = None
     cameras: list[CameraStateIn] = Field(default_factory=list, max_length=64)
 
 

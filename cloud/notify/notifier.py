@@ -11,7 +11,10 @@ Data flow:
 - housekeeping: `HubCommands.expire_due` (a command the hub never fetched is answered "hub offline"; harmless
   when the API's scheduler runs it too), and old rows are pruned.
 
-Run one notifier per deployment: pacing is kept in memory, and two would each allow a message per second.
+One notifier works at a time: pacing is kept in memory, and two would each allow a message per second and race
+for every row. Each holds the "telegram-notifier" lease (cloud/api/services/leases.py) while it works; a second
+process stands by and takes over within LEASE_TTL once the first stops renewing (crash) or at once when it stops
+cleanly (a rolling deploy).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
 from cloud.api.changes import ChangeFeed, Subscription, latest_id
 from cloud.api.context import Context
-from cloud.api.db.schema import telegram_updates
+from cloud.api.db.schema import telegram_links, telegram_mutes, telegram_updates
+from cloud.api.security import new_id
+from cloud.api.services import leases
 from cloud.api.services.commands import HubCommands
 from cloud.api.services.telegram import store_update
 from cloud.config import CloudConfig
@@ -50,6 +55,11 @@ BOT_COMMANDS = [("status", "Hubs and cameras"), ("arm", "Arm the hub"), ("disarm
                 ("unlink", "Stop alerts in this chat"), ("help", "What I can do")]
 WEBHOOK_PATH = "/api/v1/telegram/webhook"
 PRUNE_AFTER = timedelta(days=30)
+LEASE = "telegram-notifier"
+LEASE_TTL = timedelta(seconds=30)
+LEASE_RENEW_S = 10.0
+# A lower change id may commit this long after a higher one (a slow transaction) and still be planned.
+FEED_GAP_GRACE_S = 120.0
 
 
 class Notifier:
@@ -59,7 +69,8 @@ class Notifier:
 
     def __init__(self, ctx: Context, *, bot: Bot | None = None, retry_base_s: float = 1.0,
                  retry_max_s: float = 300.0, max_tries: int = 8, poll_timeout_s: float = 25.0,
-                 conflict_wait_s: float = 30.0, housekeeping_s: float = 5.0, feed_poll_s: float = 0.25) -> None:
+                 conflict_wait_s: float = 30.0, housekeeping_s: float = 5.0, feed_poll_s: float = 0.25,
+                 lease_renew_s: float = LEASE_RENEW_S) -> None:
         self.ctx = ctx
         self.config = ctx.config.telegram
         self._own_bot = bot is None
@@ -76,6 +87,10 @@ class Notifier:
         self._feed: ChangeFeed | None = None
         self._updates_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._holder = new_id()
+        self._leader: asyncio.Task[None] | None = None
+        self.working = False  # holds the lease and runs (False: standing by)
+        self._lease_renew_s = lease_renew_s
 
     @classmethod
     def from_config(cls, config: CloudConfig, **kwargs: Any) -> Notifier:
@@ -92,7 +107,48 @@ class Notifier:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Take the lease and start working, or stand by when another notifier holds it (returns either way)."""
         await self._prepare_bot()
+        if await self._lease():
+            await self._start_work()
+        else:
+            log.warning("another Telegram notifier is working; standing by", extra={"lease": LEASE})
+        self._leader = asyncio.create_task(self._lead(), name="telegram-lease")
+
+    async def stop(self) -> None:
+        if self._leader is not None:
+            self._leader.cancel()
+            await asyncio.gather(self._leader, return_exceptions=True)
+            self._leader = None
+        was_working = self.working
+        await self._stop_work()
+        if was_working:
+            with contextlib.suppress(Exception):  # the lease then just expires
+                await self.ctx.db.tx(lambda conn: leases.release(conn, LEASE, self._holder))
+        if self._own_bot:
+            with contextlib.suppress(Exception):
+                await self.bot.shutdown()
+
+    async def _lease(self) -> bool:
+        now = self.ctx.clock()
+        try:
+            return await self.ctx.db.tx(lambda conn: leases.acquire(conn, LEASE, self._holder, now, LEASE_TTL))
+        except Exception:  # the database is down: keep what we have until the lease would expire
+            log.warning("renewing the notifier lease failed", exc_info=True)
+            return self.working
+
+    async def _lead(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_renew_s)  # renewal period, well inside LEASE_TTL
+            held = await self._lease()
+            if held and not self.working:
+                log.info("Telegram notifier taking over", extra={"lease": LEASE})
+                await self._start_work()
+            elif not held and self.working:
+                log.error("the Telegram notifier lost its lease to another; standing by", extra={"lease": LEASE})
+                await self._stop_work()
+
+    async def _start_work(self) -> None:
         cursor = await self.ctx.db.read(store.load_cursor)
         if cursor is None:
             # First start: alerts begin now; a year of old changes would be a flood, not an alert.
@@ -104,7 +160,7 @@ class Notifier:
                 return at
 
             cursor = await self.ctx.db.tx(first)
-        self._feed = ChangeFeed(self.ctx.db, poll_interval_s=self._feed_poll_s)
+        self._feed = ChangeFeed(self.ctx.db, poll_interval_s=self._feed_poll_s, gap_grace_s=FEED_GAP_GRACE_S)
         sub = self._feed.subscribe(None, max_pending=5000)
         await self._feed.start(after_id=cursor)
         self._tasks = [asyncio.create_task(self._follow(sub), name="telegram-changes"),
@@ -114,8 +170,10 @@ class Notifier:
         if self.config.mode == "polling":
             self._tasks.append(asyncio.create_task(self._poll_loop(), name="telegram-poll"))
         log.info("Telegram notifier started", extra={"mode": self.config.mode, "cursor": cursor})
+        self.working = True
 
-    async def stop(self) -> None:
+    async def _stop_work(self) -> None:
+        self.working = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -124,9 +182,6 @@ class Notifier:
         if self._feed is not None:
             await self._feed.stop()
             self._feed = None
-        if self._own_bot:
-            with contextlib.suppress(Exception):
-                await self.bot.shutdown()
 
     async def _prepare_bot(self) -> None:
         """The bot's name, its command list, and in webhook mode the webhook. Failures here are logged, not
@@ -163,7 +218,7 @@ class Notifier:
                 log.warning("the notifier fell behind the change feed; re-reading from its cursor")
                 await self._feed.stop()
                 cursor = await self.ctx.db.read(store.load_cursor)
-                self._feed = ChangeFeed(self.ctx.db, poll_interval_s=self._feed_poll_s)
+                self._feed = ChangeFeed(self.ctx.db, poll_interval_s=self._feed_poll_s, gap_grace_s=FEED_GAP_GRACE_S)
                 sub = self._feed.subscribe(None, max_pending=5000)
                 await self._feed.start(after_id=cursor)
                 continue
@@ -173,7 +228,9 @@ class Notifier:
 
                 def work(conn: Connection, change: Any = change, now: Any = now) -> int:
                     added = planner.plan(conn, change, now)
-                    store.save_cursor(conn, change.id, now)
+                    # The feed's safe cursor, not the change's id: a lower id may still be on its way (PostgreSQL
+                    # commits out of id order); resuming here re-plans at most a few changes (rows are keyed).
+                    store.save_cursor(conn, change.safe_cursor, now)
                     return added
 
                 try:
@@ -227,11 +284,18 @@ class Notifier:
                 continue
             backoff, conflict_logged = 1.0, False
             for update in updates:
-                offset = max(offset or 0, update.update_id + 1)
                 payload = json.loads(update.to_json())
                 now = self.ctx.clock()
-                if not await self.ctx.db.tx(functools.partial(_store, update=payload, now=now)):
-                    self.stats.duplicate_updates += 1
+                try:
+                    if not await self.ctx.db.tx(functools.partial(_store, update=payload, now=now)):
+                        self.stats.duplicate_updates += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the database is down: not confirmed to Telegram, so it comes again
+                    log.warning("storing a Telegram update failed; it is fetched again", exc_info=True)
+                    await asyncio.sleep(random.uniform(backoff / 2, backoff))  # retry pacing with jitter
+                    break
+                offset = max(offset or 0, update.update_id + 1)
             if updates:
                 self._updates_wake.set()
 
@@ -241,7 +305,7 @@ class Notifier:
             self._updates_wake.clear()
             try:
                 rows = await self.ctx.db.read(lambda conn: conn.execute(
-                    sa.select(telegram_updates.c.update_id, telegram_updates.c.payload)
+                    sa.select(telegram_updates.c.update_id, telegram_updates.c.payload, telegram_updates.c.received_at)
                     .where(telegram_updates.c.claimed_at.is_(None))
                     .order_by(telegram_updates.c.update_id).limit(50)).all())
             except asyncio.CancelledError:
@@ -250,20 +314,29 @@ class Notifier:
                 log.warning("reading Telegram updates failed; retrying", exc_info=True)
                 rows = []
             for row in rows:
-                now = self.ctx.clock()
-                claimed = await self.ctx.db.read(functools.partial(_claim, update_id=int(row.update_id), now=now))
-                if not claimed:
-                    continue
                 try:
-                    update = Update.de_json(dict(row.payload), self.bot)
-                except Exception:  # noqa: BLE001 - a malformed stored update must not stop the others
-                    log.warning("an update Telegram sent could not be read", extra={"update_id": row.update_id})
-                    continue
-                await self.handler.handle(update)
+                    await self._act(row)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one update (or a database hiccup) must not end the loop that answers buttons
+                    log.warning("acting on a Telegram update failed", extra={"update_id": row.update_id},
+                                exc_info=True)
             if not rows:
                 # The webhook route writes from another process; its rows are found by this poll.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._updates_wake.wait(), 0.25)
+
+    async def _act(self, row: Any) -> None:
+        now = self.ctx.clock()
+        claimed = await self.ctx.db.read(functools.partial(_claim, update_id=int(row.update_id), now=now))
+        if not claimed:
+            return
+        try:
+            update = Update.de_json(dict(row.payload), self.bot)
+        except Exception:  # noqa: BLE001 - a malformed stored update must not stop the others
+            log.warning("an update Telegram sent could not be read", extra={"update_id": row.update_id})
+            return
+        await self.handler.handle(update, row.received_at)
 
     # -- housekeeping --------------------------------------------------------------------------------------
 
@@ -278,12 +351,19 @@ class Notifier:
                     await self.ctx.db.tx(lambda conn: conn.execute(sa.delete(telegram_updates).where(
                         telegram_updates.c.claimed_at.is_not(None),
                         telegram_updates.c.received_at < self.ctx.clock() - timedelta(days=2))))
+                    await self.ctx.db.tx(lambda conn: _prune_links_and_mutes(conn, self.ctx.clock()))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("Telegram housekeeping failed", exc_info=True)
             passes += 1
             await asyncio.sleep(self.housekeeping_s)  # a periodic job, not synchronisation
+
+
+def _prune_links_and_mutes(conn: Connection, now: datetime) -> None:
+    """Link tokens a day past their expiry (used or not) and mutes that ended."""
+    conn.execute(sa.delete(telegram_links).where(telegram_links.c.expires_at < now - timedelta(days=1)))
+    conn.execute(sa.delete(telegram_mutes).where(telegram_mutes.c.until < now))
 
 
 def _store(conn: Connection, *, update: dict[str, Any], now: datetime) -> bool:

@@ -47,8 +47,8 @@ def _for_recipients(conn: Connection, change: Change, stage: str, now: datetime)
 
 
 def _event_started(conn: Connection, change: Change, now: datetime) -> int:
-    if alert_mode(conn, change.account_id) != "all":
-        return 0
+    if alert_mode(conn, change.account_id) != "all" or change.data.get("snapshot_added"):
+        return 0  # a picture that came late: the page shows it; the alert already went (as text) or waits for it
     return _for_recipients(conn, change, "started", now)
 
 
@@ -71,6 +71,9 @@ def _event_state(conn: Connection, change: Change, now: datetime) -> int:
     d = change.data
     for stage in ("started", "clip"):
         for chat_id in store.chats_with(conn, d["hub_id"], d["hub_event_id"], stage, (PENDING, SENT)):
+            linked = store.chat_account(conn, chat_id)
+            if linked is None or linked[0] != change.account_id:
+                continue  # unlinked since (or now another account's chat): nothing more goes there
             added += store.add(conn, account_id=change.account_id, hub_id=d["hub_id"], event_key=d["hub_event_id"],
                                chat_id=chat_id, stage="summary", now=now)
     return added

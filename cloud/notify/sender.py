@@ -35,11 +35,12 @@ from cloud.api.services.telegram import unlink_chat
 from cloud.notify import store, texts
 from cloud.notify.bot import EntityTooLarge, retry_after_s
 from cloud.notify.store import FAILED, PENDING, SENT, SKIPPED, Delivery
-from cloud.storage.blob import StorageError
+from cloud.storage.blob import BlobNotFound, StorageError
 
 log = logging.getLogger(__name__)
 
 FINAL = ("done", "failed", "rejected")
+TEXT_AFTER_TRIES = 3  # a picture storage cannot give after this many tries: the alert goes out as text
 
 
 @dataclass
@@ -294,6 +295,11 @@ class Sender:
     # -- stages --------------------------------------------------------------------------------------------
 
     async def _send(self, row: Delivery) -> None:
+        linked = await self.ctx.db.read(lambda conn: store.chat_account(conn, row.chat_id))
+        if linked is None or linked[0] != row.account_id:
+            # Unlinked after the row was planned, or re-linked to another account since: never send it there.
+            await self._close(row, SKIPPED, "the chat is no longer linked to this account")
+            return
         if row.stage == "outcome":
             await self._send_outcome(row)
             return
@@ -319,13 +325,20 @@ class Sender:
                                        info.summary, info.labels, info.reason, info.late)
         return texts.started_caption(info.camera_name, info.started_at, self._tz, info.trigger, info.late)
 
-    async def _blob(self, name: str | None) -> bytes | None:
+    async def _blob(self, name: str | None, row: Delivery) -> bytes | None:
+        """The picture for a message; None (send text) when it is gone. Storage that is down is a passing
+        failure: the row is retried (StorageError), and only after TEXT_AFTER_TRIES goes out as text."""
         if not name:
             return None
         try:
             return await self.ctx.blobs.read(name)
+        except BlobNotFound:
+            log.warning("alert picture is gone; sending text", extra={"blob": name})
+            return None
         except StorageError as exc:
-            log.warning("alert picture not readable; sending text", extra={"blob": name, "error": str(exc)})
+            if row.tries + 1 < TEXT_AFTER_TRIES:
+                raise
+            log.warning("alert picture still not readable; sending text", extra={"blob": name, "error": str(exc)})
             return None
 
     async def _photo_or_text(self, row: Delivery, photo: bytes | None, caption: str,
@@ -349,7 +362,7 @@ class Sender:
 
     async def _send_started(self, row: Delivery, info: EventInfo) -> None:
         caption = self._caption(info)
-        photo = await self._blob(info.start_snapshot or info.worker_snapshot)
+        photo = await self._blob(info.start_snapshot or info.worker_snapshot, row)
         msg, kind = await self._photo_or_text(row, photo, caption, self._buttons(info))
         await self._done(row, "sendPhoto" if kind == "photo" else "sendMessage", msg.message_id, kind, caption)
 
@@ -441,14 +454,14 @@ class Sender:
                 if "not found" not in str(exc).lower():
                     raise
                 log.info("the alert to edit is gone; sending the summary on its own", extra={"error": str(exc)})
-        photo = await self._blob(info.worker_snapshot or info.start_snapshot)
+        photo = await self._blob(info.worker_snapshot or info.start_snapshot, row)
         msg, kind = await self._photo_or_text(row, photo, caption, self._buttons(info))
         await self._done(row, "sendPhoto" if kind == "photo" else "sendMessage", msg.message_id, kind, caption)
 
     async def _send_match(self, row: Delivery, info: EventInfo) -> None:
         caption = texts.match_caption(info.camera_name, info.started_at, self._tz, info.trigger, info.summary,
                                       info.labels, info.late)
-        photo = await self._blob(info.worker_snapshot or info.start_snapshot)
+        photo = await self._blob(info.worker_snapshot or info.start_snapshot, row)
         msg, kind = await self._photo_or_text(row, photo, caption, self._buttons(info))
         await self._done(row, "sendPhoto" if kind == "photo" else "sendMessage", msg.message_id, kind, caption)
 
@@ -456,6 +469,6 @@ class Sender:
         p = row.payload
         text = str(p.get("text") or "Done.")
         reply = ReplyParameters(int(p["reply_to"]), allow_sending_without_reply=True) if p.get("reply_to") else None
-        photo = await self._blob(p.get("snapshot_blob"))
+        photo = await self._blob(p.get("snapshot_blob"), row)
         msg, kind = await self._photo_or_text(row, photo, text, None, reply)
         await self._done(row, "sendPhoto" if kind == "photo" else "sendMessage", msg.message_id, kind, text)

@@ -33,6 +33,7 @@ LINK_INVALID = "This link is not valid (it may have been used already). Make a n
 LINK_OTHER = "This chat is linked to another ping-watch account. Send /unlink first, then use the link again."
 UNLINKED = "🔕 Unlinked: no more alerts in this chat. Link again from the cloud page."
 SENT_TO_HUB = "Sent to the hub…"
+TOO_LATE = "That came while I was offline, so I did nothing. Send it again if you still want it."
 HUB_OFFLINE = "The hub is offline; nothing changed."
 HUB_SILENT = "The hub took the command but did not answer; check /status."
 
@@ -41,12 +42,13 @@ _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 60}
 
 
 def parse_duration(text: str) -> int | None:
-    """'1h', '30m', '2d', '45' (minutes) -> seconds; None when it is not a duration (or over 7 days)."""
+    """'1h', '30m', '2d', '45' (minutes) -> seconds; None when it is not a duration, or outside 1 min .. 7 days
+    (the range the API's own disarm accepts)."""
     m = _DURATION.match(text.strip().lower())
     if not m:
         return None
     seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    return seconds if 0 < seconds <= 7 * 86400 else None
+    return seconds if 60 <= seconds <= 7 * 86400 else None
 
 
 def duration_text(seconds: float) -> str:

@@ -37,6 +37,11 @@ from cloud.notify.sender import NotifierStats, Pacer
 
 log = logging.getLogger(__name__)
 
+# A command or button press that waited longer than this (the notifier was down) is not acted on: a disarm
+# minutes after the press would surprise; the person is asked to send it again.
+STALE_AFTER = timedelta(minutes=2)
+ACTING = {"arm", "disarm", "snapshot", "mute", "unmute"}
+
 LINK_TEXT = {LinkOutcome.LINKED: texts.LINKED, LinkOutcome.ALREADY: texts.ALREADY_LINKED,
              LinkOutcome.EXPIRED: texts.LINK_EXPIRED, LinkOutcome.INVALID: texts.LINK_INVALID,
              LinkOutcome.OTHER_ACCOUNT: texts.LINK_OTHER}
@@ -56,11 +61,13 @@ class UpdateHandler:
         self._username = username
         self.commands = HubCommands(ctx)
 
-    async def handle(self, update: Update) -> None:
-        """Act on one update (already claimed once); never raises."""
+    async def handle(self, update: Update, received_at: datetime | None = None) -> None:
+        """Act on one update (already claimed once); never raises. `received_at`: when it was stored; an update
+        that waited longer than STALE_AFTER (the notifier was down) does not act on the hub any more."""
         try:
             if update.callback_query is not None:
-                await self._on_button(update.callback_query)
+                stale = received_at is not None and self.ctx.clock() - received_at > STALE_AFTER
+                await self._on_button(update.callback_query, stale)
             elif update.message is not None and update.message.text:
                 await self._on_message(update.message)
         except asyncio.CancelledError:
@@ -84,6 +91,9 @@ class UpdateHandler:
             return  # meant for another bot in a group
         command = command.lower()
         chat_id = msg.chat.id
+        if command in ACTING and msg.date is not None and self.ctx.clock() - msg.date > STALE_AFTER:
+            await self.reply(chat_id, texts.TOO_LATE, msg.message_id)
+            return
         if command == "start":
             await self._cmd_start(msg, args)
             return
@@ -254,7 +264,7 @@ class UpdateHandler:
 
     # -- buttons -----------------------------------------------------------------------------------------
 
-    async def _on_button(self, query: CallbackQuery) -> None:
+    async def _on_button(self, query: CallbackQuery, stale: bool = False) -> None:
         """Every press is answered (Telegram shows a spinner until it is), whatever it asked."""
         text, alert = "This button is no longer valid.", False
         try:
@@ -262,7 +272,10 @@ class UpdateHandler:
             message_id = query.message.message_id if query.message is not None else None
             action = texts.parse_button(query.data)
             linked = await self._account(chat_id) if chat_id is not None else None
-            if linked is None or chat_id is None:
+            if stale:
+                # Pressed while the notifier was down: a disarm or mute acted on minutes later would surprise.
+                text, alert = texts.TOO_LATE, True
+            elif linked is None or chat_id is None:
                 text, alert = texts.NOT_LINKED, True
             elif action is not None:
                 account_id, chat_row_id = linked

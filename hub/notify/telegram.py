@@ -70,8 +70,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _OPEN_EVENT = ("recording", "active")
 
 
-
-
 class EntityTooLarge(TelegramError):
     """413 from the Bot API: the upload is over its limit. python-telegram-bot maps 413 to a generic
     NetworkError (which would be retried for ever); this makes it a refusal the sender falls back from."""

@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 UNLINKED_RECHECK_S = 30.0  # how often an idle sender looks for a (new) link: linking needs no restart
 
 
-
-
 class Sender(Protocol):
     async def start(self) -> None: ...
 

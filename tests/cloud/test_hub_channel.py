@@ -53,6 +53,8 @@ async def test_a_retry_adds_the_snapshot_the_first_report_lacked(api: CloudApi) 
     assert r.status_code == 201 and r.json()["snapshot"] is False
     r = await api.http.post("/api/v1/hub/event-starts", json=start_body(), headers=hub.headers)
     assert r.status_code == 201 and r.json()["snapshot"] is True
+    started = [c for c in await all_changes(api, hub.user.account_id) if c.kind == changes.EVENT_STARTED]
+    assert [c.data.get("snapshot_added", False) for c in started] == [False, True]  # the page gets the picture
 
 
 async def test_a_start_reported_long_after_the_trigger_is_late(api: CloudApi) -> None:
@@ -70,6 +72,8 @@ async def test_bad_event_starts_are_refused_and_record_nothing(api: CloudApi) ->
         (start_body(snapshot_jpeg="not base64!"), 400, "invalid_input"),
         (start_body(snapshot_jpeg="QUJD="), 400, "bad_snapshot"),  # padding in the wrong place
         (start_body(event_id="../../x"), 400, "invalid_input"),
+        (start_body(started_at="0001-01-01T00:00:00+14:00"), 400, "invalid_input"),  # would not read back
+        (start_body(started_at="9999-12-31T23:59:59-14:00"), 400, "invalid_input"),
         (start_body(snapshot_jpeg=base64.b64encode(b"\xff\xd8\xff" + b"\0" * (1024 * 1024)).decode()), 400,
          "invalid_input"),  # over the model's base64 length: refused before decoding
     ]
@@ -102,6 +106,11 @@ async def test_the_hub_state_shows_in_the_hub_list_and_changes_are_recorded_once
     assert {c["hub_camera_id"]: c["online"] for c in listed["cameras"]} == {"front": True, "back": False}
     recorded = [c for c in await all_changes(api, hub.user.account_id) if c.kind == changes.HUB_STATE]
     assert len(recorded) == 1 and recorded[0].data["cameras"] == {"front": True, "back": False}
+    # A time the store could not read back is refused, and the hub list still reads.
+    r = await api.http.put("/api/v1/hub/state", headers=hub.headers,
+                           json={**state, "disarmed_until": "0001-01-01T00:00:00+14:00"})
+    assert r.status_code == 400 and "disarmed_until" in r.json()["error"]
+    assert (await api.http.get("/api/v1/hubs", headers=hub.user.headers)).status_code == 200
 
 
 async def _create(api: CloudApi, hub: HubSession, kind: str, **args: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest_asyncio
 import sqlalchemy as sa
 
-from cloud.api.db.schema import telegram_cursor, telegram_deliveries, telegram_updates
+from cloud.api.db.schema import leases, telegram_cursor, telegram_deliveries, telegram_updates
 from cloud.notify import Notifier
 from tests.cloud.conftest import (  # noqa: F401  (fixtures used by these tests)
     Clip,
@@ -80,9 +80,9 @@ class Rig:
     def http(self) -> Any:
         return self.api.http
 
-    def new_notifier(self) -> Notifier:
+    def new_notifier(self, **kw: Any) -> Notifier:
         n = Notifier(self.api.services.ctx, retry_base_s=0.05, retry_max_s=0.2, poll_timeout_s=1,
-                     conflict_wait_s=0.2, housekeeping_s=0.2)
+                     conflict_wait_s=0.2, housekeeping_s=0.2, **kw)
         self.made.append(n)
         return n
 
@@ -147,6 +147,7 @@ async def isolate(api: CloudApi) -> None:
     over what earlier tests left pending."""
     def work(conn: Any) -> None:
         conn.execute(sa.delete(telegram_cursor))
+        conn.execute(sa.delete(leases))  # a lease an earlier test's notifier held
         conn.execute(sa.update(telegram_deliveries).where(telegram_deliveries.c.state == "pending")
                      .values(state="failed", last_error="left by an earlier test"))
         # Each test's fake Bot API numbers its updates from 1: ids of an earlier test's bot are not this one's.

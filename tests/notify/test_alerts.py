@@ -8,9 +8,9 @@ import uuid
 
 import sqlalchemy as sa
 
-from cloud.api.changes import read_after
+from cloud.api.changes import latest_id, read_after
 from cloud.api.db.schema import telegram_cursor
-from cloud.notify import planner
+from cloud.notify import planner, store
 from tests.cloud.conftest import Clip
 from tests.notify.conftest import Rig, jpeg, until
 
@@ -156,3 +156,25 @@ async def test_matches_mode_sends_one_message_only_for_a_match(rig: Rig, mp4_cli
     assert [m.text for m in rig.messages() if "cat" in (m.text or "").lower()] == []
     assert await rig.rows(no) == []
     assert [r.stage for r in await rig.rows(yes)] == ["match"]
+
+
+async def test_a_chat_unlinked_mid_event_gets_nothing_more(rig: Rig, mp4_clip: Clip):
+    await rig.link()
+    hev = _hev()
+    await rig.start_event(hev, jpeg())
+    await rig.settled(hev, "started")
+    chats = (await rig.http.get("/api/v1/telegram/chats", headers=rig.user.headers)).json()["chats"]
+    r = await rig.http.delete(f"/api/v1/telegram/chats/{chats[0]['id']}", headers=rig.user.headers)
+    assert r.status_code == 204, r.text
+    event_id = await rig.queued(hev, mp4_clip)
+    await rig.done(event_id)
+    ctx = rig.api.services.ctx
+    newest = await ctx.db.read(latest_id)
+
+    async def planned() -> bool | None:
+        cursor = await ctx.db.read(store.load_cursor)
+        return (cursor or 0) >= newest or None
+
+    await until(planned, what="the notifier planned the event's last change")
+    assert [m.method for m in rig.messages()] == ["sendMessage", "sendPhoto"]  # "Linked", then the photo only
+    assert {(r.stage, r.state) for r in await rig.rows(hev)} == {("started", "sent")}

@@ -67,6 +67,11 @@ async def test_webhook_checks_the_secret_and_acts_once_per_update_id(rig_factory
         for headers in ({}, {SECRET_HEADER: "wrong-secret-wrong-secret"}):
             r = await http.post("/api/v1/telegram/webhook", json=forged, headers=headers)
             assert r.status_code == 401 and r.json()["reason"] == "bad_secret"
+        # With the secret, a body that is not a Telegram update is a 400 (Telegram would retry a 500 for ever).
+        good = {SECRET_HEADER: SECRET, "Content-Type": "application/json"}
+        for body in (b'{"update_id": 900002, "x": NaN}', b"[" * 100000, b'{"update_id": "1"}', b"\xff\xfe"):
+            r = await http.post("/api/v1/telegram/webhook", content=body, headers=good)
+            assert r.status_code == 400, (body[:30], r.text)
     stored = await rig.api.services.ctx.db.read(lambda conn: conn.execute(
         sa.select(telegram_updates.c.update_id).where(telegram_updates.c.update_id == 900001)).all())
     assert stored == []  # refused before anything was kept
@@ -150,3 +155,15 @@ async def test_a_chat_that_blocked_the_bot_is_unlinked(rig: Rig):
         return r.json()["chats"] == []
 
     await until(unlinked, what="chat unlinked")
+
+
+async def test_a_command_that_waited_while_the_notifier_was_down_does_nothing(rig: Rig):
+    await rig.link()
+    rig.api.clock.advance(minutes=5)  # the command below was sent five minutes before the notifier reads it
+    before = len(rig.fake.sent_to(rig.chat))
+    await rig.fake.push_message(rig.chat, "/disarm 1h")
+    reply = (await rig.fake.wait_messages(rig.chat, before + 1))[-1]
+    assert reply.text is not None and "offline" in reply.text and "did nothing" in reply.text
+    cmds = await rig.api.services.ctx.db.read(lambda conn: conn.execute(
+        sa.select(hub_commands).where(hub_commands.c.hub_id == rig.hub.hub_id)).all())
+    assert cmds == []

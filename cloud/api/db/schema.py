@@ -234,6 +234,9 @@ changes = sa.Table(
     sa.Column("data", sa.JSON),
     sa.Index("ix_changes_account_id", "account_id", "id"),
     sa.Index("ix_changes_at", "at"),
+    # Ids are cursors (the notifier's, the page's): never reused, even after retention emptied the table (SQLite
+    # without AUTOINCREMENT would start again at max(id) + 1 = 1; PostgreSQL's sequence never goes back).
+    sqlite_autoincrement=True,
 )
 
 # Commands for a hub (arm, disarm, snapshot), e.g. from a Telegram button. The hub fetches them (long poll) and
@@ -345,4 +348,15 @@ telegram_cursor = sa.Table(
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("change_id", sa.Integer, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+
+# Leases: one holder at a time for work that must not run twice at once (the Telegram notifier: its pacing is in
+# memory, so a second instance would double the message rate and race the first for every row). The holder
+# renews before `expires_at`; another process takes over once it has passed.
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
 )

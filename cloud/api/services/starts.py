@@ -116,9 +116,14 @@ class EventStarts:
 
         def write(conn: Connection) -> Any:
             if existing is not None:
-                conn.execute(sa.update(event_starts).where(event_starts.c.id == start_id,
-                                                           event_starts.c.snapshot_blob.is_(None))
-                             .values(snapshot_blob=blob))
+                if conn.execute(sa.update(event_starts).where(event_starts.c.id == start_id,
+                                                              event_starts.c.snapshot_blob.is_(None))
+                                .values(snapshot_blob=blob)).rowcount == 1:
+                    # The picture came after the start (a slow camera): the live page shows it now.
+                    changes.record(conn, account_id=hub.account_id, kind=changes.EVENT_STARTED, at=now,
+                                   subject_id=start_id,
+                                   data={"hub_event_id": req.hub_event_id, "camera_id": camera_id,
+                                         "hub_id": hub.hub_id, "late": bool(existing.late), "snapshot_added": True})
             elif insert_ignore(conn, event_starts, {
                 "id": start_id, "account_id": hub.account_id, "hub_id": hub.hub_id, "camera_id": camera_id,
                 "hub_event_id": req.hub_event_id, "started_at": req.started_at, "reported_at": now,

@@ -24,6 +24,7 @@ from cloud.api.context import Context
 from cloud.api.db.schema import (
     cameras,
     telegram_chats,
+    telegram_deliveries,
     telegram_links,
     telegram_mutes,
     telegram_settings,
@@ -109,6 +110,11 @@ def unlink_chat(conn: Connection, chat_id: int) -> bool:
     if row is None:
         return False
     conn.execute(sa.delete(telegram_mutes).where(telegram_mutes.c.chat_row_id == row.id))
+    # What was still on its way to this chat stays undelivered: an unlinked person gets no more of the account's
+    # alerts (not the clip of an event that started while they were linked either).
+    conn.execute(sa.update(telegram_deliveries).where(telegram_deliveries.c.chat_id == chat_id,
+                                                      telegram_deliveries.c.state == "pending")
+                 .values(state="skipped", last_error="the chat was unlinked"))
     return conn.execute(sa.delete(telegram_chats).where(telegram_chats.c.id == row.id)).rowcount == 1
 
 

@@ -5,8 +5,10 @@ message, never a URL parameter that would end up in access logs):
 - client → server, first and within AUTH_TIMEOUT_S: {"token": "<bearer>", "after": <cursor> | null}
 - server → client: {"type": "hello", "account_id", "cursor"}; then, in change order, one message per change of
   that account: "event" (an event's state), "event_started", "hub", "command" (page_models.Live*Msg). Each
-  carries its change id as "cursor"; a page that reconnects sends the last one as "after" and gets the changes it
-  missed (read from the database), then live ones, with no gap and no duplicate.
+  carries a "cursor": a position every earlier change was sent before (the change feed's safe cursor, which can
+  lag the change's own id while a lower id is still uncommitted); a page that reconnects sends the last one as
+  "after" and gets the changes after it (read from the database, a few perhaps again), then live ones, with no
+  gap. Changes are kept two days (retention): an "after" older than the oldest kept change is told to reload.
 - close codes: 4400 bad first message, 4401 bad token or none in time, 4429 too many sockets for the account,
   4000 "reload" (the page fell too far behind: re-read everything, then reconnect with after=null), 1001 the
   server is stopping, 1009 a message over MAX_MESSAGE_BYTES (aiohttp's own).
@@ -39,7 +41,7 @@ from cloud.api.changes import (
     HUB_STATE,
     Change,
     ChangeFeed,
-    latest_id,
+    oldest_id,
     read_after,
 )
 from cloud.api.services.page import PageQueries
@@ -151,20 +153,22 @@ class LiveChannel:
         self.by_account: dict[str, set[web.WebSocketResponse]] = {}
         self.open = 0
         # A change concerns every socket of its account: its message is built once (bounded, recent changes).
-        self._messages: OrderedDict[int, str | None] = OrderedDict()
+        self._messages: OrderedDict[int, BaseModel | None] = OrderedDict()
 
-    async def message(self, change: Change) -> str | None:
-        """The change as the page's JSON message (None: nothing to show, e.g. the event was deleted since)."""
+    async def message(self, change: Change, cursor: int) -> str | None:
+        """The change as the page's JSON message with this resume cursor (None: nothing to show, e.g. the event
+        was deleted since)."""
         if change.id in self._messages:
             self._messages.move_to_end(change.id)
-            return self._messages[change.id]
-        text = await self._build(change)
-        self._messages[change.id] = text
-        while len(self._messages) > 512:
-            self._messages.popitem(last=False)
-        return text
+            model = self._messages[change.id]
+        else:
+            model = await self._build(change)
+            self._messages[change.id] = model
+            while len(self._messages) > 512:
+                self._messages.popitem(last=False)
+        return None if model is None else model.model_copy(update={"cursor": cursor}).model_dump_json()
 
-    async def _build(self, change: Change) -> str | None:
+    async def _build(self, change: Change) -> BaseModel | None:
         q, acct, subject = self.queries, change.account_id, change.subject_id or ""
         model: BaseModel | None = None
         if change.kind == EVENT_STATE:
@@ -189,7 +193,7 @@ class LiveChannel:
             cmd = await q.command_card(acct, subject, change.data)
             if cmd is not None:
                 model = pm.LiveCommandMsg(cursor=change.id, command=pm.LiveCommand.of(cmd))
-        return None if model is None else model.model_dump_json()
+        return model
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
@@ -252,7 +256,15 @@ class LiveChannel:
         sub = self.feed.subscribe(account_id, max_pending=MAX_PENDING)
         reader = asyncio.create_task(self._read_client(ws, token), name="live-reader")
         try:
-            floor = after if after is not None else await self.services.ctx.db.read(latest_id)
+            # Fresh: the feed's safe cursor (every change up to it committed before the page reads its lists);
+            # not the table's newest id, which may sit above a change still uncommitted.
+            if after is not None:
+                oldest = await self.services.ctx.db.read(oldest_id)
+                if oldest is not None and after < oldest - 1:
+                    # Retention deleted changes this page has not seen: a replay would have a hole. Re-read.
+                    await ws.close(code=CLOSE_RELOAD, message=b"reload")
+                    return
+            floor = after if after is not None else self.feed.safe_cursor
             await ws.send_str(pm.LiveHello(account_id=account_id, cursor=floor).model_dump_json())
             sent = await self._replay(ws, account_id, floor) if after is not None else set()
             if sent is None:
@@ -269,7 +281,7 @@ class LiveChannel:
                     break
                 if change.id <= floor or change.id in sent:
                     continue
-                text = await self.message(change)
+                text = await self.message(change, max(floor, change.safe_cursor))
                 if text is not None:
                     await ws.send_str(text)
         finally:
@@ -289,7 +301,8 @@ class LiveChannel:
             rows = await self.services.ctx.db.read(partial(read_after, after_id=last, account_id=account_id,
                                                            limit=REPLAY_PAGE))
             for change in rows:
-                text = await self.message(change)
+                # The replay's cursor stays at `after`: a lower id may still commit and arrive live.
+                text = await self.message(change, after)
                 if text is not None:
                     await ws.send_str(text)
                 sent.add(change.id)

@@ -103,6 +103,10 @@ async def put_telegram_settings(call: Call) -> TelegramSettings:
     return TelegramSettings(mode=await _service(call).set_mode(call.user, body.mode))
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def telegram_webhook(call: Call) -> web.StreamResponse:
     """Checked (secret, constant time) before a byte of the body is read; stored, then answered at once."""
     service = _service(call)
@@ -114,8 +118,10 @@ async def telegram_webhook(call: Call) -> web.StreamResponse:
     if len(raw) > MAX_UPDATE_BYTES:
         raise errors.TooLarge("update too large", reason="body_too_large")
     try:
-        update = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        # NaN/Infinity are not JSON (PostgreSQL refuses to store them); nesting past the parser's depth is no
+        # Telegram update either: both are the sender's error, never a 500 that Telegram would retry for ever.
+        update = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise errors.InvalidInput("malformed JSON", "send a Telegram Update object", reason="invalid_input") from None
     update_id = update.get("update_id") if isinstance(update, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id < 2**62:
