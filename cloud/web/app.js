@@ -2,17 +2,21 @@
 // modules under a strict Content-Security-Policy (no inline script or style, nothing from other origins but the
 // storage account's read URLs for pictures and clips).
 import { api, setToken, setUnauthorizedHandler, token } from './api.js';
-import { CreditsView, TelegramView } from './account.js';
+import { CreditsView } from './account.js';
 import { clear, h, toast } from './dom.js';
+import { EventLink } from './eventlink.js';
 import { HubsView } from './hubs.js';
 import { LiveLink } from './live.js';
+import { TelegramView } from './telegram.js';
 import { TimelineView } from './timeline.js';
 
 const app = document.getElementById('app');
 let link = null;
+let screen = null;  // the logged-in screen's views: {telegram, eventLink}
 
 function showLogin(message) {
   if (link) { link.stop(); link = null; }
+  if (screen) { screen.telegram.stop(); screen = null; }
   setToken(null);
   const err = h('p', { class: 'form-error', role: 'alert' }, message || '');
   const form = h('form', { class: 'card login-card', onsubmit: (e) => { e.preventDefault(); login(form, err); } },
@@ -73,11 +77,19 @@ async function showMain() {
       h('div', { class: 'main' }, timelineBox)));
 
   const timeline = new TimelineView(timelineBox);
-  const hubs = new HubsView(hubsBox, { onCameras: (cams) => timeline.setCameras(cams) });
+  const telegram = new TelegramView(telegramBox);
+  const hubs = new HubsView(hubsBox, { onCameras: (cams) => { timeline.setCameras(cams); telegram.setCameras(cams); } });
   const credits = new CreditsView(creditsBox);
-  new TelegramView(telegramBox);  // eslint-disable-line no-new
+  const eventLink = new EventLink(timeline);
+  if (screen) screen.telegram.stop();
+  screen = { telegram, eventLink };
 
-  const refresh = () => Promise.all([hubs.load(), timeline.load(false), credits.load()]).catch((e) => toast(e.message, 'error'));
+  const refresh = () => Promise.all([
+    hubs.load().then(() => hubs.recheck()),
+    timeline.load(false),
+    credits.load(),
+    telegram.load().catch((e) => toast(`Telegram: ${e.message}`, 'error')),
+  ]).catch((e) => toast(e.message, 'error'));
   link = new LiveLink(token, {
     onFresh: refresh,
     onState: (s) => { conn.dataset.state = s; },
@@ -92,7 +104,10 @@ async function showMain() {
     },
   });
   link.start();
+  eventLink.open();  // a #event=<id> address (Telegram's "Open in timeline"), also when it waited for the log-in
 }
 
+// Another "Open in timeline" link while the page is open; before log-in, the log-in opens it.
+window.addEventListener('hashchange', () => { if (screen) screen.eventLink.open(); });
 setUnauthorizedHandler(() => showLogin('Your session ended: log in again.'));
 if (token()) showMain(); else showLogin();

@@ -1,13 +1,30 @@
-// Hubs and their cameras: online and armed state (live through "hub" messages), arm/disarm commands (their
-// results arrive as "command" messages), the analysis prompt per camera, and linking a hub by its code.
+// Hubs and their cameras: online and armed state (live through "hub" messages), arm/disarm commands, the analysis
+// prompt per camera, and linking a hub by its code.
+//
+// A command is a round trip through the hub, which polls the cloud: the pressed button says "Sent…" at once, and
+// the hub's answer arrives later as a "command" live message (or, when the hub never fetched it in time, as the
+// cloud's "hub offline" answer). What each hub's last command from this page came to stays under its buttons.
 import { api } from './api.js';
 import { clear, fmtAgo, fmtTime, h, toast } from './dom.js';
+
+const COMMANDS = {
+  arm: { kind: 'arm', args: {}, label: 'Arm' },
+  'disarm-1h': { kind: 'disarm', args: { for_s: 3600 }, label: 'Disarm 1 h' },
+  disarm: { kind: 'disarm', args: {}, label: 'Disarm' },
+};
+const OFFLINE = 'The hub is offline; nothing changed';
+
+function sentence(text) {
+  return text ? text.charAt(0).toUpperCase() + text.slice(1) : text;
+}
 
 export class HubsView {
   constructor(root, { onCameras }) {
     this.root = root;
     this.hubs = [];
     this.onCameras = onCameras;
+    this.sent = new Map();  // hub id -> {key, id, state: sending|sent|done|failed|expired, text}
+    this.early = new Map();  // command id -> its live message, when it beat the POST's answer
     this.list = h('div', { class: 'hub-list' });
     this.root.append(h('div', { class: 'row spread' }, h('h2', {}, 'Hubs')), this.list, this.linkForm());
   }
@@ -42,10 +59,11 @@ export class HubsView {
           h('span', { class: `dot ${online === true ? 'on' : online === false ? 'off' : ''}`, title: online ? 'online' : 'offline' }),
           h('h3', {}, hub.name),
           h('span', { class: `pill ${armed[1]} armed-state` }, armed[0]), until),
-        h('div', { class: 'row wrap' },
-          h('button', { class: 'small', onclick: () => this.command(hub, 'arm') , disabled: hub.armed === true }, 'Arm'),
-          h('button', { class: 'small', onclick: () => this.command(hub, 'disarm', { for_s: 3600 }) }, 'Disarm 1 h'),
-          h('button', { class: 'small', onclick: () => this.command(hub, 'disarm'), disabled: hub.armed === false }, 'Disarm'))),
+        h('div', { class: 'row wrap hub-commands' },
+          this.commandButton(hub, 'arm', hub.armed === true),
+          this.commandButton(hub, 'disarm-1h', false),
+          this.commandButton(hub, 'disarm', hub.armed === false))),
+      this.commandStatus(hub),
       h('p', { class: 'muted small' }, online === null ? `Last seen ${fmtAgo(hub.last_seen_at)}`
         : `${online ? 'Online' : 'Offline'} · last seen ${fmtAgo(hub.last_seen_at)}`),
       cams.length ? h('ul', { class: 'cams' }, cams.map((c) => this.cameraRow(c))) : h('p', { class: 'muted small' }, 'No cameras yet.'));
@@ -85,13 +103,85 @@ export class HubsView {
     } catch (err) { toast(`Prompt not saved: ${err.message}`, 'error'); }
   }
 
-  async command(hub, kind, args) {
+  commandButton(hub, key, off) {
+    const sent = this.sent.get(hub.id);
+    const busy = sent && sent.key === key && (sent.state === 'sending' || sent.state === 'sent');
+    return h('button', { class: `small${busy ? ' busy' : ''}`, dataset: { cmd: key }, disabled: off || busy,
+      'aria-busy': busy ? 'true' : null, onclick: () => this.command(hub, key) }, busy ? 'Sent…' : COMMANDS[key].label);
+  }
+
+  commandStatus(hub) {
+    const sent = this.sent.get(hub.id);
+    if (!sent) return null;
+    return h('p', { class: 'cmd-status small', role: 'status', dataset: { state: sent.state, commandId: sent.id || '' } },
+      sent.text);
+  }
+
+  async command(hub, key) {
+    const { kind, args, label } = COMMANDS[key];
+    const mine = { key, id: null, state: 'sending', text: `${label}: sent…` };
+    this.sent.set(hub.id, mine);
+    this.showCommand(hub.id);
+    let r;
     try {
-      await api(`/api/v1/hubs/${encodeURIComponent(hub.id)}/commands`, { method: 'POST', body: { kind, args: args || {} } });
-      toast(`Sent to ${hub.name}: ${kind}${args && args.for_s ? ' for 1 h' : ''}`);
+      r = await api(`/api/v1/hubs/${encodeURIComponent(hub.id)}/commands`, { method: 'POST', body: { kind, args } });
     } catch (err) {
-      toast(err.status === 404 ? 'This server does not take hub commands yet' : `Not sent: ${err.message}`, 'error');
+      if (this.sent.get(hub.id) === mine) {
+        this.settleText(hub.id, mine, 'failed', err.status === 409 ? `${label} not sent: ${sentence(err.message)}`
+          : `${label} not sent: ${err.message}`);
+      }
+      return;
     }
+    if (this.sent.get(hub.id) !== mine) return;  // another button pressed since: that one is shown
+    mine.id = r.id;
+    mine.state = 'sent';
+    const early = this.early.get(r.id);
+    this.early.delete(r.id);
+    if (early || r.state === 'done' || r.state === 'expired') await this.settle(hub.id, mine, early);
+    else this.showCommand(hub.id);
+  }
+
+  // The answer to a command this page sent: the command's own state says whether the hub answered or it expired.
+  async settle(hubId, mine, msg) {
+    const label = COMMANDS[mine.key].label;
+    let state = null;
+    let ok = msg ? msg.ok : null;
+    let message = msg ? msg.message : null;
+    try {
+      const s = await api(`/api/v1/hubs/${encodeURIComponent(hubId)}/commands/${encodeURIComponent(mine.id)}`);
+      ({ state, ok, message } = s);
+    } catch { /* the live message alone still says ok or not */ }
+    if (this.sent.get(hubId) !== mine) return;
+    if (state === 'pending' || state === 'delivered') return;  // not answered yet after all
+    if (state === 'expired') this.settleText(hubId, mine, 'expired', message && !/offline/i.test(message) ? sentence(message) : OFFLINE);
+    else if (ok) this.settleText(hubId, mine, 'done', `${label}: done${message ? ` – ${message}` : ''}`);
+    else this.settleText(hubId, mine, 'failed', `${label} failed${message ? `: ${message}` : ''}`);
+  }
+
+  settleText(hubId, mine, state, text) {
+    mine.state = state;
+    mine.text = text;
+    this.showCommand(hubId);
+  }
+
+  // Only the hub's buttons and status line: a prompt being edited on the same card stays as it is.
+  showCommand(hubId) {
+    const hub = this.hubs.find((x) => x.id === hubId);
+    const card = this.list.querySelector(`article.hub[data-hub-id="${CSS.escape(hubId)}"]`);
+    if (!hub || !card) return;
+    const buttons = card.querySelector('.hub-commands');
+    clear(buttons, this.commandButton(hub, 'arm', hub.armed === true), this.commandButton(hub, 'disarm-1h', false),
+      this.commandButton(hub, 'disarm', hub.armed === false));
+    const status = this.commandStatus(hub);
+    const old = card.querySelector('.cmd-status');
+    if (old && status) old.replaceWith(status);
+    else if (status) buttons.parentElement.after(status);
+  }
+
+  // After a reconnect that re-read everything: commands still waiting may have been answered meanwhile.
+  async recheck() {
+    await Promise.all([...this.sent.entries()].filter(([, m]) => m.state === 'sent' && m.id)
+      .map(([hubId, m]) => this.settle(hubId, m, null)));
   }
 
   // A "hub" message: the hub's armed state and its cameras' online state, as it last reported them.
@@ -111,6 +201,12 @@ export class HubsView {
   }
 
   applyCommand(cmd) {
+    for (const [hubId, mine] of this.sent) {
+      if (mine.id === cmd.id) { this.settle(hubId, mine, cmd); return; }
+    }
+    const waiting = [...this.sent.values()].some((m) => m.state === 'sending');
+    if (waiting) this.early.set(cmd.id, cmd);  // maybe ours, its POST not answered yet
+    if (cmd.origin === 'api' && waiting) return;
     const hub = this.hubs.find((x) => x.id === cmd.hub_id);
     const name = hub ? hub.name : 'Hub';
     toast(`${name}: ${cmd.kind} ${cmd.ok ? 'done' : 'failed'}${cmd.message ? ` – ${cmd.message}` : ''}`, cmd.ok ? 'info' : 'error');

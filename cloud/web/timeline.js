@@ -1,5 +1,7 @@
 // The timeline: cards with thumbnail, camera, time, state badge, labels and summary; filters; "load more";
-// live updates (an event's badge moves uploading → queued → processing → done); playback in a <dialog>.
+// live updates (an event's badge moves uploading → queued → processing → done); playback in a <dialog>; one event
+// picked out (a Telegram "Open in timeline" link): scrolled to and highlighted, fetched when it is older than the
+// loaded pages.
 import { api } from './api.js';
 import { clear, fmtDuration, fmtTime, h, safeUrl, toast } from './dom.js';
 
@@ -15,10 +17,22 @@ export class TimelineView {
     this.starts = new Map();  // hub_id/hub_event_id -> event_started data, until its event arrives
     this.cursor = null;
     this.cameraNames = new Map();
+    this.loaded = false;
+    this.target = null;  // the event picked out by a link: {id, scrolled}
     this.filters = this.filterBar();
     this.list = h('ul', { class: 'timeline', id: 'timeline' });
     this.more = h('button', { class: 'wide', hidden: true, onclick: () => this.load(true) }, 'Load older events');
-    this.root.append(h('h2', {}, 'Timeline'), this.filters, this.list, this.more);
+    this.note = h('div', { class: 'note', id: 'event-note', role: 'alert', hidden: true });
+    this.root.append(h('h2', {}, 'Timeline'), this.note, this.filters, this.list, this.more);
+  }
+
+  // A line above the timeline (e.g. a link to an event that is not this account's); null hides it.
+  showNote(text) {
+    if (!text) { this.note.hidden = true; clear(this.note); return; }
+    clear(this.note, h('span', {}, text),
+      h('button', { class: 'small ghost', 'aria-label': 'Dismiss', onclick: () => this.showNote(null) }, 'OK'));
+    this.note.hidden = false;
+    this.note.scrollIntoView({ block: 'nearest' });
   }
 
   setCameras(cameras) {
@@ -39,8 +53,8 @@ export class TimelineView {
         pattern: '[A-Za-z0-9 _\\-]{1,64}' }),
       h('input', { name: 'day', type: 'date', 'aria-label': 'Day' }),
       h('button', { type: 'submit', class: 'small' }, 'Filter'),
-      h('button', { type: 'button', class: 'small ghost', onclick: () => { form.reset(); this.load(false); } }, 'Clear'));
-    form.addEventListener('change', () => this.load(false));
+      h('button', { type: 'button', class: 'small ghost', onclick: () => { form.reset(); this.target = null; this.load(false); } }, 'Clear'));
+    form.addEventListener('change', () => { this.target = null; this.load(false); });
     return form;
   }
 
@@ -70,6 +84,36 @@ export class TimelineView {
     for (const e of page.events) this.events.set(e.id, e);
     this.cursor = page.next_cursor;
     this.more.hidden = !this.cursor;
+    this.loaded = true;
+    this.render();
+    if (this.target && !this.events.has(this.target.id)) await this.fetchTarget();
+  }
+
+  // Pick out one event (its detail from GET /api/v1/events/{id}): highlighted and scrolled to once it is listed.
+  async reveal(detail) {
+    this.target = { id: detail.id, started_at: detail.started_at, camera_id: detail.camera_id, scrolled: false };
+    // Fetched at once even before the first page is loaded: the player's title needs the card's camera name.
+    if (!this.events.has(detail.id)) await this.fetchTarget();
+    else this.render();
+  }
+
+  forgetTarget() {
+    if (!this.target) return;
+    this.target = null;
+    this.render();
+  }
+
+  // An event older than the loaded pages (or outside the filters): its own card, read by its start time.
+  async fetchTarget() {
+    const t = this.target;
+    const at = new Date(t.started_at).getTime();
+    if (Number.isNaN(at)) return;
+    try {  // a window of a few seconds around its start: rounding of the time cannot miss it
+      const page = await api('/api/v1/page/events', { query: { camera_id: t.camera_id,
+        since: new Date(at - 2000).toISOString(), until: new Date(at + 2000).toISOString(), limit: 50 } });
+      const card = page.events.find((e) => e.id === t.id);
+      if (card && this.target === t) this.events.set(card.id, card);
+    } catch { /* the player still opens; the card just is not in the list */ }
     this.render();
   }
 
@@ -112,6 +156,12 @@ export class TimelineView {
       return;
     }
     clear(this.list, items.map((it) => (it.kind === 'start' ? this.startCard(it.data) : this.eventCard(it.data))));
+    const t = this.target;
+    const li = t ? this.list.querySelector(`li[data-event-id="${CSS.escape(t.id)}"]`) : null;
+    if (li) {
+      li.classList.add('target');
+      if (!t.scrolled) { t.scrolled = true; li.scrollIntoView({ block: 'center' }); }
+    }
   }
 
   thumb(url, label) {
@@ -150,7 +200,6 @@ export class TimelineView {
   }
 
   async play(e) {
-    const dialog = document.getElementById('player');
     let detail;
     try {
       detail = await api(`/api/v1/events/${encodeURIComponent(e.id)}`);
@@ -158,16 +207,34 @@ export class TimelineView {
       toast(`Cannot play: ${err.message}`, 'error');
       return;
     }
+    this.showPlayer(detail, e);
+  }
+
+  // The player for an event's detail (its clip through a short read SAS); `card` adds the page's camera name and
+  // summary when the event is listed. `onClose` runs once when the dialog closes.
+  showPlayer(detail, card, onClose) {
+    const dialog = document.getElementById('player');
     const src = safeUrl(detail.clip_url);
+    const camera = (card && card.camera_name) || this.cameraNames.get(detail.camera_id) || 'Camera';
+    const summary = (card && card.summary) || (detail.summary && typeof detail.summary.text === 'string' ? detail.summary.text : null);
     const video = src ? h('video', { id: 'clip', controls: true, autoplay: true, muted: true, playsInline: true, preload: 'auto', src }) : null;
     clear(dialog,
-      h('div', { class: 'row spread' }, h('h2', {}, `${e.camera_name} · ${fmtTime(e.started_at)}`),
+      h('div', { class: 'row spread' }, h('h2', {}, `${camera} · ${fmtTime(detail.started_at)}`),
         h('button', { class: 'small', onclick: () => dialog.close() }, 'Close')),
-      video || h('p', { class: 'muted' }, 'The clip is not available.'),
+      video || h('p', { class: 'muted' }, detail.state === 'uploading' ? 'The clip is still uploading: open it again in a moment.'
+        : 'The clip is not available.'),
       detail.labels && detail.labels.length ? h('div', { class: 'chips' }, detail.labels.map((l) => h('span', { class: 'chip' }, l))) : null,
-      e.summary ? h('p', {}, e.summary) : null,
+      summary ? h('p', {}, summary) : null,
       h('p', { class: 'muted small' }, 'The link to this clip expires in a few minutes; reopen it to watch again.'));
-    dialog.addEventListener('close', () => { if (video) { video.pause(); video.removeAttribute('src'); video.load(); } }, { once: true });
+    dialog.dataset.eventId = detail.id;
+    if (this.playerDone) this.playerDone.abort();  // the previous clip's close handler is not this one's
+    const done = new AbortController();
+    this.playerDone = done;
+    dialog.addEventListener('close', () => {
+      done.abort();
+      if (video) { video.pause(); video.removeAttribute('src'); video.load(); }
+      if (onClose) onClose();
+    }, { signal: done.signal });
     if (!dialog.open) dialog.showModal();
   }
 }
