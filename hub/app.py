@@ -73,7 +73,13 @@ class HubRuntime:
 
 
 def hub_urls(config: HubConfig) -> dict[str, str]:
-    host = config.server.public_host or lan_address()
+    # What phones are told: the configured public name; else the one address the server binds, when it binds one
+    # (a hub on 127.0.0.1 must not hand out a LAN address it does not answer on: `hub run` and `doctor` warn);
+    # else this machine's LAN address.
+    bind = config.server.host
+    host = config.server.public_host or (lan_address() if bind in ("0.0.0.0", "::", "") else bind)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in a URL
     base = f"https://{host}:{config.server.https_port}"
     return {"base": base, "camera": f"{base}/cam/", "ui": f"{base}/"}
 

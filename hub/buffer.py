@@ -11,6 +11,11 @@ only start on one. Two bounds hold after every push:
 Audio is stored alongside and trimmed to start no earlier than the oldest video frame, since a clip's audio is
 cut at its first keyframe anyway.
 
+A camera that sent nothing at all for more than ``max_gap_s`` (an RTSP server restarting, a phone losing its
+network) is a discontinuity: the buffer is cut there, so a clip's pre-roll never reaches back across the silence
+(issue 14: pre-roll went to the last keyframe before a 10 s outage and showed it frozen for 16 s). Video after the
+cut waits for a keyframe, as after a loss: P-frames of a new connection decode against nothing we hold.
+
 ``push`` runs once per frame on the event loop (~65 calls/s per camera with Opus at 20 ms), so it does O(1)
 amortised work, touches only deque ends and keeps no per-frame objects of its own apart from a tuple per
 keyframe: the memory per frame is the ``EncodedFrame`` the source already made plus a deque slot.
@@ -36,6 +41,9 @@ Listener = Callable[[EncodedFrame], None]
 # 15 s at 2.5 Mbps is ~4.7 MB; keyframes, bitrate spikes and the extra GOP that time-eviction keeps need
 # headroom, while the per-camera budget (~12 MB with everything else) caps it.
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+# No frame of any track for longer than this is an outage, not jitter: a live camera sends audio every 20 ms and
+# video at >= 5 fps, while a jitter buffer that stalled releases its burst within a second or two.
+MAX_GAP_S = 3.0
 
 _by_t = attrgetter("t")
 
@@ -50,19 +58,24 @@ class BufferStats:
     span_s: float  # newest minus oldest stored frame, any track
     dropped_broken: int  # video frames dropped after mark_broken() until a keyframe came
     dropped_no_keyframe: int  # video frames dropped because the buffer held no keyframe to hang them on
-    evicted: int  # frames removed by the time or byte bound
+    evicted: int  # frames removed by the time or byte bound, or by a cut
+    cuts: int = 0  # discontinuities (silences longer than max_gap_s) that emptied the buffer
 
 
 class RingBuffer:
     """Encoded frames of one camera (record video + audio), keyframe-indexed, time- and byte-bounded."""
 
-    def __init__(self, window_s: float = 15.0, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, window_s: float = 15.0, max_bytes: int = DEFAULT_MAX_BYTES, max_gap_s: float = MAX_GAP_S
+                 ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
+        if max_gap_s <= 0:
+            raise ValueError("max_gap_s must be positive")
         self.window_s = float(window_s)
         self.max_bytes = int(max_bytes)
+        self.max_gap_s = float(max_gap_s)
         self._video: deque[EncodedFrame] = deque()
         self._audio: deque[EncodedFrame] = deque()
         # (sequence number, t) of every stored keyframe. Sequence numbers are global push counters for video,
@@ -78,6 +91,7 @@ class RingBuffer:
         self._dropped_broken = 0
         self._dropped_no_keyframe = 0
         self._evicted = 0
+        self._cuts = 0
 
     # --- writing --------------------------------------------------------------------------------------------
 
@@ -87,11 +101,16 @@ class RingBuffer:
         Listeners see exactly the frames that were accepted, so a clip's post-roll never gets the undecodable
         frames between a loss and the next keyframe either.
         """
+        t = frame.t
+        if t - self._newest_t > self.max_gap_s and (self._video or self._audio):
+            # The camera was silent: nothing before this may become pre-roll (see the module docstring).
+            self._cuts += 1
+            self.clear()
         size = len(frame.data)
         if frame.kind == "video":
             if frame.keyframe:
                 self._broken = False
-                self._keys.append((self._vnext, frame.t))
+                self._keys.append((self._vnext, t))
             elif self._broken:
                 self._dropped_broken += 1
                 return False
@@ -104,8 +123,8 @@ class RingBuffer:
         else:
             self._audio.append(frame)
         self._bytes += size
-        if frame.t > self._newest_t:
-            self._newest_t = frame.t
+        if t > self._newest_t:
+            self._newest_t = t
         self._evict()
         for listener in self._listeners:
             try:
@@ -230,6 +249,7 @@ class RingBuffer:
             dropped_broken=self._dropped_broken,
             dropped_no_keyframe=self._dropped_no_keyframe,
             evicted=self._evicted,
+            cuts=self._cuts,
         )
 
     # --- listeners ------------------------------------------------------------------------------------------

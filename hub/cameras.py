@@ -41,6 +41,7 @@ class CameraManager:
         self.pipelines: dict[str, CameraPipeline] = {}
         self.peers: dict[str, CameraPeer] = {}
         self.sources: dict[str, FileCamera] = {}
+        self._source_tasks: dict[str, asyncio.Task[None]] = {}  # camera id -> its source's retry loop
         self._tasks: list[asyncio.Task[Any]] = []
         self._on_removed: list[Callable[[str], Awaitable[None]]] = []
         self._offer_locks: dict[str, asyncio.Lock] = {}
@@ -56,13 +57,19 @@ class CameraManager:
         for cam in self.config.cameras:
             kind = "rtsp" if cam.source.startswith(("rtsp://", "rtsps://")) else "file"
             self.store.ensure_static_camera(cam.id, cam.name or cam.id, kind)
+            if not self._active(cam.id):
+                # Revoked: it stays stopped across restarts until it is removed from the config file.
+                log.info("camera revoked; not started", extra={"camera_id": cam.id})
+                continue
             pipe = self.pipeline(cam.id)
             source = FileCamera(
                 cam.source, pipe, realtime=True, loop=cam.loop, detect_fps=self.config.ingest.detect_fps,
                 detect_width=self.config.ingest.detect_width, detect_url=cam.detect_source,
             )
             self.sources[cam.id] = source
-            self._tasks.append(asyncio.create_task(self._run_source(cam.id, source), name=f"source-{cam.id}"))
+            task = asyncio.create_task(self._run_source(cam.id, source), name=f"source-{cam.id}")
+            self._source_tasks[cam.id] = task
+            self._tasks.append(task)
         self._tasks.append(asyncio.create_task(self._watch_online(), name="camera-watchdog"))
         self._tasks.append(asyncio.create_task(self._watch_settings(), name="camera-settings"))
 
@@ -180,7 +187,18 @@ class CameraManager:
 
     async def _drop(self, camera_id: str) -> None:
         """Close everything the camera owns. Under its offer lock: an offer being answered finishes first and is
-        closed here, and an offer waiting for the lock finds the camera revoked."""
+        closed here, and an offer waiting for the lock finds the camera revoked.
+
+        A file/RTSP/demo camera's source is stopped before its pipeline closes: left running, it fed the closed
+        pipeline, which went on detecting, recording and publishing for a camera that no longer exists."""
+        source = self.sources.pop(camera_id, None)
+        task = self._source_tasks.pop(camera_id, None)
+        if source is not None:
+            await source.stop()
+        if task is not None:
+            task.cancel()  # its retry loop may be waiting to open the source again
+            await asyncio.gather(task, return_exceptions=True)  # after the source's last hand-offs have run
+            self._tasks.remove(task)
         async with self._offer_lock(camera_id):
             peer = self.peers.pop(camera_id, None)
             if peer is not None:

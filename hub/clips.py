@@ -12,7 +12,10 @@ A clip is the pre-roll from the ring buffer followed by live frames (the post-ro
   complete file, so the row in the database can be committed after ``close()`` returns.
 
 Timestamps: each track's own ``pts`` deltas drive its clip timestamps (they are the encoder's clock, free of
-arrival jitter); the tracks are aligned once, at the clip start, with the camera clock ``t`` they share.
+arrival jitter); the tracks are aligned once, at the clip start, with the camera clock ``t`` they share. A silence
+of the whole camera longer than ``MAX_GAP_S`` (an outage during the post-roll) is taken out of the clip: what
+follows it is placed right after what preceded it, on both tracks alike, so the clip holds no frozen stretch
+where the camera sent nothing and picture and sound stay together.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import av
 import av.error
 import numpy as np
 
+from hub.buffer import MAX_GAP_S
 from hub.datadir import PRIVATE_FILE, create_private
 from hub.media import h264
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
@@ -56,6 +60,9 @@ _AUDIO_TB = AUDIO_TIME_BASE
 _MAX_CLOCK_DISAGREEMENT_S = 5.0
 # A pts counter of 32 bits (RTP) wraps after ~13 h at 90 kHz: deltas below this are wraps, not rewinds.
 _WRAP = 1 << 32
+# Across a silence taken out of a clip (MAX_GAP_S), the first frame after it follows the last one before it by
+# about one video frame interval; bounded so a slow or unknown frame rate never leaves a visible hold.
+_GAP_STEP_MAX_S = 0.1
 # Wait at most this long (camera clock) after the first keyframe for the first audio packet before the file is
 # opened without knowing the Opus channel count; the streams of a container are fixed once its header is out.
 _AUDIO_WAIT_S = 1.0
@@ -97,7 +104,7 @@ def part_path_for(path: str | os.PathLike[str]) -> Path:
     return p.with_name(f".{p.name}.part")
 
 
-def _tmp_path_for(path: Path) -> Path:
+def tmp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
@@ -149,9 +156,13 @@ def _opus_channels(packet: bytes) -> int:
 
 
 class _TrackClock:
-    """Maps one track's source pts to strictly increasing clip timestamps in ``out_tb``."""
+    """Maps one track's source pts to strictly increasing clip timestamps in ``out_tb``.
 
-    __slots__ = ("_prev_pts", "_prev_t", "last_out", "min_step", "out_tb")
+    ``t`` is the frame's clip-clock time: the camera clock less the silences taken out of the clip so far, whose
+    count is ``cuts``. A step across a cut follows that clock, whatever the pts did over the silence.
+    """
+
+    __slots__ = ("_cuts", "_prev_pts", "_prev_t", "last_out", "min_step", "out_tb")
 
     def __init__(self, out_tb: Fraction, min_step: int) -> None:
         self.out_tb = out_tb
@@ -159,24 +170,29 @@ class _TrackClock:
         self.last_out: int | None = None
         self._prev_pts = 0
         self._prev_t = 0.0
+        self._cuts = 0
 
-    def next(self, frame: EncodedFrame, first_out: int) -> int:
+    def next(self, frame: EncodedFrame, t: float, cuts: int, first_out: int) -> int:
         if self.last_out is None:
             out = max(0, first_out)
         else:
-            d = frame.pts - self._prev_pts
-            if d < -(_WRAP // 2):
-                d += _WRAP
-            if frame.time_base != self.out_tb:
-                d = round(d * frame.time_base / self.out_tb)
-            dt = frame.t - self._prev_t
-            if d < 0 or abs(float(d * self.out_tb) - dt) > _MAX_CLOCK_DISAGREEMENT_S:
+            dt = t - self._prev_t
+            if cuts != self._cuts:
+                self._cuts = cuts
                 d = round(dt / self.out_tb)
+            else:
+                d = frame.pts - self._prev_pts
+                if d < -(_WRAP // 2):
+                    d += _WRAP
+                if frame.time_base != self.out_tb:
+                    d = round(d * frame.time_base / self.out_tb)
+                if d < 0 or abs(float(d * self.out_tb) - dt) > _MAX_CLOCK_DISAGREEMENT_S:
+                    d = round(dt / self.out_tb)
             # Muxers reject non-increasing DTS; Matroska counts in ms, so "increasing" means by >= 1 ms there.
             out = self.last_out + max(d, self.min_step)
         self.last_out = out
         self._prev_pts = frame.pts
-        self._prev_t = frame.t
+        self._prev_t = t
         return out
 
 
@@ -245,7 +261,11 @@ class ClipWriter:
         self._container: Any = None
         self._video: _Track | None = None
         self._audio: _Track | None = None
-        self._held: list[EncodedFrame] = []  # frames waiting for the container to open
+        # frames waiting for the container to open, with their clip-clock time and cut count (see _TrackClock)
+        self._held: list[tuple[EncodedFrame, float, int]] = []
+        self._newest_t = 0.0  # newest camera-clock time written (held or muxed); set by _start
+        self._removed_s = 0.0  # camera-clock seconds of silence taken out of the clip so far
+        self._cuts = 0
         self._closed = False
         # Matroska stores ms; keep DTS steps at >= 1 ms there so they survive the rescale.
         webm = self.format == "webm"
@@ -274,13 +294,26 @@ class ClipWriter:
         else:
             raise ClipError(self.path, f"unknown frame kind {frame.kind!r}")
 
+        t = frame.t
+        if t > self._newest_t:
+            if t - self._newest_t > MAX_GAP_S:
+                self._cut(t)
+            self._newest_t = t
+        t -= self._removed_s
         if self._container is None:
-            self._held.append(frame)
+            self._held.append((frame, t, self._cuts))
             if (not self.audio_enabled or frame.kind == "audio"
                     or (self.start_t is not None and frame.t - self.start_t >= _AUDIO_WAIT_S)):
                 self._open()
             return
-        self._mux(frame)
+        self._mux(frame, t, self._cuts)
+
+    def _cut(self, t: float) -> None:
+        """The camera was silent from ``_newest_t`` to ``t``: take that out of the clip (module docstring)."""
+        v = self._video
+        step = float(v.last_duration * _VIDEO_TB) if v is not None and v.last_duration else _GAP_STEP_MAX_S
+        self._removed_s += t - self._newest_t - min(step, _GAP_STEP_MAX_S)
+        self._cuts += 1
 
     def write_many(self, frames: Iterable[EncodedFrame]) -> None:
         for f in frames:
@@ -300,10 +333,10 @@ class ClipWriter:
                 )
             raise ClipError(self.path, f"first keyframe has no readable {key.codec} header")
         self.width, self.height = res
-        self.start_t = key.t
+        self.start_t = self._newest_t = key.t
 
     def _open(self) -> None:
-        first_audio = next((f for f in self._held if f.kind == "audio"), None)
+        first_audio = next((f for f, _, _ in self._held if f.kind == "audio"), None)
         try:
             self.part_path.unlink(missing_ok=True)
             create_private(self.part_path)  # libav then writes into a 0600 file whatever the umask
@@ -328,8 +361,8 @@ class ClipWriter:
                 s.codec_context.extradata = opus_head(channels)
                 self._audio = _Track(s, _AUDIO_TB, self._astep)
             held, self._held = self._held, []
-            for f in held:
-                self._mux(f)
+            for f, t, cuts in held:
+                self._mux(f, t, cuts)
         except ClipError:
             self.abort()
             raise
@@ -337,7 +370,7 @@ class ClipWriter:
             self.abort()
             raise ClipError(self.part_path, f"cannot start muxing: {e}") from e
 
-    def _mux(self, frame: EncodedFrame) -> None:
+    def _mux(self, frame: EncodedFrame, t: float, cuts: int) -> None:
         if frame.kind == "video":
             track = self._video
             assert track is not None and self.start_t is not None
@@ -348,8 +381,9 @@ class ClipWriter:
                 self.skipped += 1
                 return
             assert self.start_t is not None
-            first_out = round((frame.t - self.start_t) / float(_AUDIO_TB))
-        pts = track.clock.next(frame, first_out)
+            # start_t is the first keyframe's camera clock: no silence can have been taken out before it
+            first_out = round((t - self.start_t) / float(_AUDIO_TB))
+        pts = track.clock.next(frame, t, cuts, first_out)
         if track.pending is not None:
             data, ppts, key = track.pending
             self._mux_packet(track.packet(data, ppts, key, pts - ppts))
@@ -450,7 +484,7 @@ class ClipWriter:
                 pass
         self._held = []
         self.part_path.unlink(missing_ok=True)
-        _tmp_path_for(self.path).unlink(missing_ok=True)
+        tmp_path_for(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> ClipWriter:
         return self
@@ -501,7 +535,7 @@ def _remux(src: Path, dst: Path, fmt: ClipFormat, *, durable: bool, salvage: boo
     With ``salvage`` the input may be truncated: reading stops at the first error or corrupt packet, and video
     before the first keyframe is dropped.
     """
-    tmp = _tmp_path_for(dst)
+    tmp = tmp_path_for(dst)
     res = _RemuxResult()
     try:
         inp = av.open(str(src), "r")
@@ -655,7 +689,7 @@ def recover_folder(folder: str | os.PathLike[str]) -> list[ClipInfo]:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = _tmp_path_for(path)
+    tmp = tmp_path_for(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)  # a snapshot is private like a clip
         with os.fdopen(fd, "wb") as f:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.notify.config import TelegramConfig
 
@@ -139,13 +139,23 @@ class MqttConfig(_Section):
     username: str | None = Field(None, description="Broker user (the hub's own account on the broker).")
     password: str | None = Field(None, description="Broker password (PINGWATCH_MQTT__PASSWORD keeps it out of files).")
     tls: bool = Field(False, description="Connect with TLS (port 8883 usually); needed when the broker is not local.")
-    ca_file: Path | None = Field(None, description="CA that signed the broker's certificate (default: the system's).")
+    ca_file: Path | None = Field(None, description="CA that signed the broker's certificate (default: the system's); "
+                                 "setting it turns TLS on.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for brokers that ask for one "
+                                   "(mosquitto: require_certificate true); setting it turns TLS on.")
+    key_file: Path | None = Field(None, description="Private key of cert_file (PEM); null: the key is in cert_file.")
     disarm_code: str | None = Field(
         None, min_length=4, max_length=64,
         description="When set, a DISARM over MQTT must carry this code (Home Assistant asks for it: "
                     "code_disarm_required) and cameras cannot be switched off over MQTT.")
     discovery_prefix: str = "homeassistant"
     topic_prefix: str = "pingwatch"
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> MqttConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("mqtt.key_file is set without mqtt.cert_file (the client certificate it belongs to)")
+        return self
 
 
 class CloudConfig(_Section):
@@ -190,6 +200,10 @@ class HubConfig(_Section):
         """Relative paths in the file are relative to the file, not to wherever the hub was started."""
         if not self.storage.data_dir.is_absolute():
             self.storage.data_dir = (base / self.storage.data_dir).resolve()
+        for key in ("ca_file", "cert_file", "key_file"):  # the broker's TLS files, like the data folder
+            value: Path | None = getattr(self.mqtt, key)
+            if value is not None and not value.expanduser().is_absolute():
+                setattr(self.mqtt, key, (base / value.expanduser()).resolve())
         return self
 
 

@@ -80,6 +80,7 @@ def run_checks(config_file: Path | None) -> list[Check]:
     if cfg.mqtt.enabled:
         ok, detail = _reachable(cfg.mqtt.host, cfg.mqtt.port)
         checks.append(Check("mqtt broker", ok, detail))
+    checks.extend(reach_checks(cfg))
     checks.extend(mqtt_checks(cfg))
     checks.extend(privacy_checks(cfg, config_file))
     if cfg.cloud.enabled and cfg.cloud.api_url:
@@ -129,7 +130,7 @@ def _data(cfg: HubConfig) -> list[Check]:
 
             days = (info.not_after - dt.datetime.now(dt.UTC)).days
             out.append(Check("certificate", days > 0,
-                             f"valid {days} more days; SHA-256 {info.fingerprint_sha256[:23]}…"))
+                             f"valid {days} more days; SHA-256 {info.fingerprint_sha256}"))  # in full: compared
             if info.upgraded_from_legacy:
                 out.append(Check("phone certificates", False,
                                  "the hub's old certificate (it could vouch for any site) was replaced: on each phone "
@@ -160,6 +161,16 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def reach_checks(cfg: HubConfig) -> list[Check]:
+    """A hub bound to loopback answers only this machine: no phone can pair or stream (a warning: a reverse proxy
+    or an SSH tunnel in front of it is a choice)."""
+    host = cfg.server.host
+    if not _loopback(host):
+        return [Check("phone access", True, f"listening on {host}:{cfg.server.https_port}", required=False)]
+    return [Check("phone access", False, f"server.host is {host}: only this machine can reach the hub, no phone "
+                  "can pair or stream; set server.host: 0.0.0.0 (or this machine's LAN address)", required=False)]
+
+
 def mqtt_checks(cfg: HubConfig) -> list[Check]:
     """Whoever may publish on the broker may disarm the hub, switch cameras off and ask for snapshots."""
     m = cfg.mqtt
@@ -172,7 +183,7 @@ def mqtt_checks(cfg: HubConfig) -> list[Check]:
         out.append(Check("mqtt auth", False, "no broker user: on a broker that allows anonymous clients anyone on it "
                          "can disarm the hub; give the hub an account (mqtt.username/password) and set "
                          "allow_anonymous false", required=False))
-    if m.tls or m.ca_file:
+    if m.tls or m.ca_file or m.cert_file:
         out.append(Check("mqtt tls", True, "TLS to the broker", required=False))
     elif _loopback(m.host):
         out.append(Check("mqtt tls", True, "broker on this machine; no TLS needed", required=False))

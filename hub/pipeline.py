@@ -242,9 +242,18 @@ class CameraPipeline:
         self._handle(self.chain.engine.set_armed(armed, self.now()))
 
     def apply_settings(self) -> None:
-        """Rebuild the triggers from the camera's current settings (the web UI changed them)."""
+        """Rebuild the detectors from the camera's current settings (the web UI changed them).
+
+        The engine carries on under the new rules: a fresh one knew nothing of the event in progress or of the
+        motion it had announced, so a mask drawn (or motion switched off) mid-event left the clip recording and
+        motion "on" for every consumer until the hub stopped. Kept, it ends both by the new rules, and keeps its
+        cooldown and hourly cap."""
         settings = camera_settings(self.ctx.store, self.ctx.config, self.camera_id)
-        self.chain = build_chain(self.ctx.config, self.camera_id, settings, self._armed())
+        chain = build_chain(self.ctx.config, self.camera_id, settings, self._armed())
+        engine = self.chain.engine
+        engine.config = chain.engine.config
+        chain.engine = engine
+        self.chain = chain
         self.recorder.pre_roll_s, self.recorder.post_roll_s = settings["pre_roll_s"], settings["post_roll_s"]
         log.info("camera settings applied", extra={"camera_id": self.camera_id})
 

@@ -10,7 +10,16 @@ every (re)connect the bridge subscribes again (in ``on_connect``), publishes dis
 holds (read afresh from the controller for arm states and cameras), then the retained birth message ``online``.
 The last will is a retained ``offline`` on the same topic; ``stop()`` publishes it itself before disconnecting.
 
-Incoming payloads are untrusted: anything malformed is logged and ignored.
+Incoming payloads are untrusted: anything malformed is logged and ignored; every accepted command is logged
+at INFO with its topic and outcome, so the log says who disarmed the hub.
+
+Cameras: a camera's discovery payload is published again whenever it changes (a rename, a first battery
+report), and a removed camera's device and retained topics are cleared (empty retained payloads; kept for the
+next connection when the broker is away), after which nothing more is published for it.
+
+Broker access: ``mqtt.username``/``password``, TLS with ``mqtt.ca_file`` and an optional client certificate
+(``mqtt.cert_file``/``key_file``). A refused log-in or a failed TLS handshake is logged as such, kept in
+:meth:`MqttBridge.status`, and retried with the same backoff as an unreachable broker; it never stops the hub.
 """
 
 from __future__ import annotations
@@ -38,8 +47,27 @@ log = logging.getLogger(__name__)
 
 BUS_TOPICS = ("camera.", "motion", "sound", "event.", "armed", "upload.state")
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # Mosquitto's default message limit is far above; HA needs no more
+# CONNACK reasons that say the broker does not accept the hub's account (MQTT 3.1.1 codes 4 and 5, their v5 names).
+_AUTH_REFUSALS = ("not authorized", "bad user name or password", "bad username or password")
 
 
+class _Client(mqtt.Client):
+    """paho's client, keeping why the last connection attempt failed: paho's ``on_connect_fail`` does not say,
+    and "certificate verify failed" must not read as "broker down". A broker that wants a client certificate
+    ends the connection after the TLS handshake (TLS 1.3), before answering CONNECT: ``answered`` tells that
+    apart from a connection lost later."""
+
+    last_connect_error: str | None = None
+    answered = False  # the broker answered this attempt's CONNECT (accepted or refused)
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        self.answered = False
+        self.last_connect_error = None
+        try:
+            return super().reconnect()
+        except OSError as exc:  # ssl.SSLError and refused/unreachable sockets alike
+            self.last_connect_error = f"{type(exc).__name__}: {exc}"
+            raise
 
 
 class MqttBridge:
@@ -78,6 +106,8 @@ class MqttBridge:
         self.connect_failures = 0
         self.connections = 0
         self.commands_ignored = 0
+        self.last_error: str | None = None  # why the last connection attempt failed; None once connected
+        self.auth_refused = False  # the broker refused the hub's username/password (or client certificate)
 
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,6 +115,10 @@ class MqttBridge:
         self._task: asyncio.Task[None] | None = None
         self._state: dict[str, tuple[bytes | str, bool]] = {}  # topic -> (payload, retain): what we republish
         self._cameras: dict[str, str] = {}  # camera id -> topic slug, of cameras with published discovery
+        self._discovery: dict[str, str] = {}  # camera id -> the discovery payload last published for it
+        self._battery: set[str] = set()  # cameras whose published discovery has the battery sensor
+        self._removed: set[str] = set()  # removed cameras: late bus messages for them are dropped
+        self._clears: set[str] = set()  # retained topics to empty on the broker (sent when connected)
         self._slugs: dict[str, str] = {}  # topic slug -> camera id (for commands)
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -96,12 +130,29 @@ class MqttBridge:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         self._sub = self.bus.subscribe(*BUS_TOPICS, maxsize=1024)
-        self._client = self._make_client()
+        self._task = asyncio.create_task(self._consume(), name="mqtt-bridge")
+        try:
+            self._client = self._make_client()
+        except (OSError, ValueError) as exc:  # a CA or client certificate that cannot be read: a config error
+            self.last_error = f"TLS files: {exc}"
+            log.error("mqtt: cannot read the TLS files (mqtt.ca_file, mqtt.cert_file, mqtt.key_file); "
+                      "the hub runs without Home Assistant", extra={"error": str(exc)})
+            return
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.keepalive_s)
         self._client.loop_start()
-        self._task = asyncio.create_task(self._consume(), name="mqtt-bridge")
         log.info("mqtt bridge started", extra={"host": self.config.host, "port": self.config.port,
-                                               "topic_prefix": self.topics.prefix})
+                                               "topic_prefix": self.topics.prefix, "tls": self._tls(),
+                                               "username": self.config.username})
+
+    def status(self) -> dict[str, Any]:
+        """For health pages and ``doctor``: connected or not, and why the last attempt failed."""
+        return {"connected": self.connected.is_set(), "connections": self.connections,
+                "connect_failures": self.connect_failures, "last_error": self.last_error,
+                "auth_refused": self.auth_refused}
+
+    def _tls(self) -> bool:
+        cfg = self.config
+        return bool(cfg.tls or cfg.ca_file or cfg.cert_file)
 
     async def stop(self) -> None:
         """Publish what the bus still holds (events that ended during the hub's shutdown), say offline, leave."""
@@ -143,12 +194,16 @@ class MqttBridge:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         client.will_set(self.topics.status, d.OFFLINE, qos=1, retain=True)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls or cfg.ca_file:
+        if self._tls():
+            # Verified against ca_file (or the system's CAs), host name included: a broker that cannot prove
+            # who it is gets no password and no commands.
             ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+            if cfg.cert_file:
+                ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None)
             client.tls_set_context(ctx)
         client.reconnect_delay_set(min_delay=self.reconnect_min_s, max_delay=self.reconnect_max_s)  # type: ignore[arg-type]
         client.max_queued_messages_set(1000)
@@ -156,6 +211,7 @@ class MqttBridge:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_log = self._on_log
         return client
 
     # -- paho callbacks (paho's thread: hand over to the loop, touch nothing else) ----------------------
@@ -168,7 +224,14 @@ class MqttBridge:
             except RuntimeError:  # loop closed meanwhile
                 pass
 
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        # paho reports a socket or TLS error only here ("failed to receive on socket: [SSL: ...]").
+        if level == mqtt.MQTT_LOG_ERR and isinstance(client, _Client) and not client.answered:
+            client.last_connect_error = buf
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if isinstance(client, _Client):
+            client.answered = True
         if reason_code.is_failure:
             self._call(self._connect_refused, str(reason_code))
             return
@@ -177,9 +240,13 @@ class MqttBridge:
         self._call(self._connected)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._call(self._connect_refused, "unreachable")
+        why = getattr(client, "last_connect_error", None) or "unreachable"
+        self._call(self._connect_refused, why)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if isinstance(client, _Client) and not client.answered and not self._stopping:
+            # Cut before the broker answered CONNECT (a TLS alert): a failed attempt, not a lost connection.
+            self._call(self._connect_refused, client.last_connect_error or str(reason_code))
         self._call(self._disconnected, str(reason_code))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -190,10 +257,22 @@ class MqttBridge:
     def _connect_refused(self, why: str) -> None:
         self.connect_failures += 1
         self.connect_failed.set()
-        if self.connect_failures in (1, 10) or self.connect_failures % 100 == 0:
-            log.warning("mqtt broker not reachable; retrying in the background",
-                        extra={"host": self.config.host, "port": self.config.port, "reason": why,
-                               "failures": self.connect_failures})
+        changed = why != self.last_error
+        self.last_error = why
+        self.auth_refused = why.lower() in _AUTH_REFUSALS
+        if not (changed or self.connect_failures in (1, 10) or self.connect_failures % 100 == 0):
+            return
+        where = {"host": self.config.host, "port": self.config.port, "reason": why, "failures": self.connect_failures}
+        if self.auth_refused:
+            log.error("mqtt broker refused the hub's log-in: check mqtt.username and mqtt.password (or "
+                      "PINGWATCH_MQTT__PASSWORD); retrying in the background", extra=where | {
+                          "username": self.config.username})
+        elif "SSL" in why or "certificate" in why.lower():
+            log.error("mqtt TLS handshake failed: check mqtt.ca_file (the broker's CA), the broker's certificate "
+                      "names (mqtt.host must be one of them) and mqtt.cert_file/key_file; retrying in the background",
+                      extra=where)
+        else:
+            log.warning("mqtt broker not reachable; retrying in the background", extra=where)
 
     def _disconnected(self, why: str) -> None:
         if self.connected.is_set() and not self._stopping:
@@ -205,8 +284,11 @@ class MqttBridge:
         if self._client is None:
             return
         self.connections += 1
+        self.last_error = None
+        self.auth_refused = False
         log.info("mqtt connected", extra={"host": self.config.host, "port": self.config.port,
                                           "reconnect": self.connections > 1})
+        self._send_clears(force=True)  # cameras removed while the broker was away
         try:
             self._refresh_from_control()
         except Exception:
@@ -250,14 +332,32 @@ class MqttBridge:
             log.exception("mqtt: could not list cameras for discovery")
             cameras = [{"id": cid} for cid in self._cameras]
         for cam in cameras:
-            self._publish_camera_discovery(cam)
+            self._publish_camera_discovery(cam, force=True)
 
-    def _publish_camera_discovery(self, cam: dict[str, Any]) -> None:
+    def _publish_camera_discovery(self, cam: dict[str, Any], *, force: bool = False) -> None:
+        """Publish a camera's discovery payload: always with ``force`` (a connect, HA's birth), else only when it
+        differs from the one last published (a rename, a first battery report)."""
         cid = str(cam["id"])
         self._remember_camera(cid)
-        payload = d.camera_device(self.topics, self.hub_id, cam)
-        self._publish(self.topics.camera_config_topic(self.hub_id, cid), json.dumps(payload), retain=True,
-                      force=True)
+        config_topic = self.topics.camera_config_topic(self.hub_id, cid)
+        self._clears.difference_update([config_topic, *self.topics.camera(cid).retained_topics()])  # back again
+        payload = json.dumps(d.camera_device(self.topics, self.hub_id, cam))
+        if not force and self._discovery.get(cid) == payload:
+            return
+        self._discovery[cid] = payload
+        if d.has_battery(cam):
+            self._battery.add(cid)
+        else:
+            self._battery.discard(cid)
+        self._publish(config_topic, payload, retain=True, force=True)
+
+    def _describe(self, cid: str) -> dict[str, Any] | None:
+        """The controller's description of one camera, or None when it has none (removed, revoked)."""
+        try:
+            return next((c for c in self.control.cameras() if str(c["id"]) == cid), None)
+        except Exception:
+            log.exception("mqtt: could not describe a camera", extra={"camera_id": cid})
+            return None
 
     def _remember_camera(self, cid: str) -> None:
         s = d.slug(cid)
@@ -327,6 +427,10 @@ class MqttBridge:
         if cid is None:
             return
         cid = str(cid)
+        if cid in self._removed:
+            if msg.topic != "camera.added":
+                return  # a removed camera's last frames or events: its device is gone from HA and the broker
+            self._removed.discard(cid)  # paired again under the same id
         t = self.topics.camera(cid)
         if msg.topic in ("motion", "sound"):
             self._set_state(t.motion if msg.topic == "motion" else t.sound, d.on_off(data.get("active")))
@@ -339,9 +443,14 @@ class MqttBridge:
             self._set_state(t.motion, d.OFF)
             self._set_state(t.sound, d.OFF)
         elif msg.topic == "camera.status":
-            self._set_state(t.battery, d.battery_percent(data.get("battery")))
+            pct = d.battery_percent(data.get("battery"))
+            if pct is not None and cid in self._discovery and cid not in self._battery:
+                self._update_camera(cid)  # its first battery report: announce the sensor before its state
+            self._set_state(t.battery, pct)
         elif msg.topic == "camera.added":
             self._ensure_camera(cid, name=data.get("name"))
+        elif msg.topic == "camera.settings":
+            self._update_camera(cid)  # a rename reaches HA at once (unchanged payloads are not re-sent)
         elif msg.topic == "camera.removed":
             self._forget_camera(cid)
         elif msg.topic == "event.started":
@@ -354,15 +463,15 @@ class MqttBridge:
             if snap:
                 self._publish_image(cid, _read_jpeg(snap))
 
+    def _update_camera(self, cid: str) -> None:
+        cam = self._describe(cid)
+        if cam is not None:
+            self._publish_camera_discovery(cam)
+
     def _ensure_camera(self, cid: str, name: str | None = None) -> None:
         if cid in self._cameras:
             return
-        cam = None
-        try:
-            cam = next((c for c in self.control.cameras() if str(c["id"]) == cid), None)
-        except Exception:
-            log.exception("mqtt: could not describe a camera", extra={"camera_id": cid})
-        cam = cam or {"id": cid, "name": name or cid}
+        cam = self._describe(cid) or {"id": cid, "name": name or cid}
         self._publish_camera_discovery(cam)
         t = self.topics.camera(cid)
         self._set_state(t.status, d.ONLINE if cam.get("online") else d.OFFLINE)
@@ -374,13 +483,31 @@ class MqttBridge:
             log.exception("mqtt: could not read a camera's arm state", extra={"camera_id": cid})
 
     def _forget_camera(self, cid: str) -> None:
+        """A removed (or revoked) camera: HA drops its device, the broker forgets its retained topics, and
+        nothing more is published for it (late messages from its last frames are dropped in ``_on_bus``)."""
         s = self._cameras.pop(cid, None)
         self._slugs.pop(s or d.slug(cid), None)
+        self._discovery.pop(cid, None)
+        self._battery.discard(cid)
+        self._removed.add(cid)
         t = self.topics.camera(cid)
         for topic in t.state_topics():
-            if self._state.pop(topic, None) is not None:
-                self._publish(topic, b"", retain=True)  # clear the retained state
-        self._publish(self.topics.camera_config_topic(self.hub_id, cid), b"", retain=True)  # removes the device
+            self._state.pop(topic, None)
+        # The device first: HA removes its entities, so the emptied states below reach no entity. Every retained
+        # topic is emptied, not only those this run published: a previous run may have left them.
+        self._clears.add(self.topics.camera_config_topic(self.hub_id, cid))
+        self._send_clears()
+        self._clears.update(t.retained_topics())
+        self._send_clears()
+
+    def _send_clears(self, *, force: bool = False) -> None:
+        """Empty the retained topics of removed cameras; whatever cannot go out now waits for the next connect."""
+        client = self._client
+        if not self._clears or client is None or not client.is_connected() or not (force or self.connected.is_set()):
+            return
+        for topic in sorted(self._clears, key=lambda x: not x.endswith("/config")):  # devices first
+            self._publish(topic, b"", retain=True, force=True)
+        self._clears.clear()
 
     def _publish_image(self, cid: str, jpeg: bytes | None) -> None:
         # Never retained: a retained JPEG of the inside of a home would be handed to every client that ever
@@ -423,7 +550,9 @@ class MqttBridge:
                 self.control.set_armed(False)
             else:
                 return self._ignore(topic, b"" if code else payload, "expected ARM_AWAY or DISARM")
-            self._set_state(self.topics.armed_state, d.alarm_state(self.control.is_armed()), force=True)
+            state = d.alarm_state(self.control.is_armed())
+            self._set_state(self.topics.armed_state, state, force=True)
+            self._accepted(topic, action, f"hub {state}")  # the action only: a disarm code never reaches the log
             return
         parsed = self.topics.camera_from_command(topic)
         if parsed is None:
@@ -444,10 +573,13 @@ class MqttBridge:
                 self.control.set_armed(text == d.ON, cid)
             except HubError:
                 return self._ignore(topic, payload, "unknown camera")
-            self._set_state(self.topics.camera(cid).armed_state, d.on_off(self._camera_armed(cid)), force=True)
+            switch = d.on_off(self._camera_armed(cid))
+            self._set_state(self.topics.camera(cid).armed_state, switch, force=True)
+            self._accepted(topic, text, f"camera {cid} armed switch {switch}", camera_id=cid)
         elif kind == "snapshot":
             if text != d.PRESS:
                 return self._ignore(topic, payload, "expected PRESS")
+            self._accepted(topic, text, "taking a snapshot", camera_id=cid)
             task = asyncio.ensure_future(self._take_snapshot(cid))
             self._snapshot_tasks.add(task)
             task.add_done_callback(self._snapshot_tasks.discard)
@@ -457,6 +589,13 @@ class MqttBridge:
         if not want:
             return True
         return code is not None and hmac.compare_digest(code.encode(), want.encode())
+
+    @staticmethod
+    def _accepted(topic: str, command: str | None, outcome: str, **extra: Any) -> None:
+        # Every command acted on is logged: the log must say that Home Assistant (or whoever holds a broker
+        # account) disarmed the hub.
+        log.info("mqtt command: %s -> %s", command, outcome,
+                 extra={"topic": topic, "command": command, "outcome": outcome, **extra})
 
     def _ignore(self, topic: str, payload: bytes, why: str) -> None:
         self.commands_ignored += 1
@@ -473,6 +612,7 @@ class MqttBridge:
             log.info("mqtt: no snapshot (nothing buffered)", extra={"camera_id": cid})
             return
         self._publish_image(cid, jpeg)
+        log.info("mqtt: snapshot published", extra={"camera_id": cid, "bytes": len(jpeg)})
 
 
 def _alarm_command(text: str | None) -> tuple[str | None, str | None]:

@@ -91,6 +91,11 @@ class CameraTopics:
         return [self.status, self.motion, self.sound, self.battery, self.last_event, self.event, self.image,
                 self.armed_state]
 
+    def retained_topics(self) -> list[str]:
+        """Every topic the broker may hold retained for this camera (the snapshot too: older versions
+        retained it), i.e. what a removed camera must clear; the event topic is never retained."""
+        return [t for t in self.state_topics() if t != self.event]
+
     def command_topics(self) -> list[str]:
         return [self.armed_command, self.snapshot_command]
 
@@ -202,8 +207,16 @@ def hub_device(topics: Topics, hub_id: str, base_url: str | None = None, name: s
             "qos": 1}
 
 
+def has_battery(camera: dict[str, Any]) -> bool:
+    """Whether a camera has a battery to announce: phones do (they report it over the status channel), and so
+    does any camera that has reported a level; a file, RTSP or demo camera never will, and a sensor announced for
+    it would read ``unknown`` for ever."""
+    return camera.get("kind") == "phone" or camera.get("battery") is not None
+
+
 def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[str, Any]:
-    """A camera's discovery payload. ``camera`` is one of ``Controller.cameras()`` (``id``, ``name``, ``kind``)."""
+    """A camera's discovery payload. ``camera`` is one of ``Controller.cameras()`` (``id``, ``name``, ``kind``,
+    ``battery``): the battery sensor is announced only when :func:`has_battery`."""
     cid = str(camera["id"])
     oid = topics.camera_object_id(hub_id, cid)
     t = topics.camera(cid)
@@ -226,11 +239,6 @@ def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[s
             "p": "image", "unique_id": f"{oid}_snapshot", "name": "Snapshot", "image_topic": t.image,
             "content_type": "image/jpeg",
         },
-        "battery": {
-            "p": "sensor", "unique_id": f"{oid}_battery", "name": "Battery", "device_class": "battery",
-            "unit_of_measurement": "%", "state_class": "measurement", "entity_category": "diagnostic",
-            "state_topic": t.battery,
-        },
         "last_event": {
             "p": "sensor", "unique_id": f"{oid}_last_event", "name": "Last event", "device_class": "timestamp",
             "state_topic": t.last_event,
@@ -244,6 +252,12 @@ def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[s
             "command_topic": t.snapshot_command, "payload_press": PRESS,
         },
     }
+    if has_battery(camera):
+        cmps["battery"] = {
+            "p": "sensor", "unique_id": f"{oid}_battery", "name": "Battery", "device_class": "battery",
+            "unit_of_measurement": "%", "state_class": "measurement", "entity_category": "diagnostic",
+            "state_topic": t.battery,
+        }
     return {
         "dev": {
             "ids": [oid], "name": camera.get("name") or cid, "mf": MANUFACTURER, "mdl": model, "sw": __version__,

@@ -276,7 +276,7 @@ def test_byte_bound_on_audio_alone_is_exact() -> None:
 
 
 def test_a_gop_whose_last_frame_is_on_the_window_edge_is_kept() -> None:
-    buf = RingBuffer(window_s=5.0)
+    buf = RingBuffer(window_s=5.0, max_gap_s=60.0)  # the 5 s without frames here is no outage
     buf.push(EncodedFrame("video", "h264", bytes(10), 0, VIDEO_TIME_BASE, T0, True))
     buf.push(EncodedFrame("audio", "opus", bytes(10), 0, AUDIO_TIME_BASE, T0 + 5.0))  # horizon == T0
     assert buf.keyframe_times() == [T0]
@@ -290,3 +290,56 @@ def test_small_positive_bounds_are_valid() -> None:
     for bad in ({"window_s": -1}, {"max_bytes": -1}):
         with pytest.raises(ValueError):
             RingBuffer(**bad)
+
+
+# -- a silence of the whole camera cuts the buffer (issue 14, IP cameras item 3) ----------------------------
+
+
+def _silent_for(gap_s: float, after_frame: int = 70) -> list[EncodedFrame]:
+    """8 s of the synthetic stream, with every frame from video frame ``after_frame`` on sent ``gap_s`` later."""
+    frames = list(stream(8))
+    cut_t = T0 + after_frame / FPS
+    return [f if f.t < cut_t else EncodedFrame(f.kind, f.codec, f.data, f.pts, f.time_base, f.t + gap_s, f.keyframe)
+            for f in frames]
+
+
+def test_a_silence_cuts_the_buffer_and_video_waits_for_a_keyframe() -> None:
+    buf = RingBuffer(window_s=15.0, max_bytes=1 << 30)
+    frames = _silent_for(10.0)  # starts mid-GOP: keyframes at 60 and 90
+    resumed_t = T0 + 70 / FPS + 10.0
+    before = [f for f in frames if f.t < resumed_t]
+    for f in before:
+        assert buf.push(f)
+    stored = len(buf)
+    accepted = [f for f in frames[len(before):] if buf.push(f)]
+    # Nothing from before the silence is left to become pre-roll, however far back a clip asks.
+    out = buf.frames_since(float("-inf"))
+    assert out and min(f.t for f in out) >= resumed_t
+    video = [f for f in out if f.kind == "video"]
+    assert video[0].keyframe and video[0].pts == 90 * 6000  # the P-frames 70..89 had nothing to decode against
+    assert [f.pts for f in accepted if f.kind == "video"] == [i * 6000 for i in range(90, 120)]
+    s = buf.stats()
+    assert s.cuts == 1 and s.dropped_no_keyframe == 20 and s.dropped_broken == 0
+    assert s.evicted == stored + sum(1 for f in accepted if f.kind == "audio" and f.t < video[0].t)
+    assert buf.keyframe_times() == sorted(f.t for f in video if f.keyframe)
+
+
+def test_a_short_stall_is_not_a_silence() -> None:
+    """A jitter buffer that stalled for a second or two releases its burst: that is no outage, the pre-roll stays."""
+    buf = RingBuffer(window_s=15.0, max_bytes=1 << 30)
+    frames = _silent_for(2.5)
+    assert all(buf.push(f) for f in frames)
+    s = buf.stats()
+    assert s.cuts == 0 and s.evicted == 0 and len(buf) == len(frames)
+    assert buf.frames_since(float("-inf"))[0].t == T0
+
+
+def test_a_silence_is_any_track_not_one() -> None:
+    """Video that stalls while audio keeps coming is no outage of the camera (the stale-GOP rule handles it)."""
+    buf = RingBuffer(window_s=15.0, max_bytes=1 << 30)
+    frames = [f for f in stream(6) if f.kind == "audio" or f.t < T0 + 2.0 or f.t >= T0 + 5.5]
+    for f in frames:
+        buf.push(f)
+    assert buf.stats().cuts == 0 and buf.keyframe_times()[0] == T0
+    with pytest.raises(ValueError):
+        RingBuffer(max_gap_s=0)

@@ -86,3 +86,13 @@ def test_bad_environment_value_names_the_field(tmp_path):
 def test_relative_data_dir_is_relative_to_the_file(tmp_path):
     p = write(tmp_path, "storage:\n  data_dir: ../d\n")
     assert load_config(p, environ={}).storage.data_dir == (tmp_path.parent / "d").resolve()
+
+
+def test_relative_broker_tls_files_are_relative_to_the_config_file(tmp_path: Path):
+    conf = tmp_path / "etc" / "hub.yaml"
+    conf.parent.mkdir()
+    conf.write_text("mqtt:\n  ca_file: certs/ca.pem\n  cert_file: /abs/client.pem\n  key_file: client.key\n")
+    cfg = load_config(conf, environ={})
+    assert cfg.mqtt.ca_file == (tmp_path / "etc" / "certs" / "ca.pem").resolve()
+    assert cfg.mqtt.cert_file == Path("/abs/client.pem")
+    assert cfg.mqtt.key_file == (tmp_path / "etc" / "client.key").resolve()

@@ -1,7 +1,8 @@
 """The MQTT bridge against a real Mosquitto, with a paho client playing Home Assistant.
 
-The hub is real (store, bus, controller, camera manager) but not serving HTTP; the one stand-in is a camera
-pipeline that returns a fixed JPEG for the snapshot button. Each test uses its own topic and discovery prefixes,
+The hub is real (store, bus, arm state, controller, camera manager) but not serving HTTP; the snapshot button
+decodes a real H.264 GOP buffered in a real camera pipeline, and the bridge process that the last-will test kills
+builds the real controller too. Each test uses its own topic and discovery prefixes,
 so retained messages of one test never reach another on the shared broker.
 """
 
@@ -73,12 +74,23 @@ class FakeHA:
     filters: list[str]
     messages: list[Received] = field(default_factory=list)
     _notifying: set[asyncio.Future[None]] = field(default_factory=set)
+    # Its broker account and TLS, for brokers that ask (tests/test_mqtt_auth.py).
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     async def start(self) -> FakeHA:
         self._loop = asyncio.get_running_loop()
         self._cond = asyncio.Condition()
         ready = asyncio.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-ha-{uuid.uuid4().hex[:8]}")
+        if self.username:
+            self.client.username_pw_set(self.username, self.password)
+        if self.ca_file:
+            self.client.tls_set(ca_certs=str(self.ca_file), certfile=str(self.cert_file) if self.cert_file else None,
+                                keyfile=str(self.key_file) if self.key_file else None)
 
         def on_connect(client, userdata, flags, rc, props):
             client.subscribe([(f, 1) for f in self.filters])
@@ -316,7 +328,9 @@ async def test_discovery_payloads_are_valid_and_complete(setup: Setup) -> None:
                     assert comp[k].startswith(f"{t.prefix}/"), (key, comp[k])
                     (commands if k == "command_topic" else referenced).add(comp[k])
 
-    assert len(unique_ids) == len(set(unique_ids)) == 1 + 2 * 8
+    # The hub's alarm; 8 entities for the file camera that reported a battery, 7 for the RTSP one that has none.
+    assert len(unique_ids) == len(set(unique_ids)) == 1 + 8 + 7
+    assert "battery" not in payloads[t.camera_config_topic("testhub", "yard")]["cmps"]
 
     alarm = hub_cfg["cmps"]["alarm"]
     assert alarm["p"] == "alarm_control_panel" and alarm["code_arm_required"] is False
@@ -335,7 +349,7 @@ async def test_discovery_payloads_are_valid_and_complete(setup: Setup) -> None:
     assert front["cmps"]["battery"]["unit_of_measurement"] == "%"
 
     # Unique ids are a function of the hub id and camera id only: a new bridge (a restart) builds the same.
-    again = d.camera_device(t, "testhub", {"id": "front", "name": "renamed"})
+    again = d.camera_device(t, "testhub", {"id": "front", "name": "renamed", "battery": 0.1})
     assert [c["unique_id"] for c in again["cmps"].values()] == [c["unique_id"] for c in front["cmps"].values()]
 
     # The states HA subscribes to are there at once, except what only an event produces.
@@ -549,12 +563,14 @@ async def test_retained_command_is_not_replayed_and_stop_publishes_offline(mosqu
 
 
 class OwnBroker:
-    """A Mosquitto on a fixed port that the test starts and stops at will (no persistence: a restart forgets)."""
+    """A Mosquitto on a fixed port that the test starts and stops at will. Without ``persistence`` a restart
+    forgets every retained message; with it, they survive (saved at shutdown), as on most real brokers."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, persistence: bool = False) -> None:
         self.port = port
         self.dir = Path(tempfile.mkdtemp(prefix="pw-mqtt-own-"))
-        lines = [f"listener {port} {HOST}", "allow_anonymous true", "persistence false"]
+        lines = [f"listener {port} {HOST}", "allow_anonymous true",
+                 f"persistence {'true' if persistence else 'false'}", f"persistence_location {self.dir}/"]
         if os.geteuid() == 0:
             lines.append(f"user {getpass.getuser()}")
         (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
@@ -620,20 +636,32 @@ async def test_broker_down_at_start_then_up_and_restarted(tmp_path) -> None:
 
 _BRIDGE_PROCESS = """
 import asyncio, sys
+from pathlib import Path
+from hub.arming import ArmState
 from hub.bus import Bus
-from hub.config import MqttConfig
+from hub.cameras import CameraManager
+from hub.config import HubConfig, MqttConfig
+from hub.control import Controller
+from hub.pipeline import PipelineContext
+from hub.store import Store
 from mqtt.bridge import MqttBridge
 
-class Control:
-    def is_armed(self, camera_id=None): return True
-    def set_armed(self, armed, camera_id=None, for_s=None): pass
-    def cameras(self): return [{"id": "cam1", "name": "Cam", "online": True, "battery": 0.5, "armed": True}]
-    async def snapshot(self, camera_id): return None
-
 async def main():
+    # The real controller over a real store and arm state, built as hub/app.py builds them.
+    data = Path(sys.argv[5])
+    store = Store(data / "hub.db")
+    bus = Bus()
+    arming = ArmState(store, bus)
+    cameras = CameraManager(PipelineContext(
+        config=HubConfig(storage={"data_dir": str(data)}), store=store, bus=bus, clips_dir=data / "clips",
+        scratch_dir=data, is_armed=arming.is_armed, on_disk_full=lambda: None))
+    arming.add_listener(cameras.apply_armed)
+    control = Controller(arming, cameras)
+    store.ensure_static_camera("cam1", "Cam", "phone")
+    store.update_camera("cam1", battery=0.5)
     cfg = MqttConfig(enabled=True, host=sys.argv[1], port=int(sys.argv[2]), topic_prefix=sys.argv[3],
                      discovery_prefix=sys.argv[4])
-    bridge = MqttBridge(cfg, Bus(), Control(), "proc", "https://x", keepalive_s=5)
+    bridge = MqttBridge(cfg, bus, control, "proc", "https://x", keepalive_s=5)
     await bridge.start()
     await asyncio.wait_for(bridge.connected.wait(), 10)
     print("connected", flush=True)
@@ -643,13 +671,13 @@ asyncio.run(main())
 """
 
 
-async def test_last_will_offline_when_the_process_dies(mosquitto) -> None:
+async def test_last_will_offline_when_the_process_dies(mosquitto, tmp_path) -> None:
     tag = uuid.uuid4().hex[:8]
     topics = d.Topics(f"pw-{tag}", f"ha-{tag}")
     ha = await fake_ha(mosquitto.host, mosquitto.port, topics).start()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _BRIDGE_PROCESS, mosquitto.host, str(mosquitto.port), topics.prefix, topics.discovery,
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(tmp_path), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         async def until_connected() -> None:
@@ -660,6 +688,7 @@ async def test_last_will_offline_when_the_process_dies(mosquitto) -> None:
         await asyncio.wait_for(until_connected(), 15)
         await ha.wait(topics.status, "online")
         await ha.wait(topics.camera("cam1").battery, "50")
+        await ha.wait(topics.armed_state, "armed_away")  # read from the real arm state in the store
         mark = ha.mark()
         proc.kill()  # no clean disconnect: only the broker's last will can say offline
         await proc.wait()

@@ -28,6 +28,9 @@ from tests.hubproc import HubProcess
 CAM = "frontdoor"
 DAY = "2024-05-01"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+OLD_EVENTS = 31
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 860}
 
 
 def make_clip(path: Path, frames: int = 60, fps: int = 20, size: tuple[int, int] = (320, 180)) -> None:
@@ -85,6 +88,12 @@ def hub(tmp_path_factory):
     event("ev-sound", now - 1800, ["sound"], clip=False)
     event("ev-evil", now - 2400, ["motion"], clip=False, clip_path="../secrets.json", snapshot_path="/etc/passwd")
     event("ev-link", now - 3000, ["motion"], clip=False, clip_path=f"{CAM}/{DAY}/link.mp4")
+    # More than one page of the events view (30), older than the rows above: "Load older events" has a page to
+    # load. Each lasted 8 s (first activity to the end, post-roll included); its clip is 13 s (5 s pre-roll).
+    for i in range(OLD_EVENTS):
+        store.insert_event({"id": f"ev-old-{i:02d}", "camera_id": CAM, "triggers": ["motion"], "status": "done",
+                            "start": now - 4000 - 60 * i, "end": now - 4000 - 60 * i + 8.0,
+                            "clip_duration_s": 13.0, "peak_motion": 0.1})
     store.close()
     h.start()
     yield h
@@ -446,6 +455,136 @@ async def test_browser_login_events_playback_masks_and_arming(hub):
             await page.wait_for_selector("text=Versions")
             await page.screenshot(path=str(SCREENSHOTS / "system.png"))
             assert not problems, problems
+        finally:
+            await browser.close()
+            api.close()
+
+
+# -- the browser: what a newcomer trips over (issue 14) -------------------------------------------------
+
+# Distinct line boxes an element's text is laid out on (a Range gives one rectangle per line fragment).
+LINES_JS = """(el) => {
+  const r = document.createRange();
+  r.selectNodeContents(el);
+  return new Set([...r.getClientRects()].filter((b) => b.width > 0).map((b) => Math.round(b.top))).size;
+}"""
+
+
+def _seconds(text: str) -> int:
+    """'5 s', '2 min 7 s', '1 h 3 min' (the page's fmtDuration) -> seconds."""
+    units = {"s": 1, "min": 60, "h": 3600}
+    parts = text.split()
+    return sum(int(n) * units[u] for n, u in zip(parts[::2], parts[1::2], strict=True))
+
+
+async def _ui_page(browser, hub, viewport, *, fake_clock: bool = False):
+    context = await browser.new_context(viewport=viewport)
+    page = await context.new_page()
+    if fake_clock:
+        await page.clock.install()  # timers run on real time until the test moves the clock on
+    await page.goto(f"{hub.https}/")
+    await page.fill("#secret", hub.admin_secret)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector(f"article.camera[data-camera-id={CAM}] .snapshot.loaded")
+    return page
+
+
+def _rows(boxes: list[dict[str, float]]) -> int:
+    """How many rows boxes sit on: a box starts a new row when it does not overlap the previous row vertically."""
+    rows: list[tuple[float, float]] = []
+    for b in sorted(boxes, key=lambda b: b["y"]):
+        top, bottom = b["y"], b["y"] + b["height"]
+        if rows and top < rows[-1][1] - 1:
+            rows[-1] = (rows[-1][0], max(rows[-1][1], bottom))
+        else:
+            rows.append((top, bottom))
+    return len(rows)
+
+
+@pytest.mark.browser
+async def test_browser_events_paging_lengths_system_page_and_phone_layout(hub):
+    from playwright.async_api import async_playwright, expect
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic", f"--ignore-certificate-errors-spki-list={hub.spki}"]
+    api = httpx.Client(base_url=hub.https, verify=_ctx(hub), headers=admin(hub))
+    total = len(api.get("/api/ui/events", params={"limit": 500}).json()["events"])
+    sound = [e["id"] for e in api.get("/api/ui/events", params={"trigger": "sound"}).json()["events"]]
+    system = api.get("/api/ui/system").json()
+    assert total > 30 and 0 < len(sound) < 30
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=args)
+        try:
+            for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+                page = await _ui_page(browser, hub, viewport, fake_clock=True)
+                problems: list[str] = []
+                page.on("pageerror", lambda e, p=problems: p.append(f"page error: {e}"))
+                await page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"))
+                # the header is one row of brand and buttons plus the nav, not three rows
+                header = [await page.locator(s).bounding_box() for s in (".topbar .brand", ".topbar .nav",
+                                                                          ".topbar-actions")]
+                assert _rows([b for b in header if b]) <= 2, (name, header)
+                nav = await page.locator(".topbar .nav").evaluate("(n) => n.scrollWidth - n.clientWidth")
+                assert nav <= 0, f"{name}: the links overflow the nav by {nav}px"
+                # the arm buttons side by side are the same height, each on one line
+                arm, disarm_1h = page.locator("#dash-arm"), page.locator("#dash-disarm-1h")
+                await expect(arm).to_have_text("Disarm hub")
+                heights = {(await b.bounding_box() or {}).get("height") for b in (arm, disarm_1h)}
+                assert len(heights) == 1, (name, heights)
+                assert await arm.evaluate(LINES_JS) == 1 and await disarm_1h.evaluate(LINES_JS) == 1
+                top = {(await page.locator(s).bounding_box() or {}).get("height")
+                       for s in ("#global-arm", ".topbar-actions button.ghost")}
+                assert len(top) == 1, (name, top)
+
+                await page.click("nav >> text=System")
+                fingerprint = page.locator("#cert-fingerprint")
+                await fingerprint.wait_for()
+                await page.screenshot(path=str(SCREENSHOTS / f"system-{name}.png"), full_page=True)
+                # the whole fingerprint, in byte groups on at most 4 lines, no byte split across two
+                assert "".join((await fingerprint.inner_text()).split()) == system["certificate"]["sha256"]
+                lines = fingerprint.locator(".fp-line")
+                assert await lines.count() <= 4
+                for i in range(await lines.count()):
+                    assert await lines.nth(i).evaluate(LINES_JS) == 1
+                # URLs never break inside host:port
+                for key in ("ui", "camera"):
+                    url = page.locator(f"#url-{key}")
+                    assert await url.inner_text() == system["urls"][key]
+                    assert await url.locator(".origin").evaluate(LINES_JS) == 1
+                # the cloud uploader's real state, not "Off"
+                cloud = await page.locator("#cloud-state").inner_text()
+                assert "Not linked" in cloud and "pingwatch cloud link" in cloud, cloud
+                # "Up for" ticks with the clock (the page's own clock, moved on by the test)
+                up = page.locator("#uptime")
+                before = await up.inner_text()
+                await page.clock.run_for(20_000)
+                await expect(up).not_to_have_text(before)
+                assert _seconds(await up.inner_text()) >= _seconds(before) + 19
+                assert not problems, problems
+                await page.context.close()
+
+            page = await _ui_page(browser, hub, DESKTOP)
+            await page.click("nav >> text=Events")
+            rows, more = page.locator("li.event"), page.locator("#load-older")
+            await expect(rows).to_have_count(30)
+            # "Length" is how long the event lasted (end - start), as in `pingwatch events list`; not its clip's
+            old = page.locator("li.event[data-event-id=ev-old-00]")
+            assert await old.locator(".ev-duration").inner_text() == "8 s"
+            await expect(page.locator("li.event[data-event-id=ev-play] .ev-clip")).to_have_text("▶ 3 s clip")
+            await more.click()
+            await expect(rows).to_have_count(total)
+            await expect(more).to_be_hidden()  # nothing older: no button
+            # even a click that still reaches it loads nothing twice
+            await more.dispatch_event("click")
+            await page.wait_for_selector("#event-list:not([aria-busy=true])", state="attached")
+            ids = [await r.get_attribute("data-event-id") for r in await rows.all()]
+            assert len(ids) == total == len(set(ids))
+            # a filter with one short page: no "Load older events" at all
+            await page.select_option("select[name=trigger]", "sound")
+            await expect(rows).to_have_count(len(sound))
+            await expect(more).to_be_hidden()
+            await page.context.close()
         finally:
             await browser.close()
             api.close()

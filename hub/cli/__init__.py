@@ -27,8 +27,9 @@ from hub.cli.setup import config_app, doctor, init
 from hub.cli.telegram import telegram_app
 from hub.datadir import private_umask
 
+# Plain (click) help: typer's rich help shows a "<bool>" type for every flag (typer 0.29), as if it took a value.
 app = typer.Typer(help="ping-watch: old phones become cameras for your home hub.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 # Registration order is the order `pingwatch --help` lists them in.
 app.command()(init)

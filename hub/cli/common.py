@@ -19,8 +19,9 @@ from hub.config import ConfigError, HubConfig, load_config
 if TYPE_CHECKING:
     from hub.store import Store
 
-out = Console()
-err = Console(stderr=True)
+# No emoji shortcodes: a certificate fingerprint's ":CD:" would print as a compact disc.
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 DEFAULT_CONFIG = Path("config/hub.yaml")
 # The two options every command has; use as `config: ConfigOpt = None, as_json: JsonOpt = False`.

@@ -33,6 +33,12 @@ def _public(ev: dict[str, Any]) -> dict[str, Any]:
         "snapshot_path", "thumb_path", "upload_status", "upload_reason", "labels", "summary")}
 
 
+def _length(ev: dict[str, Any]) -> float | None:
+    """An event's length: end - start, its first activity to its end (the web UI's "length" too)."""
+    end, start = ev.get("end"), ev.get("start")
+    return max(0.0, end - start) if end is not None and start is not None else None
+
+
 def resolve_event_id(store: Any, given: str) -> str:
     """An event id, or a prefix of exactly one (as `events list` shows them); else what was given, unchanged."""
     if store.get_event(given) is not None or not given:
@@ -65,7 +71,10 @@ def events_list(
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
     as_json: JsonOpt = False,
 ) -> None:
-    """List events, newest first."""
+    """List events, newest first.
+
+    length: how long the event lasted, from its first activity to its end (post-roll included), as the web UI
+    shows it; its clip is longer by the pre-roll ('events show' gives both)."""
     if trigger == "audio":
         trigger = "sound"  # the config section says audio, events say sound (Home Assistant's word)
     with open_store(get_config(config)) as store:
@@ -79,7 +88,7 @@ def events_list(
     # Ids are what other commands take: never cut (rich shortens the widest column on a narrow terminal).
     table.columns.insert(0, Column("id", no_wrap=True, min_width=max((len(e["id"]) for e in rows), default=2)))
     for e in rows:
-        length = f"{e['end'] - e['start']:.1f}s" if e.get("end") else "…"
+        length = f"{_length(e):.1f}s" if e.get("end") else "…"
         clip = f"{e['clip_size'] / 1e6:.1f} MB" if e.get("clip_size") else "-"
         table.add_row(e["id"], e["camera_id"], _fmt_time(e["start"]), length, ",".join(e["triggers"]),
                       f"{(e.get('peak_motion') or 0) * 100:.1f}%", clip, e["status"], uploads.get(e["id"], "-"))
@@ -98,6 +107,9 @@ def events_show(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = Fals
     if as_json:
         print(json.dumps(_public(ev), indent=2))
         return
+    length = _length(ev)
+    shown = f"{length:.1f}s (end - start; the clip is clip_duration_s)" if length is not None else "-"
+    out.print(f"{'length':<16} {shown}")
     for k, v in _public(ev).items():
         if k in ("start", "end", "detected_at"):
             v = f"{_fmt_time(v)} ({v})" if v else "-"
@@ -182,27 +194,33 @@ def events_prune(
 ) -> None:
     """Apply retention now: events past storage.retention_days, then the oldest beyond the disk budget."""
     from hub.datadir import DataDir
-    from hub.retention import delete_event, plan_prune
+    from hub.retention import apply_prune, plan_prune
 
     cfg = get_config(config)
     data = DataDir(cfg.storage.data_dir)
     with open_store(cfg, writable=not dry_run) as store:
         plan = plan_prune(store, cfg.storage, data.clips_dir)
+        deleted: list[dict[str, Any]] = list(plan.events) if dry_run else []
         if not dry_run:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=out,
                           disable=as_json or not plan.events) as progress:
                 task = progress.add_task("pruning", total=len(plan.events))
-                for ev in plan.events:
-                    delete_event(store, ev, data.clips_dir, data.root)  # the same deletion as the hub's own
+
+                def done(ev: dict[str, Any]) -> None:
+                    deleted.append(ev)
                     progress.advance(task)
+
+                # The hub's own pass (hub.retention.delete_event per event): an event the running hub deleted
+                # meanwhile is skipped, not reported as deleted here.
+                apply_prune(store, plan, on_deleted=done)
     result = {"dry_run": dry_run, "events": [{"id": e["id"], "camera_id": e["camera_id"], "start": e["start"],
-                                              "reason": plan.reasons[e["id"]]} for e in plan.events],
+                                              "reason": plan.reasons[e["id"]]} for e in deleted],
               "bytes_freed": plan.bytes_freed, "clips_bytes_before": plan.clips_bytes_before}
     if as_json:
         print(json.dumps(result, indent=2))
         return
     verb = "would delete" if dry_run else "deleted"
-    out.print(f"{verb} {len(plan.events)} events, {plan.bytes_freed / 1e6:.1f} MB "
+    out.print(f"{verb} {len(deleted)} events, {plan.bytes_freed / 1e6:.1f} MB "
               f"(clips now {(plan.clips_bytes_before - plan.bytes_freed) / 1e6:.1f} MB)")
-    for e in plan.events[:50]:
+    for e in deleted[:50]:
         out.print(f"  {e['id']}  {e['camera_id']}  {_fmt_time(e['start'])}  ({plan.reasons[e['id']]})")

@@ -72,9 +72,12 @@ def _add_demo_camera(cfg: HubConfig) -> None:
 
 
 def _print_banner(hub: Any, show_pairing: bool) -> None:
+    from hub.doctor import reach_checks
+
     urls = hub.urls()
     lines = [f"ping-watch hub is running. Phones open: {urls['camera']}",
              f"certificate SHA-256: {hub.cert.fingerprint_sha256}"]
+    lines += [f"warning: {c.detail}" for c in reach_checks(hub.config) if not c.ok]
     if hub.config.server.http_port:
         lines.append(f"local API: http://127.0.0.1:{hub.config.server.http_port}/api/health")
     on_terminal = sys.stdout.isatty()

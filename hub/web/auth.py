@@ -124,10 +124,12 @@ class _Failures:
 class GuessLimiter:
     """Wrong guesses of one kind of secret: per client address, and all addresses together per port kind."""
 
-    def __init__(self, burst: int = GLOBAL_BURST, refill_s: float = GLOBAL_REFILL_S) -> None:
+    def __init__(self, burst: int = GLOBAL_BURST, refill_s: float = GLOBAL_REFILL_S,
+                 clock: Callable[[], float] = time.time) -> None:
         self.clients = _Failures()
         self.burst = burst
         self.refill_s = refill_s
+        self.clock = clock  # wall time; tests inject their own to live through a lock without waiting it out
         self._buckets: dict[str, tuple[float, float]] = {}  # port kind -> (failures left, when counted)
 
     def _left(self, site: str, now: float) -> float:
@@ -166,14 +168,14 @@ def _site(request: web.Request) -> str:
 
 def check_guess(request: web.Request, limiter: GuessLimiter, what: str) -> None:
     """429 while this client, or all clients together, guessed wrong too often."""
-    wait = limiter.wait(client_address(request), _site(request), time.time())
+    wait = limiter.wait(client_address(request), _site(request), limiter.clock())
     if wait > 0:
         raise too_many(wait, what)
 
 
 def failed_guess(request: web.Request, limiter: GuessLimiter, what: str) -> None:
     client = client_address(request)
-    lock = limiter.fail(client, _site(request), time.time())
+    lock = limiter.fail(client, _site(request), limiter.clock())
     log.warning("wrong %s", what, extra={"client": client, "locked_s": lock, "path": request.path})
 
 
@@ -189,9 +191,10 @@ def check_admin_bearer(request: web.Request, token: str) -> None:
 
 
 class Auth:
-    def __init__(self, store: Store, admin_secret: str) -> None:
+    def __init__(self, store: Store, admin_secret: str, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.admin_secret = admin_secret
+        self.clock = clock  # wall time (expiry is stored); tests inject their own to pass days in a moment
         # Media URLs are signed with a key derived from the admin secret: stable across restarts, never stored.
         self.media_key = hmac.new(admin_secret.encode(), b"pingwatch media url v1", hashlib.sha256).digest()
         self._touched: dict[str, float] = {}
@@ -206,7 +209,7 @@ class Auth:
     # -- sessions ----------------------------------------------------------------------------------------
 
     def create(self, user_agent: str, client: str) -> tuple[str, Session]:
-        now = time.time()
+        now = self.clock()
         self._purge(now)
         sid = secrets.token_urlsafe(32)
         sess = Session(id_hash=_h(sid), csrf=secrets.token_urlsafe(24), created_at=now, last_seen=now,
@@ -226,12 +229,15 @@ class Auth:
         if row is None:
             return None
         sess = Session(*row)
-        now = time.time()
-        last = max(sess.last_seen, self._touched.get(sess.id_hash, 0.0))
+        now = self.clock()
+        stored = sess.last_seen
+        last = max(stored, self._touched.get(sess.id_hash, 0.0))
         if now >= sess.expires_at or now - last > SESSION_IDLE_S:
             self.delete(sess.id_hash)
             return None
-        if now - last > _TOUCH_EVERY_S:
+        # Measured from the stored value, not the in-memory one: a session used every few seconds must still
+        # reach the database now and then, or a restart (or another log-in's purge) finds it idle since log-in.
+        if now - stored > _TOUCH_EVERY_S:
             self.store.db.table(_TABLE).update(sess.id_hash, {"last_seen": now})
         self._touched[sess.id_hash] = now
         sess.last_seen = now
@@ -317,7 +323,7 @@ def require_session(request: web.Request, *, media: bool = False) -> Session:
     token = bearer(request)
     if token is not None:
         check_admin_bearer(request, token)
-        now = time.time()
+        now = _auth(request).clock()
         sess = Session("admin", "", now, now, now, via_bearer=True)
     else:
         if not request.secure:

@@ -32,7 +32,7 @@ from hub.bus import Message, Subscription
 from hub.datadir import contained_file
 from hub.live import LiveRelays
 from hub.pipeline import default_camera_settings
-from hub.retention import event_files, remove_event_files
+from hub.retention import delete_event
 from hub.web.auth import LOGOUT_HOOK_KEY, WS_PROTOCOL, require_session, session_signer, setup_auth
 from hub.web.context import WEB_CONTEXT_KEY, WebContext, web_context
 from hub.web.errors import ApiError, json_body
@@ -45,7 +45,6 @@ DEFAULT_EVENTS_PAGE = 50
 MAX_POLYGONS = 16
 MAX_POINTS = 64
 _TRIGGER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_OPEN_STATUSES = frozenset({"active", "recording"})
 
 mimetypes.add_type("video/mp4", ".mp4")
 mimetypes.add_type("video/webm", ".webm")
@@ -370,17 +369,13 @@ async def event_delete(request: web.Request) -> web.Response:
     require_session(request)
     hub = _hub(request)
     ev = _get_event(hub, request.match_info["event_id"])
-    if ev.get("status") in _OPEN_STATUSES and ev.get("end") is None:
-        raise ApiError(409, "the event is still recording", "delete it once its clip is finished")
-    # The one file-removal path of the hub (retention and the CLI use it too): only files contained to clips/.
-    files = event_files(ev, hub.data.clips_dir, hub.data.root)
-    hub.store.delete_event(ev["id"])  # the row on the loop's thread (the store's connection); files off it
-    errors = await asyncio.to_thread(remove_event_files, ev, hub.data.clips_dir, hub.data.root)
-    if errors:
-        log.warning("event files not removed", extra={"event_id": ev["id"], "errors": errors})
+    # The hub's one deletion (retention and `events prune` use it too): refuses an event still recording (409),
+    # removes only files contained to clips/. On the loop's thread, as the store's connection must be; a few
+    # unlinks, as a retention pass does there too.
+    done = delete_event(hub.store, ev["id"], hub.data.clips_dir, hub.data.root)
     hub.bus.publish("event.deleted", event_id=ev["id"], camera_id=ev["camera_id"])
     log.info("event deleted", extra={"event_id": ev["id"], "camera_id": ev["camera_id"], "via": "web"})
-    return web.json_response({"event_id": ev["id"], "deleted": True, "files_removed": len(files) - len(errors)})
+    return web.json_response({"event_id": ev["id"], "deleted": True, "files_removed": len(done.removed)})
 
 
 def _serve(hub: WebContext, stored: Any, what: str, headers: dict[str, str] | None = None) -> web.FileResponse:

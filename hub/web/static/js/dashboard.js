@@ -8,12 +8,12 @@ export function mount(el, _params, ctx) {
   const grid = h('div', { class: 'grid cameras' });
   const armInfo = h('p', { class: 'muted' });
   const armBtn = h('button', { type: 'button', class: 'big-arm', id: 'dash-arm', onclick: () => arm(!ctx.armed) });
-  const disarm1h = h('button', { type: 'button', class: 'ghost', onclick: () => arm(false, 3600) },
+  const disarm1h = h('button', { type: 'button', class: 'ghost', id: 'dash-disarm-1h', onclick: () => arm(false, 3600) },
     'Disarm for 1 hour');
   el.append(
     h('section', { class: 'card arm-panel' },
       h('div', {}, h('h1', {}, 'Cameras'), armInfo),
-      h('div', { class: 'row' }, disarm1h, armBtn)),
+      h('div', { class: 'row arm-buttons' }, disarm1h, armBtn)),
     grid);
 
   function showArm(armed, until) {

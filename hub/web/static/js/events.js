@@ -12,8 +12,8 @@ export function mount(el, _params, ctx) {
   const fromIn = h('input', { type: 'date', name: 'from', 'aria-label': 'From' });
   const toIn = h('input', { type: 'date', name: 'to', 'aria-label': 'To' });
   const list = h('ul', { class: 'events', id: 'event-list' });
-  const more = h('button', { type: 'button', class: 'ghost wide', hidden: true, onclick: () => load(true) },
-    'Load older events');
+  const more = h('button', { type: 'button', class: 'ghost wide', id: 'load-older', hidden: true,
+    onclick: () => load(true) }, 'Load older events');
   const status = h('p', { class: 'muted' });
   const player = h('div', { class: 'player-slot' });
   const names = new Map();
@@ -48,18 +48,26 @@ export function mount(el, _params, ctx) {
   }
 
   async function load(append) {
+    // Nothing older to page to: without this guard a stray click would load the first page again onto the end.
+    if (append && nextBefore == null) return;
     if (ctrl) ctrl.abort();
-    ctrl = new AbortController();
+    const mine = ctrl = new AbortController();
+    list.setAttribute('aria-busy', 'true');
     let data;
     try {
-      data = await api(`/api/ui/events?${query(append ? nextBefore : null)}`, { signal: ctrl.signal });
+      data = await api(`/api/ui/events?${query(append ? nextBefore : null)}`, { signal: mine.signal });
     } catch (err) {
       if (err.name !== 'AbortError') status.textContent = err.message;
       return;
+    } finally {
+      if (ctrl === mine) list.removeAttribute('aria-busy');
     }
     if (!append) { clear(list); count = 0; }
-    for (const ev of data.events) list.append(row(ev));
-    count += data.events.length;
+    for (const ev of data.events) {
+      if (list.querySelector(`[data-event-id="${CSS.escape(ev.id)}"]`)) continue;  // listed already
+      list.append(row(ev));
+      count += 1;
+    }
     nextBefore = data.next_before;
     more.hidden = nextBefore == null;
     status.textContent = count ? `${count}${nextBefore != null ? '+' : ''} event${count === 1 ? '' : 's'}` : '';
@@ -78,8 +86,9 @@ export function mount(el, _params, ctx) {
       h('div', { class: 'ev-camera muted' }, names.get(ev.camera_id) || ev.camera_id),
       h('div', { class: 'chips' }, (ev.triggers || []).map((t) => h('span', { class: `chip ${t}` }, triggerLabel(t))))),
     h('div', { class: 'ev-side' },
-      h('span', { class: 'ev-duration' }, ev.end == null && !ev.has_clip ? 'recording…' : fmtDuration(ev.duration_s)),
-      ev.has_clip ? h('span', { class: 'muted small' }, '▶ clip') : null));
+      h('span', { class: 'ev-duration', title: 'How long the event lasted' },
+        ev.end == null ? 'recording…' : fmtDuration(eventLength(ev))),
+      ev.has_clip ? h('span', { class: 'ev-clip muted small' }, `▶ ${clipLength(ev)}`) : null));
     return li;
   }
 
@@ -108,7 +117,8 @@ export function mount(el, _params, ctx) {
       h('div', { class: 'row spread' },
         h('div', {},
           h('strong', {}, names.get(ev.camera_id) || ev.camera_id), ' · ', fmtTime(ev.start), ' · ',
-          fmtDuration(ev.duration_s), ' · ', (ev.triggers || []).map(triggerLabel).join(', ')),
+          ev.end == null ? 'recording…' : `${fmtDuration(eventLength(ev))} event`,
+          ev.has_clip ? ` · ${clipLength(ev)}` : '', ' · ', (ev.triggers || []).map(triggerLabel).join(', ')),
         h('div', { class: 'row' },
           ev.download_url ? h('a', { class: 'button ghost', href: ev.download_url, download: '' }, 'Download') : null,
           delBtn,
@@ -143,4 +153,14 @@ export function mount(el, _params, ctx) {
   ];
   load(false);
   return () => { offs.forEach((off) => off()); if (ctrl) ctrl.abort(); closePlayer(); };
+}
+
+// An event's length is end − start: from its first activity to its end (post-roll included), the same number
+// `pingwatch events list` shows. Its clip is longer by the pre-roll (and up to a keyframe interval before it).
+function eventLength(ev) {
+  return ev.end == null || ev.start == null ? null : Math.max(0, ev.end - ev.start);
+}
+
+function clipLength(ev) {
+  return ev.clip_duration_s == null ? 'clip' : `${fmtDuration(ev.clip_duration_s)} clip`;
 }

@@ -1,0 +1,210 @@
+"""Retention and the one event deletion (hub.retention.delete_event) on a real SQLite store and real files.
+
+Clips are written by the hub's own ClipWriter and snapshots by write_snapshot, from one second of H.264 made once
+per module, so every event owns files of the same real size. Budgets and free space are set from that size, so
+each test says exactly how many events a pass must remove. In process only (the mutation benchmark runs this file
+per mutant); the CLI and web faces of the same deletion are in tests/test_delete_paths.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hub.clips import ClipWriter, part_path_for, tmp_path_for, write_snapshot
+from hub.config import StorageConfig
+from hub.errors import ErrorKind
+from hub.media.frames import EncodedFrame
+from hub.retention import GB, EventDeleteError, PrunePlan, apply_prune, delete_event, plan_prune
+from hub.store import Store
+from tests.test_clips import encode_opus, encode_video, to_frames
+
+DAY_S = 86400
+CAM = "yard"
+FAR = 10**15  # free bytes no threshold reaches: only the rule under test deletes anything
+
+
+def make_frames() -> list[EncodedFrame]:
+    """One second of 160x120 H.264 (one GOP) with Opus, as the WebRTC tap hands them to the recorder."""
+    return to_frames("h264", encode_video("h264", n=15, w=160, h=120), encode_opus(1.0))
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[EncodedFrame]:
+    return make_frames()
+
+
+@dataclass
+class Recorded:
+    id: str
+    clip: Path
+    snapshot: Path
+    thumb: Path
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.clip, self.snapshot, self.thumb]
+
+    @property
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self.files)
+
+
+def record(store: Store, clips: Path, frames: list[EncodedFrame], eid: str, start: float,
+           **row: object) -> Recorded:
+    """An event as the recorder leaves it: a finished clip, its snapshot and thumbnail, a 'complete' row with
+    absolute paths."""
+    day = clips / CAM / time.strftime("%Y-%m-%d", time.localtime(start))
+    day.mkdir(parents=True, exist_ok=True)
+    writer = ClipWriter(day / f"{eid}.mp4", durable=False)
+    writer.write_many(frames)
+    clip = writer.close()
+    snap = write_snapshot(frames, frames[-1].t, day / f"{eid}.jpg", day / f"{eid}-thumb.jpg")
+    store.ensure_static_camera(CAM, "Yard", "file")
+    store.insert_event({"id": eid, "camera_id": CAM, "status": "complete", "start": start, "end": start + 1,
+                        "triggers": ["motion"], "clip_path": str(clip.path), "clip_size": clip.size,
+                        "snapshot_path": str(snap.jpeg_path), "thumb_path": str(snap.thumb_path)} | row)
+    return Recorded(eid, clip.path, snap.jpeg_path, snap.thumb_path)
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    store = Store(root / "hub.db")
+    yield root, store
+    store.close()
+
+
+def four_events(store: Store, clips: Path, frames: list[EncodedFrame]) -> list[Recorded]:
+    now = time.time()
+    return [record(store, clips, frames, f"ev-{i}", now - 3600 + i * 60) for i in range(4)]
+
+
+def test_over_the_budget_the_oldest_goes_and_only_as_many_as_needed(data, frames):
+    root, store = data
+    clips = root / "clips"
+    evs = four_events(store, clips, frames)
+    size = evs[0].size
+    assert all(e.size == size for e in evs)  # the same frames: the arithmetic below is exact
+    # Half an event over the budget: deleting the oldest is enough. A pass that did not count what it had
+    # already freed would still see 4 events' worth and delete all four.
+    cfg = StorageConfig(max_disk_gb=(3.5 * size) / GB, min_free_gb=0)
+    plan = plan_prune(store, cfg, clips, free_bytes=FAR)
+    assert [e["id"] for e in plan.events] == ["ev-0"]
+    assert plan.reasons == {"ev-0": "budget"}
+    assert plan.clips_bytes_before == 4 * size and plan.bytes_freed == size
+    assert apply_prune(store, plan) == 1
+    assert store.get_event("ev-0") is None and not any(f.exists() for f in evs[0].files)
+    assert [store.get_event(e.id) is not None for e in evs[1:]] == [True] * 3
+    assert all(f.exists() for e in evs[1:] for f in e.files)
+    # within the budget now: the next pass removes nothing
+    assert plan_prune(store, cfg, clips, free_bytes=FAR).events == []
+
+
+@pytest.mark.parametrize(("short_by", "extra_free", "expected"), [
+    (0.5, 0, ["ev-0"]),  # half an event short of min_free_gb: one event
+    (0.5, 1.0, ["ev-0", "ev-1"]),  # an emergency pass asks for one event's room more: two
+])
+def test_low_free_space_frees_just_enough(data, frames, short_by, extra_free, expected):
+    root, store = data
+    clips = root / "clips"
+    evs = four_events(store, clips, frames)
+    size = evs[0].size
+    cfg = StorageConfig(max_disk_gb=1000, min_free_gb=1)
+    plan = plan_prune(store, cfg, clips, free_bytes=GB - int(short_by * size), extra_free=int(extra_free * size))
+    assert [e["id"] for e in plan.events] == expected
+    assert set(plan.reasons.values()) == {"disk"}
+    assert plan.bytes_freed == len(expected) * size
+
+
+def test_sizes_are_the_files_on_disk_not_the_rows_clip_size(data, frames):
+    root, store = data
+    clips = root / "clips"
+    ev = record(store, clips, frames, "ev-lies", time.time() - 60, clip_size=1)  # a row that lies
+    record(store, clips, frames, "ev-unknown", time.time() - 30, clip_size=None)  # recovered: no size
+    plan = plan_prune(store, StorageConfig(max_disk_gb=(1.5 * ev.size) / GB, min_free_gb=0), clips, free_bytes=FAR)
+    assert plan.clips_bytes_before == 2 * ev.size  # clip, snapshot and thumbnail of both, as stat'ed
+    assert [e["id"] for e in plan.events] == ["ev-lies"] and plan.bytes_freed == ev.size
+
+
+def test_an_event_still_recording_is_never_deleted(data, frames):
+    root, store = data
+    clips = root / "clips"
+    old = time.time() - 400 * DAY_S  # past retention and the oldest: first in line for every rule
+    folder = clips / CAM / "recording"
+    folder.mkdir(parents=True)
+    writer = ClipWriter(folder / "ev-rec.mp4", durable=False)
+    try:
+        writer.write_many(frames)  # a real .part, held open as the recorder holds it
+        assert writer.part_path.exists()
+        store.ensure_static_camera(CAM, "Yard", "file")
+        store.insert_event({"id": "ev-rec", "camera_id": CAM, "status": "recording", "start": old,
+                            "triggers": ["motion"], "clip_path": str(folder / "ev-rec.mp4")})
+        done = record(store, clips, frames, "ev-done", old + 1)
+        cfg = StorageConfig(retention_days=30, max_disk_gb=1e-9, min_free_gb=1000)
+        plan = plan_prune(store, cfg, clips, free_bytes=0)
+        assert [e["id"] for e in plan.events] == ["ev-done"]
+        with pytest.raises(EventDeleteError) as refused:
+            delete_event(store, "ev-rec", clips, root)
+        assert refused.value.kind is ErrorKind.CONFLICT and "recording" in refused.value.message
+        # a plan that lists it anyway (stale, or made by hand) still cannot take it
+        stale = PrunePlan(events=[store.get_event("ev-rec")], reasons={"ev-rec": "age"}, clips_dir=clips)
+        assert apply_prune(store, stale) == 0
+        assert store.get_event("ev-rec") is not None and writer.part_path.exists()
+        assert apply_prune(store, plan) == 1 and not any(f.exists() for f in done.files)
+        assert writer.part_path.exists()
+    finally:
+        writer.abort()
+
+
+def test_delete_removes_clip_snapshot_thumbnail_and_sidecars(data, frames):
+    root, store = data
+    clips = root / "clips"
+    ev = record(store, clips, frames, "ev-a", time.time() - 60)
+    other = record(store, clips, frames, "ev-b", time.time() - 30)
+    # Left by a cut-short write (hub/clips.py names them): the clip's .part and a snapshot's .tmp.
+    sidecars = [part_path_for(ev.clip), tmp_path_for(ev.snapshot)]
+    for s in sidecars:
+        s.write_bytes(b"left over")
+    done = delete_event(store, "ev-a", clips, root)
+    owned = [*ev.files, *sidecars]
+    assert sorted(done.removed) == sorted(p.resolve() for p in owned) and done.errors == ()
+    assert done.event["id"] == "ev-a" and store.get_event("ev-a") is None
+    assert not any(p.exists() for p in owned)
+    assert all(p.exists() for p in other.files)  # same folder, another event: untouched
+    delete_event(store, "ev-b", clips, root)
+    assert not (clips / CAM).exists() and clips.is_dir()  # the emptied camera/day folders go, clips/ stays
+    with pytest.raises(EventDeleteError) as gone:
+        delete_event(store, "ev-b", clips, root)
+    assert gone.value.kind is ErrorKind.NOT_FOUND
+
+
+def test_sidecars_of_a_tampered_path_outside_clips_are_not_touched(data, frames):
+    root, store = data
+    clips = root / "clips"
+    outside = root.parent / "elsewhere"
+    outside.mkdir()
+    victims = [outside / "victim.mp4", part_path_for(outside / "victim.mp4"), tmp_path_for(outside / "victim.mp4")]
+    for v in victims:
+        v.write_text("not the hub's")
+    record(store, clips, frames, "ev-t", time.time() - 60, clip_path=str(outside / "victim.mp4"))
+    done = delete_event(store, "ev-t", clips, root)
+    assert {p.name for p in done.removed} == {"ev-t.jpg", "ev-t-thumb.jpg"}
+    assert all(v.read_text() == "not the hub's" for v in victims)
+
+
+def test_a_pass_skips_an_event_deleted_since_it_was_planned(data, frames):
+    root, store = data
+    clips = root / "clips"
+    old = time.time() - 400 * DAY_S
+    evs = [record(store, clips, frames, f"ev-{i}", old + i) for i in range(2)]
+    plan = plan_prune(store, StorageConfig(retention_days=30), clips, free_bytes=FAR)
+    assert [e["id"] for e in plan.events] == ["ev-0", "ev-1"]
+    delete_event(store, "ev-0", clips, root)  # the web UI, between the plan and the pass
+    seen: list[str] = []
+    assert apply_prune(store, plan, on_deleted=lambda e: seen.append(e["id"])) == 1
+    assert seen == ["ev-1"] and not any(f.exists() for e in evs for f in e.files)
