@@ -7,6 +7,7 @@ levels), e.g. ``PINGWATCH_SERVER__HTTPS_PORT=9443``. Values are parsed as YAML s
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -55,14 +56,30 @@ class StorageConfig(_Section):
     prune_interval_min: float = Field(15, gt=0, description="How often retention runs.")
 
 
+# Keys that once existed and are no longer read: a config that still has them loads, with a warning that says
+# what to do (refusing it, as an unknown key would be, would stop a hub at its next restart after an upgrade).
+_RETIRED_INGEST_KEYS = {
+    "record_width": "phones choose their resolution on the camera page (720p15 by default)",
+    "record_height": "phones choose their resolution on the camera page (720p15 by default)",
+    "record_fps": "phones choose their frame rate on the camera page (720p15 by default)",
+}
+
+
 class IngestConfig(_Section):
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in [k for k in data if k in _RETIRED_INGEST_KEYS]:
+                data = {k: v for k, v in data.items() if k != key}
+                logging.getLogger(__name__).warning(
+                    f"ingest.{key} is no longer used ({_RETIRED_INGEST_KEYS[key]}); remove it from the config")
+        return data
+
     preroll_window_s: float = Field(15, gt=0, le=120, description="Seconds of encoded video kept per camera.")
     buffer_max_mb: float = Field(10, gt=0, description="Byte cap of each camera's buffer (MiB).")
     keyframe_interval_s: float = Field(2.0, gt=0.2, le=30, description="How often a keyframe is requested.")
     bitrate_kbps: int = Field(2500, ge=100, le=20000, description="Bitrate the hub tells phones to send.")
-    record_width: int = Field(1280, ge=160)
-    record_height: int = Field(720, ge=120)
-    record_fps: int = Field(15, ge=1, le=60)
     detect_width: int = Field(320, ge=64)
     detect_fps: int = Field(5, ge=1, le=30)
     offline_after_s: float = Field(30, gt=0, description="A camera silent this long is reported offline.")

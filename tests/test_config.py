@@ -96,3 +96,15 @@ def test_relative_broker_tls_files_are_relative_to_the_config_file(tmp_path: Pat
     assert cfg.mqtt.ca_file == (tmp_path / "etc" / "certs" / "ca.pem").resolve()
     assert cfg.mqtt.cert_file == Path("/abs/client.pem")
     assert cfg.mqtt.key_file == (tmp_path / "etc" / "client.key").resolve()
+
+
+def test_retired_ingest_keys_load_with_a_warning_that_says_what_to_do(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture):
+    conf = tmp_path / "hub.yaml"
+    conf.write_text("ingest:\n  record_width: 1920\n  record_fps: 30\n  detect_fps: 4\n")
+    with caplog.at_level("WARNING", logger="hub.config"):
+        cfg = load_config(conf, environ={})
+    assert cfg.ingest.detect_fps == 4 and not hasattr(cfg.ingest, "record_width")
+    warned = [r.getMessage() for r in caplog.records if r.name == "hub.config"]
+    assert any("ingest.record_width is no longer used" in m and "remove it" in m for m in warned), warned
+    assert any("ingest.record_fps" in m for m in warned)
