@@ -8,6 +8,7 @@ from when media last arrived.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,8 @@ class CameraManager:
             source = FileCamera(
                 cam.source, pipe, realtime=True, loop=cam.loop, detect_fps=self.config.ingest.detect_fps,
                 detect_width=self.config.ingest.detect_width, detect_url=cam.detect_source,
+                # Read per packet: the camera's sound trigger switched off (settings, live) stops AAC decoding.
+                decode_audio=functools.partial(_sound_on, pipe),
             )
             self.sources[cam.id] = source
             task = asyncio.create_task(self._run_source(cam.id, source), name=f"source-{cam.id}")
@@ -265,3 +268,7 @@ class CameraManager:
                 "ingest": self.peers[cam["id"]].stats() if cam["id"] in self.peers else None,
             })
         return out
+
+
+def _sound_on(pipe: CameraPipeline) -> bool:
+    return pipe.chain.engine.config.audio_enabled

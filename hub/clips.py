@@ -2,7 +2,8 @@
 
 A clip is the pre-roll from the ring buffer followed by live frames (the post-roll), written as they come:
 
-* MP4 (H.264 + Opus) or WebM (VP8 + Opus), chosen by the destination's suffix.
+* MP4 (H.264 or H.265 + Opus) or WebM (VP8 + Opus), chosen by the destination's suffix. H.265 is written with
+  the sample entry ``hvc1`` (what Apple players require) by the final remux.
 * While recording, the data goes to ``.<name>.part`` next to the destination. For MP4 that is a fragmented MP4
   (one fragment per GOP, flushed to the OS as each completes), so a SIGKILL or a crash leaves a file that is
   playable up to the last complete fragment; ``recover_partial`` turns it into a clip at start-up. WebM is
@@ -11,8 +12,11 @@ A clip is the pre-roll from the ring buffer followed by live frames (the post-ro
   plays progressively everywhere, Telegram included), WebM is simply renamed. The final name only ever holds a
   complete file, so the row in the database can be committed after ``close()`` returns.
 
-Timestamps: each track's own ``pts`` deltas drive its clip timestamps (they are the encoder's clock, free of
-arrival jitter); the tracks are aligned once, at the clip start, with the camera clock ``t`` they share. A silence
+Timestamps: each track's own decode-time deltas (``dts``, or ``pts`` where they are the same) drive its clip
+timestamps (they are the encoder's clock, free of arrival jitter); the tracks are aligned once, at the clip start,
+with the camera clock ``t`` they share. Video with B-frames keeps each frame's composition offset (pts - dts), so
+it is written in decode order and shown in presentation order, with the source's durations; the first keyframe is
+shown at 0 (its dts is negative: the MP4 muxer turns that into an edit list). A silence
 of the whole camera longer than ``MAX_GAP_S`` (an outage during the post-roll) is taken out of the clip: what
 follows it is placed right after what preceded it, on both tracks alike, so the clip holds no frozen stretch
 where the camera sent nothing and picture and sound stay together.
@@ -42,8 +46,13 @@ log = logging.getLogger(__name__)
 
 ClipFormat = Literal["mp4", "webm"]
 
-# suffix -> (container format for PyAV, video codec it carries). `mp4` rejects VP8 and `webm` rejects H.264.
-_FORMATS: dict[str, tuple[ClipFormat, str]] = {".mp4": ("mp4", "h264"), ".webm": ("webm", "vp8")}
+# suffix -> (container format for PyAV, video codecs it carries). `mp4` rejects VP8 and `webm` rejects H.264/H.265.
+_FORMATS: dict[str, tuple[ClipFormat, tuple[str, ...]]] = {
+    ".mp4": ("mp4", ("h264", "hevc")),
+    ".webm": ("webm", ("vp8",)),
+}
+# Sample entry for H.265 in MP4: `hvc1` (FFmpeg's default is `hev1`, which Safari and QuickTime do not play).
+_HEVC_TAG = "hvc1"
 
 # One fragment per keyframe, base-relative offsets (the form MSE and every modern demuxer expect), and the moov
 # written with the first fragment. Not `empty_moov`: with an empty moov written before any sample, FFmpeg cannot
@@ -162,26 +171,28 @@ class _TrackClock:
     count is ``cuts``. A step across a cut follows that clock, whatever the pts did over the silence.
     """
 
-    __slots__ = ("_cuts", "_prev_pts", "_prev_t", "last_out", "min_step", "out_tb")
+    __slots__ = ("_cuts", "_prev_dts", "_prev_t", "last_out", "min_step", "out_tb")
 
     def __init__(self, out_tb: Fraction, min_step: int) -> None:
         self.out_tb = out_tb
         self.min_step = min_step
         self.last_out: int | None = None
-        self._prev_pts = 0
+        self._prev_dts = 0
         self._prev_t = 0.0
         self._cuts = 0
 
     def next(self, frame: EncodedFrame, t: float, cuts: int, first_out: int) -> int:
+        """The frame's clip decode timestamp; ``first_out`` for the first frame (negative for B-frame video)."""
+        dts = frame.pts if frame.dts is None else frame.dts
         if self.last_out is None:
-            out = max(0, first_out)
+            out = first_out
         else:
             dt = t - self._prev_t
             if cuts != self._cuts:
                 self._cuts = cuts
                 d = round(dt / self.out_tb)
             else:
-                d = frame.pts - self._prev_pts
+                d = dts - self._prev_dts
                 if d < -(_WRAP // 2):
                     d += _WRAP
                 if frame.time_base != self.out_tb:
@@ -191,7 +202,7 @@ class _TrackClock:
             # Muxers reject non-increasing DTS; Matroska counts in ms, so "increasing" means by >= 1 ms there.
             out = self.last_out + max(d, self.min_step)
         self.last_out = out
-        self._prev_pts = frame.pts
+        self._prev_dts = dts
         self._prev_t = t
         return out
 
@@ -205,22 +216,22 @@ class _Track:
         self.stream = stream
         self.tb = tb
         self.clock = _TrackClock(tb, min_step)
-        self.pending: tuple[bytes, int, bool] | None = None
+        self.pending: tuple[bytes, int, bool, int] | None = None  # data, dts, keyframe, pts - dts
         self.frames = 0
         self.last_duration = 0
-        self.end = 0  # pts + duration of the last muxed packet
+        self.end = 0  # latest pts + duration of the muxed packets (presentation end)
 
-    def packet(self, data: bytes, pts: int, key: bool, duration: int) -> av.Packet:
+    def packet(self, data: bytes, dts: int, key: bool, duration: int, cts: int = 0) -> av.Packet:
         p = av.Packet(data)
         p.stream = self.stream
         p.time_base = self.tb
-        p.pts = pts
-        p.dts = pts  # no B-frames: WebRTC H.264 is constrained baseline, VP8 has none
+        p.dts = dts
+        p.pts = dts + cts  # cts (pts - dts) is 0 without B-frames: WebRTC H.264, VP8, audio
         p.duration = duration
         p.is_keyframe = key
         self.frames += 1
         self.last_duration = duration
-        self.end = pts + duration
+        self.end = max(self.end, dts + cts + duration)
         return p
 
 
@@ -248,7 +259,8 @@ class ClipWriter:
         suffix = self.path.suffix.lower()
         if suffix not in _FORMATS:
             raise ClipError(self.path, f"unsupported clip type {suffix!r} (use .mp4 or .webm)")
-        self.format, self.video_codec = _FORMATS[suffix]
+        self.format, self._codecs = _FORMATS[suffix]
+        self.video_codec = self._codecs[0]  # until the first keyframe says which
         if not self.path.parent.is_dir():
             raise ClipError(self.path, "destination folder does not exist")
         self.part_path = part_path_for(self.path)
@@ -278,7 +290,7 @@ class ClipWriter:
         if self._closed:
             raise ClipError(self.path, "write() on a closed or failed clip")
         if frame.kind == "video":
-            if frame.codec != self.video_codec:
+            if frame.codec != self.video_codec and (self.start_t is not None or frame.codec not in self._codecs):
                 raise ClipError(self.path, f"{frame.codec} video cannot go into a {self.format} clip")
             if self.start_t is None:
                 if not frame.keyframe:
@@ -333,6 +345,7 @@ class ClipWriter:
                 )
             raise ClipError(self.path, f"first keyframe has no readable {key.codec} header")
         self.width, self.height = res
+        self.video_codec = key.codec
         self.start_t = self._newest_t = key.t
 
     def _open(self) -> None:
@@ -371,10 +384,17 @@ class ClipWriter:
             raise ClipError(self.part_path, f"cannot start muxing: {e}") from e
 
     def _mux(self, frame: EncodedFrame, t: float, cuts: int) -> None:
+        cts = 0
         if frame.kind == "video":
             track = self._video
             assert track is not None and self.start_t is not None
-            first_out = 0
+            if frame.dts is not None:
+                cts = frame.pts - frame.dts
+                if frame.time_base != track.tb:
+                    cts = round(cts * frame.time_base / track.tb)
+                cts = max(0, cts)  # a muxer refuses pts < dts
+            # the first keyframe is shown at 0, where the audio's clip clock starts too
+            first_out = -cts
         else:
             track = self._audio
             if track is None:  # audio began after the file was opened without an audio stream
@@ -382,12 +402,12 @@ class ClipWriter:
                 return
             assert self.start_t is not None
             # start_t is the first keyframe's camera clock: no silence can have been taken out before it
-            first_out = round((t - self.start_t) / float(_AUDIO_TB))
-        pts = track.clock.next(frame, t, cuts, first_out)
+            first_out = max(0, round((t - self.start_t) / float(_AUDIO_TB)))
+        dts = track.clock.next(frame, t, cuts, first_out)
         if track.pending is not None:
-            data, ppts, key = track.pending
-            self._mux_packet(track.packet(data, ppts, key, pts - ppts))
-        track.pending = (frame.data, pts, frame.keyframe)
+            data, pdts, key, pcts = track.pending
+            self._mux_packet(track.packet(data, pdts, key, dts - pdts, pcts))
+        track.pending = (frame.data, dts, frame.keyframe, cts)
 
     def _mux_packet(self, packet: av.Packet) -> None:
         try:
@@ -436,13 +456,13 @@ class ClipWriter:
         try:
             for track, fallback in ((self._video, 6000), (self._audio, 960)):
                 if track is not None and track.pending is not None:
-                    data, pts, key = track.pending
+                    data, dts, key, cts = track.pending
                     if track is self._audio:
                         dur = opus_packet_samples(data) or fallback
                     else:
                         dur = track.last_duration or fallback  # last frame: assume the previous interval
                     track.pending = None
-                    self._mux_packet(track.packet(data, pts, key, dur))
+                    self._mux_packet(track.packet(data, dts, key, dur, cts))
             self._container.close()
         except ClipError:
             self.abort()
@@ -553,6 +573,8 @@ def _remux(src: Path, dst: Path, fmt: ClipFormat, *, durable: bool, salvage: boo
         out = av.open(str(tmp), "w", format=fmt, container_options=opts)
         try:
             vout = out.add_stream_from_template(vin)
+            if fmt == "mp4" and res.codec == "hevc":
+                vout.codec_tag = _HEVC_TAG  # the fragmented .part has FFmpeg's default, hev1
             aout = out.add_stream_from_template(ain) if ain is not None else None
             streams = [vin] if ain is None else [vin, ain]
             seen_key = False
@@ -735,7 +757,7 @@ def write_snapshot(
             raise ClipError(jpeg, "no keyframe to decode from")
         target = start
     codec = video[start].codec
-    if codec not in ("h264", "vp8"):
+    if codec not in ("h264", "hevc", "vp8"):
         raise ClipError(jpeg, f"cannot decode {codec!r} video")
     ctx = av.CodecContext.create(codec, "r")
     picture: av.VideoFrame | None = None

@@ -2,7 +2,9 @@
 
 Frames are taken at the live detect rate and size (every decoded frame is *not* analysed: the live detect track
 is 5 fps, and the detector's time constants assume it), then go through the same TriggerChain as a live camera.
-With ``clips_dir`` and an H.264/VP8 file, clips are cut exactly as live: pre-roll from a ring buffer, remuxed.
+With ``clips_dir`` and an H.264/H.265/VP8 file, clips are cut exactly as live: pre-roll from a ring buffer,
+remuxed. Frames get their times as a file camera gives them (``hub.ingest.file``): packets without timestamps
+are stamped, not dropped, and B-frames keep their pts and dts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from hub.buffer import RingBuffer
 from hub.bus import Bus
-from hub.ingest.file import _H264Converter
+from hub.ingest.file import RECORD_CODECS, AnnexBConverter, _Stamper
 from hub.ingest.tap import audio_frame_to_mono
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, DetectFrame, EncodedFrame
 from hub.media.h264 import vp8_is_keyframe
@@ -152,39 +154,61 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
         recorder = buffer = None
         store = None
         if clips_dir is not None:
-            if codec not in ("h264", "vp8"):
-                raise ReplayError(f"{path}: --clips needs an H.264 or VP8 file (clips are remuxed, never "
+            if codec not in RECORD_CODECS:
+                raise ReplayError(f"{path}: --clips needs an H.264, H.265 or VP8 file (clips are remuxed, never "
                                   f"re-encoded); this one is {codec}")
             buffer = RingBuffer(window_s=max(15.0, pre_roll_s + 5))
             store = Store(":memory:")
             recorder = EventRecorder("replay", buffer, store, Bus(), clips_dir, pre_roll_s, post_roll_s)
             recorder.codec = codec
         r = _Replayer(chain, recorder, buffer, read_wav(audio) if audio else None, on_event)
-        conv = _H264Converter(video.codec_context.extradata) if (buffer is not None and codec == "h264") else None
+        conv = (AnnexBConverter(codec, video.codec_context.extradata)
+                if (buffer is not None and codec in ("h264", "hevc")) else None)
         period = 1.0 / detect_fps
         next_detect = 0.0
         t0: float | None = None
         last_t = 0.0
         packets = 0
         streams: list[av.VideoStream | av.AudioStream] = [video] + ([astream] if astream is not None else [])
-        vcodec = cast(Literal["h264", "vp8"], codec)  # checked above wherever frames are buffered
+        vcodec = cast(Literal["h264", "hevc", "vp8"], codec)  # checked above wherever frames are buffered
+        fps = float(video.average_rate or video.guessed_rate or 30)
+        stampers: dict[int, _Stamper] = {}
+        for s in streams:  # default durations: one frame interval, 20 ms of audio
+            stb = float(s.time_base) if s.time_base else 1 / 90000
+            stampers[s.index] = _Stamper(round((1 / fps if s is video else 0.02) / stb), s.start_time)
+        delay: int | None = None  # video reorder delay (first packet's pts - dts), as in hub.ingest.file
+
+        def stamped() -> Iterator[av.Packet]:
+            for p in container.demux(streams):
+                if p.size:  # not the demuxer's flush packets
+                    yield from (q for q, _ in stampers[p.stream.index].push(p, 0.0))
+            for st in stampers.values():
+                yield from (q for q, _ in st.flush())
+
         try:
-            for packet in container.demux(streams):
-                pts = packet.pts if packet.pts is not None else packet.dts
-                if pts is None:
-                    continue
+            for packet in stamped():
+                assert packet.pts is not None and packet.dts is not None  # _Stamper's promise
                 packets += 1
-                ts = float(pts * packet.time_base)
+                tb = float(packet.time_base)
+                if packet.stream is video:
+                    if delay is None:
+                        delay = max(0, packet.pts - packet.dts)
+                    ts = (packet.dts + delay) * tb  # decode order, like the live path: the buffer needs it
+                else:
+                    ts = packet.pts * tb
                 if t0 is None:
                     t0 = ts
                 t = ts - t0
                 if packet.stream is video:
-                    if buffer is not None and packet.size:
+                    if buffer is not None:
                         data = bytes(packet)
                         key = vp8_is_keyframe(data)
                         if conv is not None:
                             data, key = conv.convert(data)
-                        buffer.push(EncodedFrame("video", vcodec, data, round(t * 90000), VIDEO_TIME_BASE, t, key))
+                        pts90 = round((packet.pts * tb - t0) * 90000)
+                        dts90 = round((packet.dts * tb - t0) * 90000)
+                        buffer.push(EncodedFrame("video", vcodec, data, pts90, VIDEO_TIME_BASE, t, key,
+                                                 dts=None if dts90 == pts90 else dts90))
                     for frame in video.decode(packet):
                         ft = float(frame.pts * frame.time_base) - t0 if frame.pts is not None and frame.time_base else t
                         if ft + 1e-6 < next_detect:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
+import re
 import time
 from pathlib import Path
 
@@ -235,3 +237,126 @@ async def test_live_source_reconnects_and_run_can_be_retried(clips) -> None:
             await bad.run()
     await bad.stop()
     await asyncio.wait_for(bad.run(), 1)
+
+
+# --- packets without timestamps (issue 14, RTSP item 2) ------------------------------------------------------
+
+
+def make_raw_h264(path: Path, seconds: float = 2.0, fps: int = 30, gop: int = 30) -> Path:
+    """A raw Annex B elementary stream: FFmpeg's demuxer gives its packets no pts and no dts at all."""
+    out = av.open(str(path), "w", format="h264")
+    v = out.add_stream("libx264", rate=fps)
+    v.width, v.height = 320, 240
+    v.pix_fmt = "yuv420p"
+    v.options = {"g": str(gop), "bf": "0", "preset": "ultrafast"}
+    for i in range(int(seconds * fps)):
+        img = np.zeros((240, 320, 3), np.uint8)
+        img[100:140, (i * 5) % 280 : (i * 5) % 280 + 40] = 255
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        frame.time_base = fractions.Fraction(1, fps)
+        out.mux(v.encode(frame))
+    out.mux(v.encode())
+    out.close()
+    return path
+
+
+async def test_raw_annexb_stream_without_any_timestamp_is_stamped(tmp_path) -> None:
+    raw = make_raw_h264(tmp_path / "cam.h264")
+    with av.open(str(raw)) as c:  # the condition itself: FFmpeg stamps none of them
+        stamps = [(p.pts, p.dts) for p in c.demux(video=0) if p.size]
+    assert len(stamps) == 60 and set(stamps) == {(None, None)}
+
+    sink = RecordingSink()
+    cam = FileCamera(raw, sink, realtime=False, detect_fps=5)
+    await cam.run()
+    video = sink.video()
+    assert len(video) == 60, "packets without a timestamp were dropped"
+    assert video[0].keyframe and video[30].keyframe
+    assert [f.pts for f in video] == [i * 3000 for i in range(60)]  # the stream's frame interval (30 fps)
+    assert all(f.dts is None for f in video)
+    assert cam.stats()["stamped_packets"] == 60
+    assert len(sink.detect) >= 9
+
+
+class _FirstPacketUnstamped:
+    """A demuxed file whose first video packet has neither pts nor dts: what FFmpeg's RTSP demuxer hands over
+    for the keyframe that opens every connection (its H.264 parser emits the first access unit unstamped)."""
+
+    def __init__(self, container) -> None:
+        self._c = container
+        self.streams = container.streams
+        self.cleared: list[int] = []
+
+    def demux(self, streams):
+        for p in self._c.demux(streams):
+            if not self.cleared and p.stream.type == "video" and p.size:
+                self.cleared.append(p.size)
+                p.pts = None
+                p.dts = None
+            yield p
+
+    def close(self) -> None:
+        self._c.close()
+
+
+class _RtspLikeCamera(FileCamera):
+    def _open(self, url):
+        return _FirstPacketUnstamped(super()._open(url))
+
+
+async def test_first_packet_of_a_connection_without_timestamp_keeps_its_gop(clips) -> None:
+    # Played as a live source: every connection's first packet (the keyframe) comes unstamped. Before the fix
+    # it was skipped, and with it the whole first GOP (nothing to decode the P-frames against).
+    sink = WaitableSink()
+    cam = _RtspLikeCamera(clips["short"], sink, realtime=False, detect_fps=5)
+    cam.live = True
+    task = asyncio.ensure_future(cam.run())
+    try:
+        await sink.until(lambda: sink.broken >= 1 and len(sink.video()) > 30, "a second connection")
+    finally:
+        await cam.stop()
+        await asyncio.wait_for(task, 5)
+    video = sink.video()
+    assert video[0].keyframe, "the connection's first packet (its keyframe) was dropped"
+    assert len(video) > 30 and video[30].keyframe  # the second connection opens with its keyframe too
+    first = video[:30]
+    assert [f.pts - first[0].pts for f in first] == [i * 3000 for i in range(30)]  # placed one frame before the next
+    assert cam.stats()["stamped_packets"] >= 2
+
+
+async def test_reconnect_is_logged_with_the_time_down(clips, caplog) -> None:
+    sink = WaitableSink()
+    cam = FileCamera(clips["short"], sink, realtime=False)
+    cam.live = True
+    caplog.set_level(logging.INFO, logger="hub.ingest.file")
+    task = asyncio.ensure_future(cam.run())
+    try:
+        await sink.until(lambda: sink.broken >= 1 and len(sink.video()) > 30, "a reconnect")
+    finally:
+        await cam.stop()
+        await asyncio.wait_for(task, 5)
+    lines = [r for r in caplog.records if "reconnected" in r.getMessage()]
+    assert lines and lines[0].levelno == logging.INFO, [r.getMessage() for r in caplog.records]
+    m = re.search(r"reconnected after ([0-9.]+) s down", lines[0].getMessage())
+    assert m and float(m.group(1)) >= 0
+    assert cam.stats()["reconnects"] >= 1
+
+
+async def test_audio_disabled_decodes_nothing(clips) -> None:
+    asked = []
+
+    def wanted() -> bool:
+        asked.append(1)
+        return False
+
+    aac = RecordingSink()
+    await FileCamera(clips["aac"], aac, realtime=False, decode_audio=wanted).run()
+    assert len(aac.video()) == 60 and aac.detect
+    assert aac.audio == [] and asked  # asked per packet (a live setting), and nothing decoded
+
+    opus = RecordingSink()
+    cam = FileCamera(clips["opus"], opus, realtime=False, decode_audio=False)
+    await cam.run()
+    assert opus.audio == [] and cam.audio_chunks == 0
+    assert len(opus.audio_frames()) >= 95  # Opus still passes through for the clips

@@ -1,13 +1,18 @@
 """File and RTSP cameras through PyAV: the same ``CameraSink`` contract as a phone.
 
-* The record stream (H.264 or VP8) is demuxed, never decoded: each packet becomes an ``EncodedFrame``.
-  H.264 from MP4/MKV (``avcC``, length-prefixed NAL units) is converted to Annex B by hand from the
-  extradata, and every IDR gets the SPS/PPS prepended (MP4 keeps them out of band only), so a clip can start
-  on any keyframe.
+* The record stream (H.264, H.265 or VP8) is demuxed, never decoded: each packet becomes an ``EncodedFrame``
+  with the source's pts *and* dts (B-frames arrive in decode order and are shown in pts order).
+  H.264/H.265 from MP4/MKV (``avcC``/``hvcC``, length-prefixed NAL units) is converted to Annex B by hand from
+  the extradata, and every keyframe gets the parameter sets prepended (MP4 keeps them out of band only), so a
+  clip can start on any keyframe.
+* Packets without any timestamp are given one, never dropped: FFmpeg hands over the first packet of an RTSP
+  connection (the keyframe, through its H.264 parser) without pts or dts, and a raw Annex B file has none at
+  all. Dropping it lost a whole GOP per connect (issue 14). See ``_Stamper``.
 * A separate decode of the same video packets feeds ``on_detect`` at ``detect_fps``, downscaled to
   ``detect_width`` (grey). For RTSP an optional ``detect_url`` sub-stream is decoded instead.
 * Audio: Opus packets pass through as ``EncodedFrame`` *and* are decoded for ``on_audio``; other codecs
-  (AAC, ...) are only decoded for the audio trigger (clips from such sources have no audio track).
+  (AAC, ...) are only decoded for the audio trigger (clips from such sources have no audio track). With the
+  sound trigger off (``decode_audio`` false) nothing is decoded at all: decoding AAC was most of the audio cost.
 
 ``realtime=True`` paces a file by its timestamps (the demo camera) and uses the wall clock as ``t``; live
 sources (``rtsp://`` etc.) are never paced, ``t`` is arrival time. ``realtime=False`` runs as fast as the sink
@@ -15,8 +20,9 @@ takes it with ``t`` = stream time (replays and tests). PyAV blocks, so demuxing 
 handed to the event loop with ``call_soon_threadsafe`` behind a semaphore, so a fast file cannot outrun the
 loop (at most ``MAX_IN_FLIGHT`` items waiting).
 
-Limitation: ``EncodedFrame`` has no DTS, so H.264 with B-frames (pts != dts) cannot be remuxed correctly;
-a warning is logged. Phones (WebRTC) and most cameras' baseline/main streams have none.
+Time ``t`` of a video frame follows its *decode* time plus the stream's reorder delay (the first frame's
+pts - dts), so it increases in arrival order as the ring buffer needs, and equals the pts where there are no
+B-frames.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from typing import Any
 
 from hub.ingest.sink import CameraSink
 from hub.ingest.tap import TrackStats, audio_frame_to_mono
+from hub.media import h265
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, DetectFrame, EncodedFrame
 from hub.media.h264 import ParameterSetCache, avcc_to_annexb, h264_is_keyframe, split_annexb, vp8_keyframe_size
 
 logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 256
+# Record codecs stored as they come (clips are remuxed, never re-encoded).
+RECORD_CODECS = ("h264", "hevc", "vp8")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
@@ -70,29 +79,120 @@ def parse_avcc(extradata: bytes) -> tuple[int, list[bytes], list[bytes]]:
     return length_size, sps, pps
 
 
-class _H264Converter:
-    """MP4 (avcC) or Annex B H.264 packets -> Annex B access units with SPS/PPS on every IDR."""
+class AnnexBConverter:
+    """MP4 (avcC/hvcC) or Annex B H.264/H.265 packets -> Annex B access units with parameter sets on every
+    keyframe (``convert`` returns the data and whether it is a keyframe the clip writer can start on)."""
 
-    def __init__(self, extradata: bytes | None) -> None:
-        self.cache = ParameterSetCache()
+    def __init__(self, codec: str, extradata: bytes | None) -> None:
+        if codec not in ("h264", "hevc"):
+            raise FileCameraError(f"no Annex B conversion for {codec!r}")
+        self.codec = codec
+        self.cache: ParameterSetCache | h265.ParameterSetCache = (
+            ParameterSetCache() if codec == "h264" else h265.ParameterSetCache()
+        )
         self.length_size: int | None = None
         seed: list[bytes] = []
         if extradata:
+            extradata = bytes(extradata)
             if extradata[0] == 1:
-                self.length_size, sps, pps = parse_avcc(bytes(extradata))
-                seed = sps[:1] + pps[:1]
-            else:  # Annex B extradata (MPEG-TS, RTSP sprop-parameter-sets)
-                seed = [n for n in split_annexb(bytes(extradata)) if n and (n[0] & 0x1F) in (7, 8)]
+                if codec == "h264":
+                    self.length_size, sps, pps = parse_avcc(extradata)
+                    seed = sps[:1] + pps[:1]
+                else:
+                    try:
+                        self.length_size, seed = h265.parse_hvcc(extradata)
+                    except h265.H265Error as e:
+                        raise FileCameraError(str(e)) from e
+            else:  # Annex B extradata (MPEG-TS, RTSP sprop-parameter-sets / sprop-vps,sps,pps)
+                seed = split_annexb(extradata)
         if seed:
             # feed the parameter sets through the cache (it parses the SPS for the resolution)
             self.cache.fix(b"".join(b"\x00\x00\x00\x01" + n for n in seed))
 
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        return self.cache.resolution
+
     def convert(self, data: bytes) -> tuple[bytes, bool]:
         if self.length_size is not None:
             data = avcc_to_annexb(data, self.length_size)
-        data = self.cache.fix(data)
-        key = h264_is_keyframe(data) and self.cache.sps is not None and self.cache.pps is not None
+        cache = self.cache
+        data = cache.fix(data)
+        if isinstance(cache, ParameterSetCache):
+            key = h264_is_keyframe(data) and cache.sps is not None and cache.pps is not None
+        else:
+            key = h265.is_keyframe(data) and cache.complete
         return data, key
+
+
+class _Stamper:
+    """Gives every packet of one stream a pts and a dts, in the stream's time base, instead of dropping those
+    FFmpeg delivers without (the first packet of an RTSP connection, every packet of a raw Annex B file).
+
+    A packet without both waits for the stream's next timestamped packet and is placed one frame duration before
+    it (its own duration, or the stream's frame interval): the keyframe that opens a connection keeps its place.
+    Once the stream has a timestamp, later packets without one follow the previous packet. If ``MAX_HELD``
+    packets pass and none has a timestamp (a raw stream), they count up from the stream's start. A packet whose
+    only stamp is its pts (RTSP: the RTP time) gets dts = pts, and the other way round.
+    """
+
+    MAX_HELD = 8
+
+    __slots__ = ("default_dur", "held", "last_dts", "last_dur", "start", "synthesized")
+
+    def __init__(self, default_dur: int, start: int | None) -> None:
+        self.default_dur = max(1, default_dur)
+        self.start = start or 0
+        self.last_dts: int | None = None
+        self.last_dur = self.default_dur
+        self.held: list[tuple[Any, float]] = []
+        self.synthesized = 0  # packets that got a timestamp from here
+
+    def _dur(self, packet: Any) -> int:
+        d = packet.duration
+        return int(d) if d and d > 0 else self.default_dur
+
+    def push(self, packet: Any, arrival: float) -> list[tuple[Any, float]]:
+        """The packets now ready, oldest first, each with the arrival time it came with."""
+        pts, dts = packet.pts, packet.dts
+        if pts is None and dts is None:
+            if self.last_dts is None:
+                self.held.append((packet, arrival))
+                return self.flush() if len(self.held) >= self.MAX_HELD else []
+            dts = self.last_dts + self.last_dur
+            packet.pts = packet.dts = dts
+            self.synthesized += 1
+        elif dts is None:
+            packet.dts = dts = pts
+        elif pts is None:
+            packet.pts = dts
+        ready: list[tuple[Any, float]] = []
+        if self.held:
+            # back from this packet's decode time, each held packet one of its own durations earlier
+            held, self.held = self.held, []
+            back = dts
+            stamped = []
+            for hp, ha in reversed(held):
+                back -= self._dur(hp)
+                hp.pts = hp.dts = back
+                stamped.append((hp, ha))
+            self.synthesized += len(stamped)
+            ready.extend(reversed(stamped))
+        self.last_dts = dts
+        self.last_dur = self._dur(packet)
+        ready.append((packet, arrival))
+        return ready
+
+    def flush(self) -> list[tuple[Any, float]]:
+        """Stamp what is held counting up from the stream start (or the last stamp): no timestamp is coming."""
+        held, self.held = self.held, []
+        for hp, _ in held:
+            ts = self.start if self.last_dts is None else self.last_dts + self.last_dur
+            hp.pts = hp.dts = ts
+            self.last_dts = ts
+            self.last_dur = self._dur(hp)
+        self.synthesized += len(held)
+        return held
 
 
 class FileCamera:
@@ -114,6 +214,7 @@ class FileCamera:
         detect_url: str | None = None,
         options: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        decode_audio: bool | Callable[[], bool] = True,
     ) -> None:
         self.source = str(source)
         self.sink = sink
@@ -128,6 +229,11 @@ class FileCamera:
             self.options.setdefault("rtsp_transport", "tcp")
             self.options.setdefault("timeout", "5000000")  # µs: a dead camera must not block stop() forever
         self.clock = clock
+        # Whether decoded audio is wanted (the camera's sound trigger is on). A callable is asked per packet, so
+        # a setting changed while the camera runs takes effect at once. Opus passthrough for clips is unaffected.
+        self._decode_audio: Callable[[], bool] = (
+            decode_audio if callable(decode_audio) else (lambda: bool(decode_audio))
+        )
         self.video_stats = TrackStats()
         self.audio_stats = TrackStats()
         self.detect_delivered = 0
@@ -143,7 +249,9 @@ class FileCamera:
         self._threads: list[threading.Thread] = []
         self._info_sent: tuple | None = None
         self._wall0: float | None = None
-        self._warned_bframes = False
+        self.reconnects = 0
+        self.stamped_packets = 0  # packets that came without a timestamp and were given one (_Stamper)
+        self._down_since: float | None = None  # when a live source's last connection ended (for the log line)
 
     # -- public ----------------------------------------------------------------------------------------
 
@@ -192,6 +300,8 @@ class FileCamera:
             "audio": self.audio_stats.as_dict(),
             "detect_delivered": self.detect_delivered,
             "audio_chunks": self.audio_chunks,
+            "reconnects": self.reconnects,
+            "stamped_packets": self.stamped_packets,
         }
 
     # -- threading plumbing ----------------------------------------------------------------------------
@@ -280,6 +390,8 @@ class FileCamera:
                     logger.info("camera source %s ended; reconnecting", self.source)
                 if self._stop.is_set():
                     break
+                if self._down_since is None:
+                    self._down_since = time.time()
                 self._deliver(lambda _: self.sink.on_broken(), None)
                 backoff = 1.0 if time.time() - started > 30 else min(backoff * 2, 30.0)
                 ended = time.time()
@@ -308,12 +420,13 @@ class FileCamera:
             audio = astreams[0] if astreams else None
 
             vname = video.codec_context.name
-            if vname not in ("h264", "vp8"):
+            if vname not in RECORD_CODECS:
                 raise FileCameraError(
-                    f"{self.source}: record codec {vname!r} cannot be stored without re-encoding (h264 or vp8 only)"
+                    f"{self.source}: record codec {vname!r} cannot be stored without re-encoding "
+                    f"(h264, hevc or vp8 only)"
                 )
             self.codec = vname
-            h264 = _H264Converter(video.codec_context.extradata) if vname == "h264" else None
+            conv = AnnexBConverter(vname, video.codec_context.extradata) if vname != "vp8" else None
 
             vdec = None
             if not self.detect_url:
@@ -335,22 +448,36 @@ class FileCamera:
             t0: float | None = min(starts) if starts else None  # else: the first packet's time (live streams)
             fps = float(video.average_rate or video.guessed_rate or 30)
             vdur_default = 1.0 / fps if fps > 0 else 1 / 30
+            vtb = float(video.time_base)
+            stampers = {video.index: _Stamper(round(vdur_default / vtb), video.start_time)}
+            if audio is not None:
+                atb = audio.time_base
+                frame_size = audio.codec_context.frame_size or 1024
+                rate = audio.codec_context.sample_rate or 48000
+                stampers[audio.index] = _Stamper(round(frame_size / rate / float(atb)), audio.start_time)
             end = offset
             next_detect = offset
             period = 1.0 / self.detect_fps if self.detect_fps > 0 else None
+            delay: int | None = None  # video reorder delay (first packet's pts - dts), in the stream's time base
+            first = True
 
-            streams = [video] + ([audio] if audio is not None else [])
-            for packet in container.demux(streams):
-                if self._stop.is_set():
-                    break
-                if packet.size == 0 or (packet.pts is None and packet.dts is None):
-                    continue
-                tb = packet.time_base
-                ts = packet.pts if packet.pts is not None else packet.dts
+            def handle(packet: Any, arrival: float) -> bool:
+                """One packet with its timestamps; False once stopped."""
+                nonlocal t0, end, next_detect, delay, first
+                tb = float(packet.time_base)
+                is_video = packet.stream is video
+                if is_video:
+                    if delay is None:
+                        delay = max(0, packet.pts - packet.dts)
+                    ts = (packet.dts + delay) * tb  # increases in decode order; the pts where no B-frames
+                else:
+                    ts = packet.pts * tb
                 if t0 is None:
-                    t0 = float(ts * tb)
-                st = float(ts * tb) - t0 + offset  # stream seconds
-                arrival = time.time()
+                    t0 = ts
+                if first:
+                    first = False
+                    self._connected()
+                st = ts - t0 + offset  # stream seconds
                 if self.live:
                     t = arrival
                 elif self.realtime:
@@ -358,15 +485,17 @@ class FileCamera:
                         self._wall0 = arrival - st  # wall clock of stream time 0
                     self._sleep_until(self._wall0 + st)
                     if self._stop.is_set():
-                        break
+                        return False
                     t = self._wall0 + st
                 else:
                     t = st
-                dur = float(packet.duration * tb) if packet.duration else None
+                dur = packet.duration * tb if packet.duration else None
 
-                if packet.stream is video:
+                if is_video:
                     end = max(end, st + (dur or vdur_default))
-                    self._on_video_packet(packet, h264, st, t)
+                    pts90 = round((packet.pts * tb - t0 + offset) * 90000)
+                    dts90 = round((packet.dts * tb - t0 + offset) * 90000)
+                    self._on_video_packet(packet, conv, pts90, dts90, t)
                     if vdec is not None and period is not None:
                         try:
                             frames = vdec.decode(packet)
@@ -394,7 +523,7 @@ class FileCamera:
                             kind="audio", codec="opus", data=data, pts=pts48, time_base=AUDIO_TIME_BASE, t=t
                         )
                         self._deliver(self.sink.on_frame, frame)
-                    if adec is not None:
+                    if adec is not None and self._decode_audio():
                         try:
                             aframes = adec.decode(packet)
                         except av.FFmpegError as exc:
@@ -405,25 +534,44 @@ class FileCamera:
                             self.audio_chunks += 1
                             self._deliver(self.sink.on_audio,
                                           AudioChunk(samples=samples, sample_rate=af.sample_rate, t=t))
+                return True
+
+            streams = [video] + ([audio] if audio is not None else [])
+            stopped = False
+            for packet in container.demux(streams):
+                if self._stop.is_set():
+                    stopped = True
+                    break
+                if packet.size == 0:
+                    continue  # the demuxer's flush packets
+                for p, arrival in stampers[packet.stream.index].push(packet, time.time()):
+                    if not handle(p, arrival):
+                        stopped = True
+                        break
+                if stopped:
+                    break
+            if not stopped:  # the source ended with packets still waiting for a timestamp
+                for stamper in stampers.values():
+                    for p, arrival in stamper.flush():
+                        if not handle(p, arrival):
+                            break
+            self.stamped_packets += sum(s.synthesized for s in stampers.values())
             return end
         finally:
             container.close()
 
-    def _on_video_packet(self, packet: Any, h264: _H264Converter | None, st: float, t: float) -> None:
+    def _connected(self) -> None:
+        """The first packet of a connection arrived: say so if the source had been down (issue 14)."""
+        down, self._down_since = self._down_since, None
+        if down is not None:
+            self.reconnects += 1
+            logger.info("camera source %s reconnected after %.1f s down", self.source, time.time() - down)
+
+    def _on_video_packet(self, packet: Any, conv: AnnexBConverter | None, pts: int, dts: int, t: float) -> None:
         data = bytes(packet)
-        if h264 is not None:
-            data, key = h264.convert(data)
-            res = h264.cache.resolution
-            if (
-                not self._warned_bframes
-                and packet.pts is not None
-                and packet.dts is not None
-                and packet.pts != packet.dts
-            ):
-                self._warned_bframes = True
-                logger.warning(
-                    "file camera %s: H.264 with B-frames (pts != dts); clips may play out of order", self.source
-                )
+        if conv is not None:
+            data, key = conv.convert(data)
+            res = conv.resolution
         else:
             key = bool(data) and (data[0] & 1) == 0
             res = vp8_keyframe_size(data) if key else None
@@ -442,12 +590,13 @@ class FileCamera:
             kind="video",
             codec=self.codec,  # type: ignore[arg-type]
             data=data,
-            pts=round(st * 90000),
+            pts=pts,
             time_base=VIDEO_TIME_BASE,
             t=t,
             keyframe=key,
             width=self.width,
             height=self.height,
+            dts=None if dts == pts else dts,
         )
         self._deliver(self.sink.on_frame, frame)
 

@@ -12,9 +12,9 @@ from typing import Literal
 
 import numpy as np
 
-VideoCodec = Literal["h264", "vp8"]
+VideoCodec = Literal["h264", "hevc", "vp8"]
 AudioCodec = Literal["opus"]
-Codec = Literal["h264", "vp8", "opus"]
+Codec = Literal["h264", "hevc", "vp8", "opus"]
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
@@ -26,7 +26,9 @@ class EncodedFrame:
 
     ``t`` is the camera clock in seconds shared by every track of one camera (for live sources the hub's
     wall clock at arrival, for files the stream time); triggers and the buffer speak in ``t``.
-    ``pts`` is in ``time_base`` units of the track itself and is what the clip muxer uses.
+    ``pts`` is in ``time_base`` units of the track itself and is what the clip muxer uses. ``dts`` (same units) is
+    set only where it differs from ``pts``: video with B-frames (H.264 High, H.265), whose frames arrive in decode
+    order and are shown in ``pts`` order. None means dts == pts (WebRTC video, VP8, audio).
     """
 
     kind: Literal["video", "audio"]
@@ -38,6 +40,7 @@ class EncodedFrame:
     keyframe: bool = False
     width: int | None = None
     height: int | None = None
+    dts: int | None = None
 
     @property
     def size(self) -> int:

@@ -127,6 +127,10 @@ def is_keyframe(codec: str, data: bytes) -> bool:
         return h264_is_keyframe(data)
     if codec == "vp8":
         return vp8_is_keyframe(data)
+    if codec == "hevc":
+        from hub.media import h265  # h265 builds on this module: imported on use
+
+        return h265.is_keyframe(data)
     if codec == "opus":
         return True
     raise ValueError(f"unknown codec {codec!r}")
@@ -322,6 +326,10 @@ def frame_resolution(codec: str, data: bytes) -> tuple[int, int] | None:
         return info.width, info.height
     if codec == "vp8":
         return vp8_keyframe_size(data)
+    if codec == "hevc":
+        from hub.media import h265
+
+        return h265.frame_resolution(data)
     return None
 
 
