@@ -2,8 +2,10 @@
 
 A clip is the pre-roll from the ring buffer followed by live frames (the post-roll), written as they come:
 
-* MP4 (H.264 or H.265 + Opus) or WebM (VP8 + Opus), chosen by the destination's suffix. H.265 is written with
-  the sample entry ``hvc1`` (what Apple players require) by the final remux.
+* MP4 (H.264 or H.265 + Opus or AAC) or WebM (VP8 + Opus), chosen by the destination's suffix. H.265 is written
+  with the sample entry ``hvc1`` (what Apple players require) by the final remux. AAC (what most IP cameras send)
+  is stored as it came, with the source's AudioSpecificConfig and a time base of its sample rate; WebM cannot
+  carry AAC, so a VP8 camera's AAC is left out of its clips (logged once per clip).
 * While recording, the data goes to ``.<name>.part`` next to the destination. For MP4 that is a fragmented MP4
   (one fragment per GOP, flushed to the OS as each completes), so a SIGKILL or a crash leaves a file that is
   playable up to the last complete fragment; ``recover_partial`` turns it into a clip at start-up. WebM is
@@ -75,6 +77,10 @@ _GAP_STEP_MAX_S = 0.1
 # Wait at most this long (camera clock) after the first keyframe for the first audio packet before the file is
 # opened without knowing the Opus channel count; the streams of a container are fixed once its header is out.
 _AUDIO_WAIT_S = 1.0
+# What the MP4 track header is set up from before the source's AudioSpecificConfig replaces the encoder's: the
+# MPEG-4 sampling frequency table (ISO 14496-3 table 1.18) and FFmpeg layouts by channel count.
+_AAC_RATES = frozenset((96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350))
+_AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 class ClipError(Exception):
@@ -159,6 +165,20 @@ def opus_packet_samples(packet: bytes) -> int:
     return (packet[1] & 0x3F) * per_frame
 
 
+def aac_config_channels(asc: bytes) -> int:
+    """Channel count from an AAC AudioSpecificConfig (ISO 14496-3 1.6.2.1); 0 if it does not say (a PCE)."""
+    bits = int.from_bytes(asc[:6].ljust(6, b"\0"), "big")
+    pos = 48 - 5
+    if (bits >> pos) & 0x1F == 31:  # audioObjectType escape: 6 more bits
+        pos -= 6
+    pos -= 4
+    if (bits >> pos) & 0xF == 15:  # samplingFrequencyIndex escape: an explicit 24-bit rate
+        pos -= 24
+    pos -= 4
+    config = (bits >> pos) & 0xF if pos >= 0 else 0
+    return {7: 8, 11: 7, 12: 8}.get(config, config)
+
+
 def _opus_channels(packet: bytes) -> int:
     # TOC bit 2 is the stereo flag. Chrome signals opus/48000/2 but sends mono unless asked for stereo.
     return 2 if packet and packet[0] & 0x04 else 1
@@ -210,10 +230,11 @@ class _TrackClock:
 class _Track:
     """One output stream with a one-packet look-ahead, so every packet gets its true duration."""
 
-    __slots__ = ("clock", "end", "frames", "last_duration", "pending", "stream", "tb")
+    __slots__ = ("clock", "codec", "end", "frames", "last_duration", "pending", "stream", "tb")
 
-    def __init__(self, stream: Any, tb: Fraction, min_step: int) -> None:
+    def __init__(self, stream: Any, tb: Fraction, min_step: int, codec: str = "") -> None:
         self.stream = stream
+        self.codec = codec
         self.tb = tb
         self.clock = _TrackClock(tb, min_step)
         self.pending: tuple[bytes, int, bool, int] | None = None  # data, dts, keyframe, pts - dts
@@ -279,6 +300,7 @@ class ClipWriter:
         self._removed_s = 0.0  # camera-clock seconds of silence taken out of the clip so far
         self._cuts = 0
         self._closed = False
+        self._aac_dropped = False
         # Matroska stores ms; keep DTS steps at >= 1 ms there so they survive the rescale.
         webm = self.format == "webm"
         self._vstep = 90 if webm else 1
@@ -301,7 +323,15 @@ class ClipWriter:
             if not self.audio_enabled or self.start_t is None or frame.t < self.start_t:
                 self.skipped += 1
                 return
-            if frame.codec != "opus":
+            if frame.codec == "aac" and self.format == "webm":
+                # WebM has no AAC mapping and audio is never re-encoded: the clip goes without sound.
+                if not self._aac_dropped:
+                    log.info("%s: AAC audio cannot go into a WebM clip (VP8 camera); the clip has no sound",
+                             self.path.name)
+                self._aac_dropped = True
+                self.skipped += 1
+                return
+            if frame.codec not in ("opus", "aac"):
                 raise ClipError(self.path, f"unsupported audio codec {frame.codec!r}")
         else:
             raise ClipError(self.path, f"unknown frame kind {frame.kind!r}")
@@ -362,8 +392,10 @@ class ClipWriter:
         self._container = c
         try:
             vs = c.add_mux_stream(self.video_codec, width=self.width, height=self.height, time_base=_VIDEO_TB)
-            self._video = _Track(vs, _VIDEO_TB, self._vstep)
-            if first_audio is not None:
+            self._video = _Track(vs, _VIDEO_TB, self._vstep, self.video_codec)
+            if first_audio is not None and first_audio.codec == "aac":
+                self._audio = self._aac_track(c, first_audio)
+            elif first_audio is not None:
                 # add_mux_stream cannot carry extradata, and both MP4 and WebM need an OpusHead. A libopus
                 # encoder stream can: open it ourselves (start_encoding then leaves it alone) and replace its
                 # OpusHead (pre-skip 312) with ours; its codec parameters, extradata included, go to the muxer.
@@ -372,7 +404,7 @@ class ClipWriter:
                 s.time_base = _AUDIO_TB
                 s.codec_context.open()
                 s.codec_context.extradata = opus_head(channels)
-                self._audio = _Track(s, _AUDIO_TB, self._astep)
+                self._audio = _Track(s, _AUDIO_TB, self._astep, "opus")
             held, self._held = self._held, []
             for f, t, cuts in held:
                 self._mux(f, t, cuts)
@@ -382,6 +414,30 @@ class ClipWriter:
         except (av.error.FFmpegError, ValueError) as e:
             self.abort()
             raise ClipError(self.part_path, f"cannot start muxing: {e}") from e
+
+    def _aac_track(self, c: Any, first: EncodedFrame) -> _Track | None:
+        """An MP4 track for the camera's AAC packets as they are: its AudioSpecificConfig is the source's.
+
+        As for Opus, add_mux_stream cannot carry extradata: an AAC encoder stream opened here (and never fed)
+        gives the muxer its codec parameters, and its own config is replaced by the source's (HE-AAC, other
+        rates and channel layouts stay what the camera sent). Without a config the packets cannot be described,
+        so the clip goes without sound rather than with a track no player decodes.
+        """
+        rate = first.time_base.denominator if first.time_base.numerator == 1 else 0
+        if not first.config or rate <= 0:
+            log.warning("%s: AAC audio without its config or sample rate; the clip has no sound", self.path.name)
+            return None
+        if rate not in _AAC_RATES:
+            log.warning("%s: AAC at %d Hz is not an MPEG-4 rate; the clip has no sound", self.path.name, rate)
+            return None
+        channels = aac_config_channels(first.config) or 1
+        layout = _AAC_LAYOUTS.get(channels, "stereo")  # only the muxer's default; the config says the truth
+        s = c.add_stream("aac", rate=rate, layout=layout)
+        tb = Fraction(1, rate)
+        s.time_base = tb
+        s.codec_context.open()
+        s.codec_context.extradata = first.config
+        return _Track(s, tb, 1, "aac")
 
     def _mux(self, frame: EncodedFrame, t: float, cuts: int) -> None:
         cts = 0
@@ -397,12 +453,13 @@ class ClipWriter:
             first_out = -cts
         else:
             track = self._audio
-            if track is None:  # audio began after the file was opened without an audio stream
+            if track is None or frame.codec != track.codec:
+                # audio began after the file was opened without an audio stream, or changed codec
                 self.skipped += 1
                 return
             assert self.start_t is not None
             # start_t is the first keyframe's camera clock: no silence can have been taken out before it
-            first_out = max(0, round((t - self.start_t) / float(_AUDIO_TB)))
+            first_out = max(0, round((t - self.start_t) / float(track.tb)))
         dts = track.clock.next(frame, t, cuts, first_out)
         if track.pending is not None:
             data, pdts, key, pcts = track.pending
@@ -457,7 +514,9 @@ class ClipWriter:
             for track, fallback in ((self._video, 6000), (self._audio, 960)):
                 if track is not None and track.pending is not None:
                     data, dts, key, cts = track.pending
-                    if track is self._audio:
+                    if track is self._audio and track.codec == "aac":
+                        dur = track.last_duration or 1024  # an AAC-LC frame is 1024 samples
+                    elif track is self._audio:
                         dur = opus_packet_samples(data) or fallback
                     else:
                         dur = track.last_duration or fallback  # last frame: assume the previous interval

@@ -145,6 +145,10 @@ class CameraConfig(_Section):
     source: str = Field(..., description="A video file path or an rtsp:// URL.")
     detect_source: str | None = Field(None, description="Optional sub-stream for detection (RTSP).")
     loop: bool = Field(True, description="Loop a file source.")
+    open_timeout_s: float = Field(
+        15.0, gt=0, le=120,
+        description="How long opening an RTSP (or other network) source may take: connecting, the camera's answers "
+                    "to DESCRIBE/SETUP, the first packets. Some cameras need several seconds.")
 
 
 class MqttConfig(_Section):

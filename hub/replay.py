@@ -4,7 +4,8 @@ Frames are taken at the live detect rate and size (every decoded frame is *not* 
 is 5 fps, and the detector's time constants assume it), then go through the same TriggerChain as a live camera.
 With ``clips_dir`` and an H.264/H.265/VP8 file, clips are cut exactly as live: pre-roll from a ring buffer,
 remuxed. Frames get their times as a file camera gives them (``hub.ingest.file``): packets without timestamps
-are stamped, not dropped, and B-frames keep their pts and dts.
+are stamped, not dropped, B-frames keep their pts and dts, Opus and AAC go into the clips as they are, and the
+detect frames are picked by the same ``DetectThrottle``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from hub.buffer import RingBuffer
 from hub.bus import Bus
-from hub.ingest.file import RECORD_CODECS, AnnexBConverter, _Stamper
+from hub.ingest.file import RECORD_CODECS, AnnexBConverter, DetectThrottle, _AacPassthrough, _Stamper
 from hub.ingest.tap import audio_frame_to_mono
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioChunk, DetectFrame, EncodedFrame
 from hub.media.h264 import vp8_is_keyframe
@@ -164,8 +165,10 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
         r = _Replayer(chain, recorder, buffer, read_wav(audio) if audio else None, on_event)
         conv = (AnnexBConverter(codec, video.codec_context.extradata)
                 if (buffer is not None and codec in ("h264", "hevc")) else None)
-        period = 1.0 / detect_fps
-        next_detect = 0.0
+        throttle = DetectThrottle(detect_fps)
+        acodec = astream.codec_context.name if astream is not None else None
+        aac = (_AacPassthrough(astream.codec_context.extradata, astream.codec_context.sample_rate)
+               if astream is not None and acodec == "aac" else None)
         t0: float | None = None
         last_t = 0.0
         packets = 0
@@ -211,9 +214,8 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
                                                  dts=None if dts90 == pts90 else dts90))
                     for frame in video.decode(packet):
                         ft = float(frame.pts * frame.time_base) - t0 if frame.pts is not None and frame.time_base else t
-                        if ft + 1e-6 < next_detect:
+                        if not throttle.take(ft):
                             continue
-                        next_detect = next_detect + period if ft - next_detect < period else ft + period
                         w = detect_width
                         h = max(2, round(frame.height * w / frame.width / 2) * 2)
                         y = frame.reformat(width=w, height=h, format="gray").to_ndarray()
@@ -224,8 +226,12 @@ async def replay(path: Path, chain: TriggerChain, *, audio: Path | None = None, 
                             on_progress(ft, duration)
                 else:
                     assert astream is not None  # only the video and this stream are demuxed
-                    if buffer is not None and astream.codec_context.name == "opus":
+                    if buffer is not None and acodec == "opus":
                         buffer.push(EncodedFrame("audio", "opus", bytes(packet), round(t * 48000), AUDIO_TIME_BASE, t))
+                    elif buffer is not None and aac is not None:
+                        aframe = aac.frame(bytes(packet), t, t)
+                        if aframe is not None:
+                            buffer.push(aframe)
                     for afr in astream.decode(packet):
                         r.handle(chain.hear(AudioChunk(audio_frame_to_mono(afr), afr.sample_rate, t)))
                 await asyncio.sleep(0)  # let finished clips' threads report back

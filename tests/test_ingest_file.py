@@ -148,11 +148,12 @@ async def test_h264_opus_mp4_unpaced(clips) -> None:
     assert 0.1 < float(np.sqrt(np.mean(c.samples**2))) < 0.3
 
 
-async def test_aac_is_decoded_only(clips) -> None:
+async def test_aac_passes_through_and_is_decoded(clips) -> None:
     sink = RecordingSink()
     await FileCamera(clips["aac"], sink, realtime=False, detect_fps=5).run()
     assert len(sink.video()) == 60
-    assert sink.audio_frames() == []  # AAC cannot go into the clips as is
+    af = sink.audio_frames()  # for the clips, as they came (tests/test_aac.py)
+    assert len(af) > 90 and all(f.codec == "aac" and f.time_base == fractions.Fraction(1, 48000) for f in af)
     assert len(sink.audio) > 50 and sink.audio[10].samples.dtype == np.float32
     assert sink.detect[0].y.shape == (240, 320)  # narrower than detect_width: not upscaled
 
@@ -360,3 +361,170 @@ async def test_audio_disabled_decodes_nothing(clips) -> None:
     await cam.run()
     assert opus.audio == [] and cam.audio_chunks == 0
     assert len(opus.audio_frames()) >= 95  # Opus still passes through for the clips
+
+
+# --- detect throttle (issue 14, RTSP item 5) --------------------------------------------------------------------
+
+JITTER_S = 0.06  # arrival jitter of a 5 fps RTSP sub-stream, either way (the frames are 0.2 s apart)
+
+
+def _jittered(fps: float, seconds: float, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fps)
+    return list(np.arange(n) / fps + rng.uniform(-JITTER_S, JITTER_S, n))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_detect_throttle_keeps_a_jittery_5fps_stream_and_thins_15fps_to_5(seed) -> None:
+    from hub.ingest.file import DetectThrottle
+
+    five = _jittered(5, 60, seed)
+    th = DetectThrottle(5)
+    kept = sum(th.take(t) for t in five)
+    assert kept >= 0.99 * len(five), f"{len(five) - kept} of {len(five)} frames of a 5 fps stream skipped"
+
+    th = DetectThrottle(5)
+    kept15 = [t for t in _jittered(15, 60, seed) if th.take(t)]
+    assert abs(len(kept15) - 300) <= 2, len(kept15)  # 5 fps on average
+    gaps = np.diff(kept15)
+    assert gaps.mean() == pytest.approx(0.2, abs=0.005) and gaps.max() < 0.4  # spread out: no long holes
+
+    # after an outage the schedule starts over (no burst to "catch up"), and a step back in time resets it
+    th = DetectThrottle(5)
+    after = [t for t in [0.0, 0.2, 0.4, 10.0, 10.05, 10.1, 10.2, 10.4, 3.0, 3.2] if th.take(t)]
+    assert after == [0.0, 0.2, 0.4, 10.0, 10.2, 10.4, 3.0, 3.2]
+
+
+def make_jittered_5fps(path: Path, seconds: float = 60.0, seed: int = 7) -> Path:
+    """A 5 fps stream whose frame times jitter (MKV, ms timestamps): a camera stamping frames as they come."""
+    out = av.open(str(path), "w", format="matroska")
+    v = out.add_stream("libx264", rate=5)
+    v.width, v.height = 64, 48
+    v.pix_fmt = "yuv420p"
+    v.time_base = fractions.Fraction(1, 1000)
+    v.codec_context.time_base = fractions.Fraction(1, 1000)
+    v.options = {"g": "10", "bf": "0", "preset": "ultrafast"}
+    for i, t in enumerate(_jittered(5, seconds, seed)):
+        img = np.full((48, 64, 3), (i * 7) % 255, np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = max(0, round(t * 1000))
+        frame.time_base = fractions.Fraction(1, 1000)
+        out.mux(v.encode(frame))
+    out.mux(v.encode())
+    out.close()
+    return path
+
+
+async def test_jittery_5fps_stream_keeps_its_detect_frames(tmp_path) -> None:
+    path = make_jittered_5fps(tmp_path / "sub.mkv")
+    with av.open(str(path)) as c:  # the condition: frame times are not 0.2 s apart
+        times = [float(p.pts * p.time_base) for p in c.demux(video=0) if p.size]
+    assert len(times) == 300 and np.diff(times).min() < 0.15
+    sink = RecordingSink()
+    await FileCamera(path, sink, realtime=False, detect_fps=5).run()
+    assert len(sink.detect) >= 297, f"{300 - len(sink.detect)} of 300 detect frames skipped"
+
+
+async def test_detect_substream_with_jittery_arrival_keeps_its_frames(tmp_path, clips) -> None:
+    # The RTSP sub-stream path (detect_url) throttles on arrival time: the camera's clock here, jittered.
+    sub = make_clip(tmp_path / "sub.mp4", acodec=None, seconds=60.0, fps=5, size=(64, 48), gop=10)
+    arrivals = _jittered(5, 60, seed=11)
+    calls = 0
+
+    def clock() -> float:  # one call per decoded sub-stream frame; a second pass of the file comes much later
+        nonlocal calls
+        calls += 1
+        return arrivals[calls - 1] if calls <= len(arrivals) else 1000.0 + calls * 0.2
+
+    sink = WaitableSink()
+    sink.on_detect = lambda f: (sink.detect.append(f), sink._changed.set())  # type: ignore[method-assign]
+    cam = FileCamera(clips["short"], sink, realtime=True, loop=True, detect_url=str(sub), detect_fps=5, clock=clock)
+    task = asyncio.ensure_future(cam.run())
+    try:
+        await sink.until(lambda: any(d.t >= 1000 for d in sink.detect), "the sub-stream's second pass", 60)
+    finally:
+        await cam.stop()
+        await asyncio.wait_for(task, 5)
+    first_pass = [d for d in sink.detect if d.t < 1000]
+    assert len(first_pass) >= 297, f"{300 - len(first_pass)} of 300 sub-stream frames skipped"
+
+
+# --- RTSP open timeout (issue 14, RTSP item 5) ----------------------------------------------------------------
+
+
+class SilentCamera:
+    """A TCP server on 127.0.0.1 that accepts and never answers: an RTSP camera slower than any timeout."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.accepted:
+            c.close()
+
+
+@pytest.fixture
+def silent_camera():
+    server = SilentCamera()
+    yield server
+    server.close()
+
+
+def test_rtsp_open_timeout_reaches_ffmpeg(silent_camera, monkeypatch) -> None:
+    # A real RTSP open (FFmpeg's demuxer) against a camera that never answers, with a spy on av.open: the
+    # configured time is FFmpeg's socket timeout (µs) and PyAV's open timeout. No slow camera is waited for.
+    real_open = av.open
+    calls: list[dict] = []
+
+    def spy(url, *args, **kwargs):
+        calls.append({"url": url, **kwargs})
+        return real_open(url, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", spy)
+    url = f"rtsp://127.0.0.1:{silent_camera.port}/stream1"
+    cam = FileCamera(url, RecordingSink(), open_timeout_s=0.4)
+    with pytest.raises(FileCameraError):
+        cam._open(url)
+    assert silent_camera.accepted, "FFmpeg never connected"
+    assert calls[0]["options"]["timeout"] == "400000"
+    from hub.ingest.file import DEFAULT_OPEN_TIMEOUT_S, READ_TIMEOUT_S
+
+    assert calls[0]["timeout"] == (0.4, READ_TIMEOUT_S)
+    # the default is no longer 5 s, which refused cameras that take a few seconds to answer DESCRIBE
+    assert DEFAULT_OPEN_TIMEOUT_S == 15.0
+    assert FileCamera(url, RecordingSink()).options["timeout"] == "15000000"
+    assert "timeout" not in FileCamera("clip.mp4", RecordingSink()).options  # files: no network options
+
+
+async def test_camera_config_open_timeout_reaches_its_source(silent_camera, tmp_path) -> None:
+    from hub.app import build_hub
+    from hub.config import CameraConfig, HubConfig
+
+    assert CameraConfig(id="gate", source="rtsp://127.0.0.1/x").open_timeout_s == 15.0  # the documented default
+    url = f"rtsp://127.0.0.1:{silent_camera.port}/stream1"
+    cfg = HubConfig(storage={"data_dir": str(tmp_path / "data")},
+                    cameras=[{"id": "gate", "source": url, "open_timeout_s": 0.3}])
+    hub = build_hub(cfg)
+    await hub.cameras.start()
+    try:
+        source = hub.cameras.sources["gate"]
+        assert source.open_timeout_s == 0.3 and source.options["timeout"] == "300000"
+    finally:
+        await hub.cameras.stop()
+        hub.store.close()

@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 
 VideoCodec = Literal["h264", "hevc", "vp8"]
-AudioCodec = Literal["opus"]
-Codec = Literal["h264", "hevc", "vp8", "opus"]
+AudioCodec = Literal["opus", "aac"]
+Codec = Literal["h264", "hevc", "vp8", "opus", "aac"]
 
 VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_TIME_BASE = Fraction(1, 48000)
@@ -29,6 +29,9 @@ class EncodedFrame:
     ``pts`` is in ``time_base`` units of the track itself and is what the clip muxer uses. ``dts`` (same units) is
     set only where it differs from ``pts``: video with B-frames (H.264 High, H.265), whose frames arrive in decode
     order and are shown in ``pts`` order. None means dts == pts (WebRTC video, VP8, audio).
+    ``config`` is the codec's out-of-band setup where the packets cannot be read without it: AAC's
+    AudioSpecificConfig (from the source's extradata), which the MP4 muxer writes into the track header. AAC
+    ``pts`` count samples (``time_base`` 1/sample rate).
     """
 
     kind: Literal["video", "audio"]
@@ -41,6 +44,7 @@ class EncodedFrame:
     width: int | None = None
     height: int | None = None
     dts: int | None = None
+    config: bytes | None = None
 
     @property
     def size(self) -> int:
