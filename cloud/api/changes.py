@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "pingwatch_changes"
 READ_BATCH = 500
+STOP_TIMEOUT_S = 5.0
 
 # Kinds of change (the `kind` column). Data fields for each are listed beside it.
 EVENT_STARTED = "event.started"  # subject: event_starts.id; data: hub_event_id, camera_id, hub_id, late
@@ -155,6 +156,7 @@ class ChangeFeed:
         self._cursor = 0
         self._gaps: dict[int, float] = {}  # missing id -> when first noticed (monotonic)
         self.listening = False  # True while a LISTEN connection is up (tests wait on it)
+        self._stopping = False
         self._listening = asyncio.Event()
 
     @property
@@ -179,11 +181,15 @@ class ChangeFeed:
             await self._listening.wait()
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: psycopg may turn the cancellation of a LISTEN wait into its own error (the loop then ends
+            # on _stopping), and a stop must never hang an API process's shutdown on the database.
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            if pending:
+                log.warning("the change feed did not stop in time; leaving its tasks", extra={"tasks": len(pending)})
         self._tasks.clear()
         for sub in list(self._subs):
             sub._end()
@@ -253,9 +259,10 @@ class ChangeFeed:
         import psycopg
 
         url = self._db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        while True:
+        while not self._stopping:
             try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                                 connect_timeout=10) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listening = True
                     self._listening.set()
@@ -265,6 +272,8 @@ class ChangeFeed:
             except asyncio.CancelledError:
                 raise
             except (OSError, psycopg.Error) as exc:  # connection refused, dropped, server restarted
+                if self._stopping:
+                    return  # the cancellation of stop(), surfaced by psycopg as its own error
                 log.warning("LISTEN connection lost; polling until it is back", extra={"error": str(exc)})
             finally:
                 self.listening = False

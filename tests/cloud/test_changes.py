@@ -104,3 +104,27 @@ async def test_a_reader_that_falls_behind_is_told_to_reload(api: CloudApi) -> No
         assert sub.overflowed and seen <= 2
     finally:
         await feed.stop()
+
+
+async def test_stop_never_hangs_on_a_task_that_swallows_its_cancellation(api: CloudApi, monkeypatch) -> None:
+    """psycopg can turn the cancellation of a LISTEN wait into its own error; a shutdown must still finish."""
+    monkeypatch.setattr(changes, "STOP_TIMEOUT_S", 0.2)
+    feed = ChangeFeed(api.services.ctx.db, poll_interval_s=0.05)
+    await feed.start()
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # what a library that converts the cancellation looks like from outside
+
+    task = asyncio.create_task(stubborn())
+    feed._tasks.append(task)
+    sub = feed.subscribe(None)
+    await asyncio.wait_for(feed.stop(), 10)  # returns although one task refused to end
+    assert await sub.get() is None
+    release.set()
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
