@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from hub.triggers.audio import AudioResult
 from hub.triggers.engine import (
     EngineConfig,
@@ -188,3 +191,156 @@ def test_late_and_out_of_order_timestamps_do_not_end_an_event_early() -> None:
     assert not of(out, EventEnded), out  # the last activity is still 9.8 (+ 5 s post-roll = 14.8)
     ended = of(eng.tick(14.9), EventEnded)
     assert len(ended) == 1 and abs(ended[0].t_end - 14.8) < 1e-6, ended
+
+
+# -- exact boundaries: times below are binary fractions (0.25 s steps), so equal means equal ------------------
+
+
+def feed(eng: TriggerEngine, times: list[float], result: MotionResult = MOVE) -> list[EngineEvent]:
+    out: list[EngineEvent] = []
+    for t in times:
+        out += eng.feed_motion(t, result)
+    return out
+
+
+def steps(t0: float, t1: float, dt: float = 0.25) -> list[float]:
+    """t0, t0 + dt, ... up to and including t1 (dt a binary fraction: every time exact)."""
+    return [t0 + i * dt for i in range(round((t1 - t0) / dt) + 1)]
+
+
+def test_the_smallest_settings_are_valid_and_take_effect() -> None:
+    # Camera settings reach the engine as they are (hub/pipeline.py): a pre-roll, post-roll or cooldown of 0, one
+    # event an hour, a single-frame debounce and sub-second times are all a user's to choose.
+    cfg = EngineConfig(pre_roll_s=0, post_roll_s=0, cooldown_s=0, max_events_per_hour=1, debounce_hits=1,
+                       debounce_window=1, max_length_s=0.5, motion_clear_s=0.5, sound_clear_s=0.5,
+                       update_interval_s=0.5)
+    eng = TriggerEngine("cam", cfg)
+    out = eng.feed_motion(1.0, MOVE)
+    started = of(out, EventStarted)
+    assert len(started) == 1 and started[0].t_start == 1.0 and started[0].clip_start == 1.0
+    ended = of(eng.tick(1.5), EventEnded)
+    assert [(e.t_end, e.reason) for e in ended] == [(1.5, "max_length")]
+    for bad in ({"post_roll_s": -1}, {"max_length_s": 0}, {"max_events_per_hour": 0}, {"debounce_hits": 0},
+                {"motion_clear_s": 0}, {"update_interval_s": 0}):
+        with pytest.raises(ValidationError):
+            EngineConfig(**bad)
+    with pytest.raises(ValidationError):  # one config per engine, swapped whole: never changed under it
+        cfg.post_roll_s = 5.0
+
+
+def test_motion_state_holds_for_exactly_motion_clear_s_and_ends_with_score_zero() -> None:
+    eng = TriggerEngine("cam")  # the hub's motion_clear_s: the default, 1 s
+    out = feed(eng, [0.0, 0.5])
+    assert of(out, MotionState) == [MotionState(0.5, True, 0.05)] and eng.motion_active
+    assert not of(eng.feed_motion(1.5, STILL), MotionState) and eng.motion_active  # 1.0 s after: still on
+    assert of(eng.feed_motion(1.75, STILL), MotionState) == [MotionState(1.75, False, 0.0)]
+    assert not eng.motion_active
+
+
+def test_sound_state_ends_sound_clear_s_after_the_last_loud_chunk_with_its_level() -> None:
+    eng = TriggerEngine("cam")  # the hub's sound_clear_s: the default, 1 s
+    assert of(eng.feed_audio(0.0, SOUND), SoundState) == [SoundState(0.0, True, -20.0)] and eng.sound_active
+    assert not of(eng.feed_audio(1.0, QUIET), SoundState) and eng.sound_active
+    assert of(eng.tick(1.25), SoundState) == [SoundState(1.25, False, -20.0)]
+    assert not eng.sound_active
+
+
+def test_the_running_event_is_named_until_it_ends() -> None:
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=1.0))
+    assert eng.event_key is None
+    key = of(feed(eng, [0.0, 0.5]), EventStarted)[0].event_key
+    assert eng.event_key == key
+    assert of(eng.tick(10.0), EventEnded)[0].event_key == key and eng.event_key is None
+
+
+def test_post_roll_ends_exactly_post_roll_s_after_the_last_activity() -> None:
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=2.0, motion_clear_s=0.5))
+    feed(eng, [0.0, 0.5, 1.0])
+    assert not of(eng.tick(2.0), EventEnded) and eng.state is State.POST_ROLL
+    ended = of(eng.tick(3.0), EventEnded)  # exactly 1.0 + 2.0
+    assert [(e.t_end, e.reason) for e in ended] == [(3.0, "post_roll")]
+
+
+def test_an_event_going_quiet_exactly_at_the_cut_ended_by_itself() -> None:
+    # The last activity plus the post-roll lands on max_length: the event ended by going quiet, not by the cut.
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=2.0, max_length_s=3.0, motion_clear_s=0.5))
+    feed(eng, [0.0, 0.5, 1.0])
+    ended = of(eng.tick(3.0), EventEnded)
+    assert [(e.t_end, e.reason) for e in ended] == [(3.0, "post_roll")]
+
+
+def test_max_length_cuts_at_the_frame_that_reaches_it() -> None:
+    eng = TriggerEngine("cam", EngineConfig(max_length_s=2.0))
+    out = feed(eng, steps(0.0, 1.75))
+    assert of(out, EventStarted)[0].t_start == 0.0 and not of(out, EventEnded)
+    ended = of(eng.feed_motion(2.0, MOVE), EventEnded)
+    assert [(e.t_end, e.reason) for e in ended] == [(2.0, "max_length")]
+
+
+def test_a_new_event_may_start_the_moment_the_cooldown_ends() -> None:
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=0.5, motion_clear_s=0.5, cooldown_s=2.0))
+    feed(eng, [0.0, 0.5])
+    ended = of(eng.tick(1.5), EventEnded)
+    assert [e.t_end for e in ended] == [1.0]  # cooldown until 3.0
+    out = feed(eng, [2.5, 3.0])
+    started = of(out, EventStarted)
+    assert [(s.detected_at, s.t_start) for s in started] == [(3.0, 3.0)]
+
+
+def test_updates_go_out_once_per_update_interval_while_the_peak_holds() -> None:
+    eng = TriggerEngine("cam", EngineConfig(update_interval_s=1.0))
+    upd = of(feed(eng, steps(0.0, 3.0)), EventUpdated)
+    # the first (a new peak) at detection, then one each full second after the last one sent
+    assert [u.t for u in upd] == [0.25, 1.25, 2.25]
+
+
+def test_every_new_peak_goes_out_at_once_and_a_steady_sound_once_per_interval() -> None:
+    # The recorder picks the snapshot at the peak (hub/recorder.py): a peak held back a second is a worse photo.
+    eng = TriggerEngine("cam")
+    out: list[EngineEvent] = []
+    for i, t in enumerate(steps(0.0, 1.0)):
+        out += eng.feed_motion(t, MotionResult(True, 0.01 * (i + 1), [(0.1, 0.1, 0.2, 0.2)]))
+    assert [(u.t, u.peak_motion) for u in of(out, EventUpdated)] == \
+        [(0.25, 0.02), (0.5, 0.03), (0.75, 0.04), (1.0, 0.05)]
+    eng = TriggerEngine("cam")
+    out = []
+    for t, level in zip(steps(0.0, 0.5), (-30.0, -25.0, -20.0), strict=True):
+        out += eng.feed_audio(t, AudioResult(level, -60.0, True))
+    assert [(u.t, u.audio_peak_dbfs) for u in of(out, EventUpdated)] == [(0.0, -30.0), (0.25, -25.0), (0.5, -20.0)]
+    out = []
+    for t in steps(0.75, 2.0):  # the same level again and again: not a new peak
+        out += eng.feed_audio(t, SOUND)
+    assert [u.t for u in of(out, EventUpdated)] == [1.5]
+
+
+def test_a_start_exactly_an_hour_old_no_longer_counts_against_the_hourly_cap() -> None:
+    eng = TriggerEngine("cam", EngineConfig(max_events_per_hour=1, cooldown_s=0, post_roll_s=0.5,
+                                            motion_clear_s=0.5))
+    assert [s.detected_at for s in of(feed(eng, [0.0, 0.5]), EventStarted)] == [0.5]
+    assert of(eng.tick(2.0), EventEnded)
+    feed(eng, [3000.0, 3000.25, 3000.5], STILL)
+    out = feed(eng, [3599.5, 3600.0])  # the first start is 3599.5 s old: the cap holds
+    assert not of(out, EventStarted) and len(of(out, EventSuppressed)) == 1
+    started = of(eng.feed_motion(3600.5, MOVE), EventStarted)  # exactly an hour after it
+    assert [s.detected_at for s in started] == [3600.5]
+
+
+def test_re_applying_the_arm_state_keeps_the_running_event() -> None:
+    # Every arm change re-applies every camera's state (hub/arming.py listeners): "still armed" must not cut it.
+    eng = TriggerEngine("cam")
+    assert eng.set_armed(False, 0.0) == [] and eng.set_armed(True, 0.25) == []  # nothing running: nothing said
+    key = of(feed(eng, [0.5, 0.75]), EventStarted)[0].event_key
+    assert eng.set_armed(True, 1.0) == []
+    assert eng.armed and eng.state is State.ACTIVE and eng.event_key == key
+
+
+def test_the_event_stays_active_while_either_trigger_is() -> None:
+    eng = TriggerEngine("cam", EngineConfig(motion_clear_s=0.5, sound_clear_s=0.5))
+    for t in steps(0.0, 1.0):
+        eng.feed_motion(t, MOVE)
+        eng.feed_audio(t, SOUND)
+    for t in steps(1.25, 2.5):  # the motion stops, the sound goes on
+        eng.feed_motion(t, STILL)
+        eng.feed_audio(t, SOUND)
+    eng.tick(2.5)
+    assert not eng.motion_active and eng.sound_active and eng.state is State.ACTIVE

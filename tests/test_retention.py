@@ -208,3 +208,84 @@ def test_a_pass_skips_an_event_deleted_since_it_was_planned(data, frames):
     seen: list[str] = []
     assert apply_prune(store, plan, on_deleted=lambda e: seen.append(e["id"])) == 1
     assert seen == ["ev-1"] and not any(f.exists() for e in evs for f in e.files)
+
+
+# -- boundaries of each rule, on events whose only file has a chosen size --------------------------------------
+
+
+def sized_event(store: Store, clips: Path, eid: str, start: float, size: int) -> Path:
+    """An event whose one file is a clip of exactly ``size`` bytes (sizes come from the disk, not the row)."""
+    clip = clips / CAM / f"{eid}.mp4"
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip.write_bytes(b"\0" * size)
+    store.ensure_static_camera(CAM, "Yard", "file")
+    store.insert_event({"id": eid, "camera_id": CAM, "status": "complete", "start": start, "clip_path": str(clip)})
+    return clip
+
+
+def test_clips_exactly_at_the_budget_stay_and_one_byte_over_costs_the_oldest(data):
+    root, store = data
+    clips = root / "clips"
+    now = time.time()
+    for i in range(4):
+        sized_event(store, clips, f"ev-{i}", now - 600 + i, 250)
+    cfg = StorageConfig(max_disk_gb=0.000001, min_free_gb=0)  # 1000 bytes: max_disk_gb counts 10^9 bytes
+    assert plan_prune(store, cfg, clips, free_bytes=FAR).events == []
+    sized_event(store, clips, "ev-4", now, 1)
+    plan = plan_prune(store, cfg, clips, free_bytes=FAR)
+    assert [e["id"] for e in plan.events] == ["ev-0"] and plan.reasons == {"ev-0": "budget"}
+
+
+def test_free_space_exactly_at_the_minimum_is_enough(data):
+    root, store = data
+    clips = root / "clips"
+    sized_event(store, clips, "ev-0", time.time() - 60, 10)
+    cfg = StorageConfig(max_disk_gb=1000, min_free_gb=1)  # decimal gigabytes: 10^9 bytes
+    assert plan_prune(store, cfg, clips, free_bytes=1_000_000_000).events == []
+    plan = plan_prune(store, cfg, clips, free_bytes=999_999_999)
+    assert [e["id"] for e in plan.events] == ["ev-0"] and plan.reasons == {"ev-0": "disk"}
+
+
+def test_an_event_is_kept_until_it_is_exactly_retention_days_old(data):
+    root, store = data
+    clips = root / "clips"
+    now = 2_000_000_000.0
+    edge = now - 30 * DAY_S
+    sized_event(store, clips, "ev-older", edge - 1, 10)
+    sized_event(store, clips, "ev-edge", edge, 10)
+    sized_event(store, clips, "ev-new", now - 10, 10)
+    plan = plan_prune(store, StorageConfig(retention_days=30, min_free_gb=0), clips, now=now, free_bytes=FAR)
+    assert [e["id"] for e in plan.events] == ["ev-older"] and plan.reasons == {"ev-older": "age"}
+
+
+def test_without_a_free_space_figure_the_pass_asks_the_disk(data):
+    # `pingwatch events prune` and the hub's pass give no figure: the clips folder's file system is asked, and
+    # a hub that never recorded (no clips folder yet) gets one rather than an error.
+    root, store = data
+    clips = root / "clips"
+    assert plan_prune(store, StorageConfig(min_free_gb=0), clips).events == []
+    assert clips.is_dir()
+    sized_event(store, clips, "ev-0", time.time() - 60, 10)
+    sized_event(store, clips, "ev-1", time.time() - 30, 10)
+    # No disk has 10^18 bytes free: both go for lack of room, and a second pass finds the folder already there.
+    plan = plan_prune(store, StorageConfig(max_disk_gb=1000, min_free_gb=1e9), clips)
+    assert [e["id"] for e in plan.events] == ["ev-0", "ev-1"] and set(plan.reasons.values()) == {"disk"}
+
+
+def test_an_event_without_a_clip_still_loses_its_snapshot_and_thumbnail(data):
+    # A clip that failed (disk full, a crash) leaves clip_path empty; the images taken for it are still its files.
+    root, store = data
+    clips = root / "clips"
+    day = clips / CAM / "day"
+    day.mkdir(parents=True)
+    snap, thumb = day / "ev-x.jpg", day / "ev-x-thumb.jpg"
+    snap.write_bytes(b"jpeg")
+    thumb.write_bytes(b"jpg")
+    store.ensure_static_camera(CAM, "Yard", "file")
+    store.insert_event({"id": "ev-x", "camera_id": CAM, "status": "failed", "start": time.time() - 60,
+                        "clip_path": None, "snapshot_path": str(snap), "thumb_path": str(thumb)})
+    assert plan_prune(store, StorageConfig(max_disk_gb=0.000000001, min_free_gb=0), clips,
+                      free_bytes=FAR).bytes_freed == 7
+    done = delete_event(store, "ev-x", clips, root)
+    assert sorted(done.removed) == sorted([snap.resolve(), thumb.resolve()])
+    assert not snap.exists() and not thumb.exists()
