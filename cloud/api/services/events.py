@@ -31,12 +31,13 @@ from sqlalchemy.engine import Connection
 
 from cloud.api import changes, errors
 from cloud.api.context import Context
-from cloud.api.db.schema import accounts, cameras, events
+from cloud.api.db.schema import accounts, events
 from cloud.api.db.util import insert_ignore_returning
 from cloud.api.principals import HubCaller
 from cloud.api.security import new_id
 from cloud.api.services import credits
 from cloud.api.services.enqueue import Enqueuer
+from cloud.api.services.hubs import live_camera_id
 from cloud.storage.blob import BlobNotFound, StorageError
 from cloud.storage.probe import PROBE_HEAD_BYTES, MediaError, probe_blob
 
@@ -99,15 +100,7 @@ class Events:
             existing = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)
             if existing is not None:
                 return self._same_or_conflict(existing, req), False
-            camera = conn.execute(
-                sa.select(cameras.c.id).where(cameras.c.hub_id == hub.hub_id,
-                                              cameras.c.hub_camera_id == req.hub_camera_id,
-                                              cameras.c.removed_at.is_(None))
-            ).first()
-            if camera is None:
-                raise errors.NotFound(f"unknown camera '{req.hub_camera_id}'",
-                                      "the hub mirrors its cameras first (PUT /api/v1/hub/cameras)",
-                                      reason="camera_unknown")
+            camera_id = live_camera_id(conn, hub.hub_id, req.hub_camera_id)
             if req.size > plan.max_size_bytes:
                 raise errors.TooLarge(f"clip is {req.size} bytes; the plan allows {plan.max_size_bytes}",
                                       "keep the clip local or shorten events", reason="size_over_plan")
@@ -132,7 +125,7 @@ class Events:
                                           retry_after_s=(credits.next_period_start(now) - now).total_seconds())
             blob = f"{hub.account_id}/{hub.hub_id}/{event_id}.{EXTENSIONS[req.mime]}"
             inserted = insert_ignore_returning(conn, events, {
-                "id": event_id, "account_id": hub.account_id, "hub_id": hub.hub_id, "camera_id": camera.id,
+                "id": event_id, "account_id": hub.account_id, "hub_id": hub.hub_id, "camera_id": camera_id,
                 "hub_event_id": req.hub_event_id, "state": "uploading", "mime": req.mime, "size_bytes": req.size,
                 "md5": req.md5, "declared_duration_s": req.duration_s, "started_at": req.started_at,
                 "ended_at": req.ended_at, "trigger": req.trigger, "motion": req.motion, "blob_name": blob,

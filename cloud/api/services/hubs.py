@@ -90,6 +90,19 @@ class HubView:
     state_at: datetime | None = None
 
 
+def live_camera_id(conn: Connection, hub_id: str, hub_camera_id: str) -> str:
+    """The cloud id of one of the hub's cameras by the hub's own id; NotFound when it was never mirrored or is
+    removed (the hub's event routes all start here)."""
+    camera_id = conn.execute(
+        sa.select(cameras.c.id).where(cameras.c.hub_id == hub_id, cameras.c.hub_camera_id == hub_camera_id,
+                                      cameras.c.removed_at.is_(None))
+    ).scalar()
+    if camera_id is None:
+        raise errors.NotFound(f"unknown camera '{hub_camera_id}'",
+                              "the hub mirrors its cameras first (PUT /api/v1/hub/cameras)", reason="camera_unknown")
+    return str(camera_id)
+
+
 def _same_time(a: datetime | None, b: datetime | None) -> bool:
     """Equal up to the storage's float rounding (epoch seconds in a double keep about a microsecond)."""
     if a is None or b is None:

@@ -20,10 +20,11 @@ from sqlalchemy.engine import Connection
 
 from cloud.api import changes, errors
 from cloud.api.context import Context
-from cloud.api.db.schema import cameras, event_starts
+from cloud.api.db.schema import event_starts
 from cloud.api.db.util import insert_ignore
 from cloud.api.principals import HubCaller
 from cloud.api.security import new_id
+from cloud.api.services.hubs import live_camera_id
 from cloud.storage.blob import StorageError
 
 log = logging.getLogger(__name__)
@@ -92,16 +93,8 @@ class EventStarts:
         jpeg = decode_jpeg(req.snapshot_b64, self.snapshot_max_bytes) if req.snapshot_b64 else None
 
         def lookup(conn: Connection) -> tuple[str, Any]:
-            camera = conn.execute(
-                sa.select(cameras.c.id).where(cameras.c.hub_id == hub.hub_id,
-                                              cameras.c.hub_camera_id == req.hub_camera_id,
-                                              cameras.c.removed_at.is_(None))
-            ).first()
-            if camera is None:
-                raise errors.NotFound(f"unknown camera '{req.hub_camera_id}'",
-                                      "the hub mirrors its cameras first (PUT /api/v1/hub/cameras)",
-                                      reason="camera_unknown")
-            return camera.id, self._existing(conn, hub.hub_id, req.hub_event_id)
+            camera_id = live_camera_id(conn, hub.hub_id, req.hub_camera_id)
+            return camera_id, self._existing(conn, hub.hub_id, req.hub_event_id)
 
         camera_id, existing = await self.ctx.db.read(lookup)
         if existing is not None and (existing.snapshot_blob is not None or jpeg is None):
