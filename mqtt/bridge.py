@@ -241,13 +241,27 @@ class MqttBridge:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         why = getattr(client, "last_connect_error", None) or "unreachable"
-        self._call(self._connect_refused, why)
+        self._call(self._connect_refused, self._cut_reason(why))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if isinstance(client, _Client) and not client.answered and not self._stopping:
             # Cut before the broker answered CONNECT (a TLS alert): a failed attempt, not a lost connection.
-            self._call(self._connect_refused, client.last_connect_error or str(reason_code))
+            self._call(self._connect_refused, self._cut_reason(client.last_connect_error or str(reason_code)))
         self._call(self._disconnected, str(reason_code))
+
+    def _cut_reason(self, raw: str) -> str:
+        """Why a TLS connection ended before the broker answered CONNECT, in words that say what to do.
+
+        A broker that wants a client certificate sends the TLS 1.3 alert CERTIFICATE_REQUIRED and closes; whether
+        the client reads the alert or only the closed socket ("EOF occurred in violation of protocol") depends on
+        timing, so both mean the same here when the hub has no certificate configured."""
+        if not self._tls() or self.config.cert_file:
+            return raw
+        lowered = raw.lower()
+        if "certificate_required" in lowered or "eof" in lowered:
+            return ("broker requires a client certificate (TLS ended before CONNACK): set mqtt.cert_file and "
+                    f"mqtt.key_file [{raw}]")
+        return raw
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._call(self._handle_message, msg.topic, bytes(msg.payload), bool(msg.retain))

@@ -164,7 +164,9 @@ async def test_client_certificate(mtls_broker: Mosquitto, pki: Pki, rigs: list[R
     await asyncio.wait_for(bare.bridge.connect_failed.wait(), TIMEOUT)
     await next_failure(bare.bridge)  # retried
     assert not bare.bridge.connected.is_set()
-    assert "CERTIFICATE_REQUIRED" in (bare.bridge.status()["last_error"] or ""), bare.bridge.status()
+    # The alert may be read or only the closed socket seen (timing): the same reason either way.
+    assert (bare.bridge.status()["last_error"] or "").startswith("broker requires a client certificate"), \
+        bare.bridge.status()
 
     rig = Rig(tmp_path / "cert", mtls_broker.tls_port, cert_file=str(pki.client_cert), key_file=str(pki.client_key),
               **common)
