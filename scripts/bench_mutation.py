@@ -49,12 +49,16 @@ MODULES: dict[str, list[str]] = {
     "hub/triggers/audio.py": ["tests/test_audio.py", "tests/test_engine.py"],
     "hub/triggers/zones.py": ["tests/test_zones.py", "tests/test_motion.py"],
     "hub/buffer.py": ["tests/test_buffer.py"],
-    "hub/clips.py": ["tests/test_clips.py"],
-    "hub/recorder.py": ["tests/test_hub_telegram.py", "tests/test_composition.py"],
+    # tests/test_clip_gaps.py, test_bframes.py and test_h265.py also exercise clips (10-20 s a run each)
+    "hub/clips.py": ["tests/test_clips_mutation.py", "tests/test_clips.py"],
+    # tests/test_hub_telegram.py and tests/test_composition.py also drive the recorder, through a broker and the
+    # Telegram fake (~30 s a run): too slow per mutant; tests/test_recorder.py is the same parts in ~3 s
+    "hub/recorder.py": ["tests/test_recorder.py"],
     # tests/test_disk_full.py (a real hub on a small disk, ~30 s) also exercises retention: too slow per mutant
     "hub/retention.py": ["tests/test_retention.py",
                          "tests/test_hub_security.py::test_retention_deletes_only_contained_files"],
-    "hub/web/auth.py": ["tests/test_web_security.py"],
+    # tests/test_web_security.py replays the same attacks on a hub process (and Chromium), ~20 s a run
+    "hub/web/auth.py": ["tests/test_auth_unit.py", "tests/test_web_sessions.py"],
     "hub/store.py": ["tests/test_store.py"],
 }
 PRELOAD = ("numpy", "av", "cv2", "aiortc", "aiohttp", "httpx", "pydantic", "yaml", "hypothesis", "pytest_asyncio",
