@@ -123,6 +123,7 @@ class Services:
             log.warning("storage not reachable at start", extra={"error": str(exc)})
 
     async def close(self) -> None:
+        await self.enqueuer.settle()  # messages of events finalized just before shutdown go out first
         for closer in (self.ctx.blobs.close, self.ctx.queue.close):
             try:
                 await closer()

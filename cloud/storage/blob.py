@@ -77,6 +77,7 @@ class BlobStore(Protocol):
     async def upload_url(self, name: str, expires_in_s: int = 900) -> str: ...
     async def read_url(self, name: str, expires_in_s: int = 300) -> str: ...
     async def info(self, name: str) -> BlobInfo | None: ...
+    async def head(self, name: str, length: int) -> tuple[BlobInfo, bytes] | None: ...
     async def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
     async def download_to(self, name: str, path: Path) -> int: ...
     async def put(self, name: str, data: bytes, content_type: str) -> None: ...
@@ -294,6 +295,41 @@ class AzureBlobStore:
             content_md5=bytes(md5) if md5 else None,
             content_type=settings.content_type if settings is not None else None,
         )
+
+    async def head(self, name: str, length: int) -> tuple[BlobInfo, bytes] | None:
+        """The blob's properties and its first ``length`` bytes in one request (None: no such blob).
+
+        A ranged Get Blob answers with the whole blob's size (Content-Range ``bytes 0-N/<size>``) and its stored
+        MD5 (``x-ms-blob-content-md5``, which the SDK puts in content_settings for a ranged read): finalize needs
+        both and the clip's head, and one request costs the API and the storage service half of two."""
+        _check_name(name)
+        if length <= 0:
+            raise ValueError("length must be > 0")
+        try:
+            downloader = await self._container.get_blob_client(name).download_blob(
+                offset=0, length=length, max_concurrency=1
+            )
+            data = await downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as e:
+            if e.status_code == 416:  # an empty blob has no byte 0: its properties alone tell the story
+                info = await self.info(name)
+                return None if info is None else (info, b"")
+            raise map_error(e, f"head {name}") from e
+        except Exception as e:
+            raise map_error(e, f"head {name}") from e
+        props = downloader.properties
+        total = (props.content_range or "").rpartition("/")[2]
+        settings = props.content_settings
+        md5 = settings.content_md5 if settings is not None else None
+        info = BlobInfo(
+            name=name,
+            size=int(total) if total.isdigit() else len(data),
+            content_md5=bytes(md5) if md5 else None,
+            content_type=settings.content_type if settings is not None else None,
+        )
+        return info, data
 
     async def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         """Bytes [offset, offset+length) (to the end when length is None); b"" at or past the end."""

@@ -239,7 +239,10 @@ class CloudApi:
         return r.json()
 
     async def finalize(self, hub: HubSession, event_id: str) -> httpx.Response:
-        return await self.http.post(f"/api/v1/events/{event_id}/finalize", headers=hub.headers)
+        """Finalize, then wait for the queue message that finalize sends after answering."""
+        r = await self.http.post(f"/api/v1/events/{event_id}/finalize", headers=hub.headers)
+        await self.services.enqueuer.settle()
+        return r
 
 
 async def upload(url: str, data: bytes, mime: str, md5: bytes | None = None) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from cloud.api.db.schema import credit_ledger, events
 from cloud.api.jobs import Jobs
 from cloud.storage.blob import AzureBlobStore, parse_connection_string
-from tests.cloud.conftest import Clip, CloudApi, start_api
+from tests.cloud.conftest import Clip, CloudApi, cloud_config, start_api
 from tests.cloud.test_api_events import drain
 from tests.harness.ports import free_port
 
@@ -60,6 +60,24 @@ async def test_a_stale_send_claim_is_retried(api: CloudApi, mp4_clip: Clip):
     api.clock.advance(seconds=api.config.reconciler.claim_timeout_s + 1)
     assert await api.services.enqueuer.reconcile() == 1
     assert len(await drain(api.services.ctx.queue)) == 1
+
+
+async def test_finalize_answers_before_the_send_and_shutdown_still_sends(cloud_db_url, azurite, mp4_clip: Clip):
+    """The message goes out after finalize has answered; an API stopped right after still sends it (and marks
+    it sent), so neither the reconciler nor a second message is needed."""
+    first = await start_api(cloud_config(cloud_db_url, azurite))
+    hub = await first.hub()
+    ticket = await first.uploaded_event(hub, mp4_clip)
+    r = await first.http.post(f"/api/v1/events/{ticket['id']}/finalize", headers=hub.headers)  # no settle()
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    await first.close()  # what SIGTERM does after the last request
+    again = await start_api(first.config)
+    try:
+        assert (await _row(again, ticket["id"])).enqueued_at is not None
+        assert [m.body["event_id"] for m in await drain(again.services.ctx.queue)] == [ticket["id"]]
+        assert await again.services.enqueuer.reconcile() == 0
+    finally:
+        await again.close()
 
 
 async def test_worker_transitions_are_idempotent_and_failure_refunds_once(api: CloudApi, mp4_clip: Clip):

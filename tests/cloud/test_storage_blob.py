@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob import BlobSasPermissions, UserDelegationKey, generate_blob_sas
+from azure.storage.blob import BlobSasPermissions, ContentSettings, UserDelegationKey, generate_blob_sas
 from azure.storage.blob.aio import BlobClient
 
 from cloud.storage.blob import (
@@ -55,6 +55,26 @@ async def _status_of(coro) -> int:
 async def test_is_a_blob_store(store):
     assert isinstance(store, BlobStore)
     await store.ensure_container()  # a second time is fine
+
+
+async def test_head_is_the_properties_and_the_first_bytes_in_one_read(store):
+    """What finalize checks: the whole blob's size and stored MD5 (not the range's), and its first bytes."""
+    data = bytes(range(256)) * 40
+    md5 = hashlib.md5(data).digest()
+    settings = ContentSettings(content_type="video/mp4", content_md5=md5)
+    await store._container.get_blob_client("clip.mp4").upload_blob(data, content_settings=settings)
+    found = await store.head("clip.mp4", 1000)
+    assert found is not None
+    info, head = found
+    assert (info.size, info.content_md5, info.content_type, head) == (len(data), md5, "video/mp4", data[:1000])
+    found = await store.head("clip.mp4", len(data) * 2)  # more than there is: all of it, the same size
+    assert found is not None and found[0].size == len(data) and found[1] == data
+    assert await store.head("nothing.mp4", 1000) is None
+    await store.put("empty.mp4", b"", "video/mp4")  # no byte 0 to range-read: still its properties
+    found = await store.head("empty.mp4", 1000)
+    assert found is not None and found[0].size == 0 and found[1] == b""
+    with pytest.raises(ValueError):
+        await store.head("clip.mp4", 0)
 
 
 async def test_put_info_read_download_delete(store, tmp_path: Path):

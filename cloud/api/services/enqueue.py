@@ -10,6 +10,7 @@ repeat a message: delivery is at-least-once, and the worker's state transition m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Literal
@@ -30,6 +31,29 @@ SendResult = Literal["sent", "skipped", "failed"]
 class Enqueuer:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._sending: set[asyncio.Task[SendResult]] = set()
+
+    def send_claimed_soon(self, event_id: str) -> None:
+        """Send a claimed event's message after the caller has answered (finalize does not make the hub wait for
+        the queue: a queue round trip and the bookkeeping UPDATE were a quarter of its latency). Nothing is lost
+        if this process dies first: the claim expires and the reconciler sends."""
+        task = asyncio.create_task(self._send_logged(event_id), name=f"enqueue-{event_id}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_logged(self, event_id: str) -> SendResult:
+        try:
+            return await self.send_claimed(event_id)
+        except Exception:  # a database error marking it sent: the claim expires and the reconciler re-sends
+            log.warning("enqueue bookkeeping failed; the reconciler will retry", exc_info=True,
+                        extra={"event_id": event_id})
+            return "failed"
+
+    async def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait for the sends started by ``send_claimed_soon`` (at shutdown; tests that read the queue)."""
+        pending = set(self._sending)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
 
     def _claimable(self) -> sa.ColumnElement[bool]:
         stale = self.ctx.clock() - timedelta(seconds=self.ctx.config.reconciler.claim_timeout_s)

@@ -7,8 +7,8 @@ when the clip can never be accepted. Every step is idempotent:
   duration read from the container with a few range reads), then in one transaction charges credits (ledger
   key ``charge:<event>``), moves the event to `queued` and claims its queue message; a retry after that
   returns the same state and charges nothing;
-- the queue message is sent after that commit by cloud.api.services.enqueue (send, mark), and the reconciler
-  re-sends any `queued` event whose message never went out.
+- the queue message is sent by cloud.api.services.enqueue (send, mark) right after finalize has answered, so
+  the hub never waits for the queue; the reconciler re-sends any `queued` event whose message never went out.
 Nothing the hub declares is trusted for what it costs: size and duration are re-derived from the blob. The MD5
 is checked in two places: each block's by the storage service on upload (transactional MD5), and the whole
 clip's by the worker, which downloads every clip anyway and fails (refunding the charge) one whose bytes do not
@@ -19,7 +19,6 @@ costs that hub its analysis.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from dataclasses import dataclass
@@ -230,26 +229,21 @@ class Events:
         done, claimed = await self.ctx.db.tx(commit)
         if claimed:
             log.info("event finalized", extra={"event_id": event_id, "credits": need, "duration_s": duration})
-            await self.enqueuer.send_claimed(event_id)
+            self.enqueuer.send_claimed_soon(event_id)
         return done
 
     async def _verify(self, row: Any, max_clip_s: float) -> float:
         """The blob's real duration, after checking it is the clip the hub declared. Raises the domain errors."""
         blobs = self.ctx.blobs
-        # The properties and the clip's head (what the probe reads first) at once: one storage round trip on the
-        # request's path instead of two. A missing blob answers the read with BlobNotFound and the info with None.
-        info_or_exc, head_or_exc = await asyncio.gather(blobs.info(row.blob_name),
-                                                        blobs.read(row.blob_name, 0, PROBE_HEAD_BYTES),
-                                                        return_exceptions=True)
-        if isinstance(info_or_exc, StorageError):
-            raise _storage_down(info_or_exc) from None
-        if isinstance(info_or_exc, BaseException):
-            raise info_or_exc
-        info = info_or_exc
-        head = head_or_exc if isinstance(head_or_exc, bytes) else None  # the probe reads it again if need be
-        if info is None:
+        # The properties and the clip's head (what the probe reads first) in one storage request.
+        try:
+            found = await blobs.head(row.blob_name, PROBE_HEAD_BYTES)
+        except StorageError as exc:
+            raise _storage_down(exc) from None
+        if found is None:
             raise errors.UploadNotReady("the clip has not been uploaded (no committed blob)",
                                         "upload it to the upload URL, then finalize", reason="blob_missing")
+        info, head = found
         if info.size != row.size_bytes:
             await self._discard(row.blob_name)
             raise errors.UploadCorrupt(f"the uploaded clip is {info.size} bytes, {row.size_bytes} were declared",
