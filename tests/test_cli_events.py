@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+import typer
 
 from hub.store import Store
 from tests.hubproc import HubProcess
@@ -111,3 +112,17 @@ def test_ids_are_never_cut_and_a_unique_prefix_is_enough(tmp_path):
     assert both.returncode == 2 and "ev-8dd4aa000001" in both.stderr and "ev-8dd4bb000002" in both.stderr
     none = pw("events", "show", "ev-nope", "-c", str(cfg), cwd=tmp_path)
     assert none.returncode == 1 and "no event 'ev-nope'" in none.stderr
+
+
+def test_durations_mean_the_same_on_the_command_line_and_in_chat() -> None:
+    """One parser: units agree everywhere; only a bare number differs (seconds on the CLI, minutes in chat)."""
+    from hub.cli.common import parse_duration as cli_duration
+    from hub.notify.messages import parse_duration as chat_duration
+
+    for text, seconds in (("90s", 90), ("15m", 900), ("1h", 3600), ("2d", 172800), ("1.5h", 5400), (" 2H ", 7200)):
+        assert cli_duration(text) == seconds and chat_duration(text) == seconds, text
+    assert cli_duration("1w") == 604800 and chat_duration("1w") == 604800  # a week is the chat's longest
+    assert cli_duration("45") == 45 and chat_duration("45") == 2700
+    assert chat_duration("8d") is None and chat_duration("0m") is None and chat_duration("soon") is None
+    with pytest.raises(typer.BadParameter, match="not a duration"):
+        cli_duration("1y")

@@ -3,7 +3,6 @@ reaches hub state: `api_call` (the running hub's API) and `open_store` (the data
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, overload
 import typer
 from rich.console import Console
 
+from hub import durations
 from hub.config import ConfigError, HubConfig, load_config
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     help="Config file (default: config/hub.yaml if it exists, else built-in defaults).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -54,11 +52,11 @@ def get_config(path: Path | None) -> HubConfig:
 
 
 def parse_duration(text: str) -> float:
-    """'90', '90s', '15m', '1h', '2d' -> seconds."""
-    m = _DURATION.match(text)
-    if not m:
+    """'90', '90s', '15m', '1h', '2d' -> seconds (a bare number is seconds)."""
+    seconds = durations.parse_duration(text)
+    if seconds is None:
         raise typer.BadParameter(f"'{text}' is not a duration; use e.g. 30s, 15m, 1h, 2d")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    return seconds
 
 
 def parse_when(text: str) -> float:

@@ -3,10 +3,11 @@ plain data (no Telegram library), so wording and parsing are tested without a se
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 from typing import Any
+
+from hub import durations
 
 ONE_HOUR_S = 3600
 MAX_CAPTION = 1024  # Telegram's limit for a photo or video caption
@@ -38,19 +39,14 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("help", "What the bot understands"),
 )
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?$", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 60}  # a bare number means minutes
 MAX_FOR_S = 7 * 86400
 
 
 def parse_duration(text: str) -> float | None:
-    """'1h', '30m', '90s', '2d', '45' (minutes) → seconds; None when it is not a duration (or over a week)."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        return None
-    unit = m.group(2).lower() if m.group(2) else None
-    seconds = float(m.group(1)) * _UNITS[unit]
-    return seconds if 0 < seconds <= MAX_FOR_S else None
+    """'1h', '30m', '90s', '2d', '45' (a bare number is minutes) → seconds; None when it is not a duration (or is
+    over a week)."""
+    seconds = durations.parse_duration(text, bare_unit_s=60)
+    return seconds if seconds is not None and 0 < seconds <= MAX_FOR_S else None
 
 
 def clock(ts: float, now: float | None = None) -> str:
