@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import typer
 
 from cloud.config import CloudConfig, ConfigError, load_config
 from cloud.worker.analyse_cli import analyse
+from pingwatch_common.logredact import RedactBotToken
 
 app = typer.Typer(help="ping-watch cloud API.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -47,21 +47,6 @@ def _config(path: Path | None) -> CloudConfig:
 
 def _print(result: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(json.dumps(result) if as_json else text)
-
-
-_BOT_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
-
-
-class RedactBotToken(logging.Filter):
-    """Cuts a Telegram bot token (it travels in the Bot API's URL path) out of any line before it is written."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "/bot" in message:
-            redacted = _BOT_TOKEN.sub("/bot<token>", message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
 
 
 def _logging(cfg: CloudConfig) -> None:

@@ -5,24 +5,22 @@ Environment variables override the file: ``PINGWATCH_CLOUD_<SECTION>__<KEY>=valu
 levels), e.g. ``PINGWATCH_CLOUD_DATABASE__URL=postgresql+psycopg://...``. Values are parsed as YAML scalars.
 Secrets (the database password, a storage connection string) are best given this way rather than in the file.
 
-The loader mirrors hub/config.py (line numbers in errors, unknown keys refused); it is repeated here rather than
-imported because the cloud must not depend on the hub package.
+The loader is the hub's (pingwatch_common.configfile: line numbers in errors, unknown keys refused), shared
+through a package that neither program owns, since the cloud must not depend on the hub.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# ConfigError is this program's config error too (raised by the shared loader; callers import it from here).
+from pingwatch_common.configfile import ConfigError as ConfigError
+from pingwatch_common.configfile import ConfigFormat, load_model
 
 ENV_PREFIX = "PINGWATCH_CLOUD_"
-
-
-class ConfigError(Exception):
-    """A configuration problem, phrased for the operator: what is wrong, where, and how to fix it."""
 
 
 class _Section(BaseModel):
@@ -308,97 +306,14 @@ AZURITE_CONNECTION_STRING = (
 )
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping key, so errors can point at the line."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__lines__"] = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}  # stripped before validation
-    return mapping  # type: ignore[return-value]
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _strip_lines(data: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> Any:
-    if isinstance(data, dict):
-        lines = data.pop("__lines__", {})
-        for k, v in list(data.items()):
-            if k in lines:
-                out[(*path, k)] = lines[k]
-            data[k] = _strip_lines(v, (*path, k), out)
-    elif isinstance(data, list):
-        return [_strip_lines(v, (*path, i), out) for i, v in enumerate(data)]
-    return data
-
-
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"environment variable {name}: '{k}' is not a section")
-        try:
-            node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            node[keys[-1]] = raw  # not a YAML scalar (a connection string with ';' and '='): keep the text
-
-
-def _field_name(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+_FORMAT = ConfigFormat(
+    env_prefix=ENV_PREFIX, example="config/cloud.example.yaml",
+    missing_hint="copy config/cloud.example.yaml to start one", sections="server:, database:",
+)
 
 
 def load_config(path: Path | None, environ: dict[str, str] | None = None) -> CloudConfig:
     """Load and validate ``path`` (None: defaults only). Raises ConfigError with one actionable line."""
-    environ = dict(os.environ) if environ is None else environ
-    lines: dict[tuple[Any, ...], int] = {}
-    data: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such file; copy config/cloud.example.yaml to start one") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read ({exc})") from None
-        try:
-            loaded = yaml.load(text, Loader=_LineLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"{path}:{at}: invalid YAML: {problem}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (server:, database:, ...)")
-        data = _strip_lines(loaded, (), lines)
-    _apply_env(data, environ)
-    try:
-        config = CloudConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        field = _field_name(loc)
-        line = None
-        for n in range(len(loc), 0, -1):
-            if loc[:n] in lines:
-                line = lines[loc[:n]]
-                break
-        at = f" line {line}:" if line else ""
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key '{field}' (check the spelling against config/cloud.example.yaml)"
-        else:
-            msg = f"field '{field or '(top level)'}': {err['msg']}"
-            if "input" in err and not isinstance(err["input"], dict | list):
-                msg += f" (got {err['input']!r})"
-        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{where}:{at} {msg}{more}") from None
+    config = load_model(CloudConfig, path, _FORMAT, environ)
     base = Path(path).resolve().parent if path is not None else Path.cwd()
     return config.resolve_paths(base)

@@ -8,21 +8,18 @@ levels), e.g. ``PINGWATCH_SERVER__HTTPS_PORT=9443``. Values are parsed as YAML s
 from __future__ import annotations
 
 import logging
-import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.notify.config import TelegramConfig
 
+# ConfigError is this program's config error too (raised by the shared loader; callers import it from here).
+from pingwatch_common.configfile import ConfigError as ConfigError
+from pingwatch_common.configfile import ConfigFormat, load_model
+
 ENV_PREFIX = "PINGWATCH_"
-
-
-class ConfigError(Exception):
-    """A configuration problem, phrased for the user: what is wrong, where, and how to fix it."""
 
 
 class _Section(BaseModel):
@@ -228,99 +225,16 @@ class HubConfig(_Section):
         return self
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping key, so errors can point at the line."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    lines = {}
-    for key_node, _ in node.value:
-        lines[str(key_node.value)] = key_node.start_mark.line + 1
-    mapping["__lines__"] = lines  # stripped before validation
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _strip_lines(data: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> Any:
-    if isinstance(data, dict):
-        lines = data.pop("__lines__", {})
-        for k, v in list(data.items()):
-            if k in lines:
-                out[(*path, k)] = lines[k]
-            data[k] = _strip_lines(v, (*path, k), out)
-    elif isinstance(data, list):
-        return [_strip_lines(v, (*path, i), out) for i, v in enumerate(data)]
-    return data
-
-
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        if re.match(r"PINGWATCH_CLOUD_[A-Za-z]", name):
-            continue  # the cloud's own settings (PINGWATCH_CLOUD_SERVER__PORT, ...), not the hub's cloud section
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"environment variable {name}: '{k}' is not a section")
-        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
-
-
-def _field_name(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+_FORMAT = ConfigFormat(
+    env_prefix=ENV_PREFIX, example="config/hub.example.yaml", missing_hint="run 'pingwatch init' to create one",
+    sections="server:, storage:",
+    # The cloud's own settings (PINGWATCH_CLOUD_SERVER__PORT, ...), not the hub's `cloud:` section.
+    ignore_env=r"PINGWATCH_CLOUD_[A-Za-z]",
+)
 
 
 def load_config(path: Path | None, environ: dict[str, str] | None = None) -> HubConfig:
     """Load and validate ``path`` (None: defaults only). Raises ConfigError with one actionable line."""
-    environ = dict(os.environ) if environ is None else environ
-    lines: dict[tuple[Any, ...], int] = {}
-    data: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such file; run 'pingwatch init' to create one") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-        try:
-            loaded = yaml.load(text, Loader=_LineLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"{path}:{at}: invalid YAML: {problem}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (server:, storage:, ...)")
-        data = _strip_lines(loaded, (), lines)
-    _apply_env(data, environ)
-    try:
-        config = HubConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        field = _field_name(loc)
-        line = None
-        for n in range(len(loc), 0, -1):
-            if loc[:n] in lines:
-                line = lines[loc[:n]]
-                break
-        at = f" line {line}" if line else ""
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key '{field}' (check the spelling against config/hub.example.yaml)"
-        else:
-            msg = f"field '{field}': {err['msg']}"
-            if "input" in err and not isinstance(err["input"], dict | list):
-                msg += f" (got {err['input']!r})"
-        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{where}:{at}: {msg}{more}") from None
+    config = load_model(HubConfig, path, _FORMAT, environ)
     base = Path(path).resolve().parent if path is not None else Path.cwd()
     return config.resolve_paths(base)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import re
 import sys
 import time
 from typing import Any
+
+from pingwatch_common.logredact import RedactBotToken
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
     "pingwatch_log_context", default={})  # noqa: B039 - never mutated: bind() sets a new dict
@@ -34,22 +35,6 @@ class _ContextFilter(logging.Filter):
         for k, v in _context.get().items():
             if not hasattr(record, k):
                 setattr(record, k, v)
-        return True
-
-
-# A Telegram bot token travels in the Bot API's URL path (/bot<id>:<secret>/method); the HTTP client logs URLs.
-_BOT_TOKEN = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
-
-
-class RedactBotToken(logging.Filter):
-    """Cuts a bot token out of any line before it is written, whoever logged it (at any level)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "/bot" in message:
-            redacted = _BOT_TOKEN.sub("/bot<token>", message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
         return True
 
 
