@@ -78,6 +78,13 @@ def test_environment_overrides_file(tmp_path):
     assert cfg.mqtt.enabled is True
 
 
+def test_the_clouds_variables_are_not_the_hubs_cloud_section(tmp_path):
+    """PINGWATCH_CLOUD_SERVER__PORT configures the cloud program (one host may run both); the hub's own `cloud:`
+    section is PINGWATCH_CLOUD__<KEY>."""
+    cfg = load_config(None, environ={"PINGWATCH_CLOUD_SERVER__PORT": "9100", "PINGWATCH_CLOUD__UPLOAD_KBPS": "64"})
+    assert cfg.cloud.upload_kbps == 64
+
+
 def test_bad_environment_value_names_the_field(tmp_path):
     with pytest.raises(ConfigError, match=r"server\.https_port"):
         load_config(None, environ={"PINGWATCH_SERVER__HTTPS_PORT": "http"})
