@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from telegram import Bot, CallbackQuery, Message, ReplyParameters, Update
-from telegram.error import NetworkError, RetryAfter, TelegramError
 
 from cloud.api import errors
 from cloud.api.context import Context
@@ -32,8 +31,8 @@ from cloud.api.services.commands import HubCommands
 from cloud.api.services.hubs import Hubs
 from cloud.api.services.telegram import LinkOutcome, redeem, unlink_chat
 from cloud.notify import store, texts
-from cloud.notify.bot import retry_after_s
 from cloud.notify.sender import NotifierStats, Pacer
+from pingwatch_common.telegram import answer
 
 log = logging.getLogger(__name__)
 
@@ -310,23 +309,4 @@ class UpdateHandler:
                          "sendMessage")
 
     async def _call(self, send: Callable[[], Awaitable[Any]], method: str) -> None:
-        """An answer to a person: tried twice at most, then dropped with a log line (the person can ask again;
-        alerts, unlike answers, are kept in delivery rows)."""
-        for attempt in range(2):
-            try:
-                await send()
-                self.stats.sent[method] += 1
-                return
-            except RetryAfter as exc:
-                seconds = retry_after_s(exc)
-                self.stats.retry_after_s.append(seconds)
-                await asyncio.sleep(seconds)  # Telegram asked for this pause
-            except NetworkError as exc:
-                self.stats.network_retries += 1
-                if attempt == 0:
-                    await asyncio.sleep(0.5)  # one retry after a short pause
-                else:
-                    log.warning("could not answer on Telegram", extra={"method": method, "error": str(exc)})
-            except TelegramError as exc:
-                log.warning("Telegram refused an answer", extra={"method": method, "error": str(exc)})
-                return
+        await answer(send, method, self.stats, retry_pause_s=0.5)

@@ -31,11 +31,9 @@ import logging
 import random
 import re
 import time
-import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +48,7 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.request import BaseRequest, HTTPXRequest, RequestData
+from telegram.request import HTTPXRequest
 
 from hub.bus import Bus, Subscription
 from hub.control_api import ControlLike
@@ -62,31 +60,13 @@ from hub.notify.config import TelegramConfig
 from hub.notify.outbox import AlertOutbox, AlertRow
 from hub.retry import Wakeup, backoff_s
 from hub.store import Store
+from pingwatch_common.telegram import BotRequest, EntityTooLarge, answer, retry_after_s
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_WAIT_S = 1.5  # the photo must leave within ~2 s of the trigger: a slower snapshot is sent as text
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _OPEN_EVENT = ("recording", "active")
-
-
-class EntityTooLarge(TelegramError):
-    """413 from the Bot API: the upload is over its limit. python-telegram-bot maps 413 to a generic
-    NetworkError (which would be retried for ever); this makes it a refusal the sender falls back from."""
-
-
-class _Request(HTTPXRequest):
-    async def do_request(
-        self, url: str, method: str, request_data: RequestData | None = None,
-        read_timeout: Any = BaseRequest.DEFAULT_NONE, write_timeout: Any = BaseRequest.DEFAULT_NONE,
-        connect_timeout: Any = BaseRequest.DEFAULT_NONE, pool_timeout: Any = BaseRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        code, payload = await super().do_request(
-            url, method, request_data, read_timeout=read_timeout, write_timeout=write_timeout,
-            connect_timeout=connect_timeout, pool_timeout=pool_timeout)
-        if code == 413:
-            raise EntityTooLarge("Request Entity Too Large (413)")
-        return code, payload
 
 
 @dataclass
@@ -159,9 +139,9 @@ class Notifier:
             return
         assert self.config.bot_token is not None
         # Two connection pools: a long poll must never hold up an alert.
-        send = _Request(connection_pool_size=4, connect_timeout=10, read_timeout=30, write_timeout=30,
+        send = BotRequest(connection_pool_size=4, connect_timeout=10, read_timeout=30, write_timeout=30,
                         media_write_timeout=300)
-        poll = _Request(connection_pool_size=1, connect_timeout=10, read_timeout=10)
+        poll = BotRequest(connection_pool_size=1, connect_timeout=10, read_timeout=10)
         self._requests = [send, poll]
         self._bot = Bot(self.config.bot_token, base_url=self.config.base_url,
                         base_file_url=self.config.base_file_url, request=send, get_updates_request=poll)
@@ -704,34 +684,7 @@ class Notifier:
             await asyncio.sleep(wait)  # rate pacing: the chat's next slot
 
     async def _call(self, send: Callable[[], Any], method: str) -> None:
-        """An answer to a person: tried twice at most (after a RetryAfter or a network error), then dropped
-        with a log line; the person can ask again, unlike an alert, which the outbox keeps."""
-        for attempt in range(2):
-            try:
-                await send()
-                self.stats.sent[method] += 1
-                return
-            except RetryAfter as exc:
-                seconds = retry_after_s(exc)
-                self.stats.retry_after_s.append(seconds)
-                await asyncio.sleep(seconds)  # Telegram asked for this pause
-            except NetworkError as exc:
-                self.stats.network_retries += 1
-                if attempt == 0:
-                    await asyncio.sleep(self.config.retry_base_s)  # one retry after a short pause
-                else:
-                    log.warning("could not answer on Telegram", extra={"method": method, "error": str(exc)})
-            except TelegramError as exc:
-                log.warning("Telegram refused an answer", extra={"method": method, "error": str(exc)})
-                return
-
-
-def retry_after_s(exc: RetryAfter) -> float:
-    # python-telegram-bot 22 is moving retry_after from int to timedelta and warns on access; either is fine here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+        await answer(send, method, self.stats, self.config.retry_base_s)
 
 
 def _markup(rows: list[list[tuple[str, str]]]) -> InlineKeyboardMarkup:
