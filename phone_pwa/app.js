@@ -8,6 +8,7 @@
 import * as api from './pairing.js';
 import * as media from './stream.js';
 import { Battery, WakeLock, statusMessage } from './status.js';
+import { hubView, parseReport } from './received.js';
 
 const VERSION = '1';
 const SETTINGS_KEY = 'pingwatch.settings';
@@ -36,6 +37,7 @@ const S = {
   peer: null,
   peerTimers: [],
   stats: null,
+  hub: null, // the hub's latest `received` report (received.js) and when it came: {report, at}
   gen: 0,
   attempt: 0,
   reconnects: 0,
@@ -114,7 +116,11 @@ async function boot() {
     $('https-link').textContent = `Open ${https}`;
     return setState('insecure');
   }
-  if (!media.mediaSupported()) return setState('unsupported');
+  const missing = media.missingFeatures();
+  if (missing.length) {
+    $('unsupported-missing').textContent = `Missing: ${missing.join(', ')}.`;
+    return setState('unsupported');
+  }
 
   if ('serviceWorker' in navigator) {
     // Fails on a certificate the phone does not trust (the "proceed anyway" path): the page still works online.
@@ -333,7 +339,14 @@ function wirePeer(peer) {
   channel.addEventListener('close', () => {
     if (S.peer === peer) scheduleReconnect('the hub closed the connection');
   });
-  channel.addEventListener('message', (e) => console.debug('[ping-watch] hub says', e.data));
+  // The hub's `received` reports: what actually reaches it per track (received.js).
+  channel.addEventListener('message', (e) => {
+    if (S.peer !== peer) return;
+    const report = parseReport(e.data);
+    if (!report) return console.debug('[ping-watch] hub says', e.data);
+    S.hub = { report, at: Date.now() };
+    render();
+  });
   peerTimer(setInterval(() => updateStats(peer), STATS_MS), true);
   peerTimer(setInterval(() => sendStatus(), STATUS_MS), true);
 }
@@ -344,6 +357,7 @@ function teardownPeer() {
   const peer = S.peer;
   S.peer = null;
   S.stats = null;
+  S.hub = null;
   S.connectedSince = null;
   if (peer) {
     try {
@@ -414,6 +428,20 @@ function sendStatus() {
   }
 }
 
+// ---------------------------------------------------------------- the hub's view
+
+/** Which tracks the page sends now, and what the hub says of each (received.js). */
+function currentHubView() {
+  const st = S.stats;
+  const sent = (x) => !!(x && (x.frames_sent > 0 || x.bitrate_kbps > 0));
+  const sending = {
+    record: !!S.peer && (st ? sent(st.record) : true),
+    detect: !!S.peer && (st ? sent(st.detect) : true),
+    audio: !!S.peer && !!S.peer.audio && S.hasAudio,
+  };
+  return hubView({ report: S.hub && S.hub.report, at: S.hub && S.hub.at, now: Date.now(), connectedSince: S.connectedSince, sending });
+}
+
 // ---------------------------------------------------------------- test hook
 
 function snapshot() {
@@ -447,6 +475,8 @@ function snapshot() {
     retry_in_s: S.retryTimer ? Math.max(0, Math.ceil((S.retryAt - Date.now()) / 1000)) : null,
     connected_since: S.connectedSince,
     last_error: S.lastError,
+    hub: S.hub ? { ...S.hub.report, at: S.hub.at } : null,
+    hub_view: currentHubView(),
   }));
 }
 
@@ -481,17 +511,19 @@ function fmtKbps(k) {
 
 function render() {
   const state = S.state;
+  const hv = currentHubView();
   const big = {
     init: 'Starting…',
     checking: 'Connecting…',
     camera: 'Starting camera…',
     connecting: 'Connecting…',
-    streaming: 'Capture active',
+    // Only the hub can say capture works: a connection that carries nothing usable is not "active".
+    streaming: hv.roles.record.state === 'none' ? 'No video reaches the hub' : 'Capture active',
     reconnecting: `Reconnecting in ${Math.max(0, Math.ceil((S.retryAt - Date.now()) / 1000))} s`,
   }[state];
   if (big) $('big-state').textContent = big;
   $('sub-state').textContent = state === 'streaming' ? `Sending to the hub since ${new Date(S.connectedSince || Date.now()).toLocaleTimeString()}` : S.detail || '';
-  $('dim-label').textContent = state === 'streaming' ? 'Capture active' : big || state;
+  $('dim-label').textContent = big || state;
 
   const pill = $('hub-pill');
   const [lvl, txt] = {
@@ -514,18 +546,29 @@ function render() {
   const r = S.stats && S.stats.record;
   const p = media.PRESETS[S.settings.preset];
   $('st-res').textContent = r && r.width ? `${r.width}×${r.height}` : '—';
-  $('st-fps').textContent = r && r.fps != null ? `${r.fps} / ${p.fps} fps` : '—';
+  const hr = hv.roles.record;
+  if (hr.state === 'ok' || hr.state === 'none') $('st-fps').textContent = `${hr.per_s ?? 0} / ${p.fps} fps at the hub`;
+  else $('st-fps').textContent = r && r.fps != null ? `${r.fps} / ${p.fps} fps sent` : '—';
   $('st-bitrate').textContent = r ? fmtKbps(r.bitrate_kbps) : '—';
   $('st-codec').textContent = r && r.codec ? r.codec : '—';
   const d = S.stats && S.stats.detect;
-  $('st-detect').textContent = d && d.width ? `${d.width}×${d.height} @ ${d.fps ?? '?'} fps` : '—';
+  const hd = hv.roles.detect;
+  if (hd.state === 'ok') $('st-detect').textContent = `${hd.width && hd.height ? `${hd.width}×${hd.height} @ ` : ''}${hd.per_s} fps at the hub`;
+  else if (hd.state === 'none') $('st-detect').textContent = 'not reaching the hub';
+  else $('st-detect').textContent = d && d.width ? `${d.width}×${d.height} @ ${d.fps ?? '?'} fps sent` : '—';
   const a = S.stats && S.stats.audio;
-  $('st-audio').textContent = !S.stream ? '—' : !S.hasAudio ? 'off' : a ? `${a.codec || 'on'} · ${fmtKbps(a.bitrate_kbps)}` : 'on';
+  const ha = hv.roles.audio;
+  if (!S.stream) $('st-audio').textContent = '—';
+  else if (!S.hasAudio) $('st-audio').textContent = 'off';
+  else if (ha.state === 'ok') $('st-audio').textContent = `reaching the hub${a && a.codec ? ` (${a.codec})` : ''}`;
+  else if (ha.state === 'none') $('st-audio').textContent = 'not reaching the hub';
+  else $('st-audio').textContent = a ? `${a.codec || 'on'} · ${fmtKbps(a.bitrate_kbps)} sent` : 'on';
+  for (const [id, role] of [['st-fps', 'record'], ['st-detect', 'detect'], ['st-audio', 'audio']]) $(id).dataset.hub = hv.roles[role].state;
   $('st-battery').textContent =
     battery.level == null ? 'unknown' : `${Math.round(battery.level * 100)} %${battery.charging === true ? ' · charging' : battery.charging === false ? ' · on battery' : ''}`;
   $('st-wake').textContent = wake.state === 'held' ? 'yes' : wake.state === 'unsupported' ? 'not supported' : wake.state;
 
-  const warns = [];
+  const warns = state === 'streaming' ? [...hv.warnings] : [];
   if (r && r.limitation && r.limitation !== 'none') warns.push(`Quality limited by ${r.limitation}.`);
   if (S.settings.preset === '1080p15' && S.can1080 === false) warns.push('This camera cannot do 1080p; it sends the best it can.');
   if (battery.charging === false) warns.push(battery.level != null && battery.level < 0.2 ? 'Battery low: plug the phone in.' : 'Running on battery: keep the phone plugged in.');

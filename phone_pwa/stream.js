@@ -28,8 +28,26 @@ export class MediaError extends Error {
   }
 }
 
+/**
+ * What the page needs of the browser, checked before anything starts (so a browser that lacks one is told so,
+ * instead of failing in a reconnect loop): camera capture, a peer connection with transceivers (Safari 12.1+,
+ * Firefox 59+, Chrome 69+) and data channels. Screen wake lock, battery and codec preferences are optional: the
+ * page says when it goes without them.
+ */
+export function missingFeatures() {
+  const missing = [];
+  if (!(navigator.mediaDevices && typeof navigator.mediaDevices.getUserMedia === 'function')) missing.push('camera capture (getUserMedia)');
+  const PC = window.RTCPeerConnection;
+  if (typeof PC !== 'function') missing.push('WebRTC (RTCPeerConnection)');
+  else {
+    if (typeof PC.prototype.addTransceiver !== 'function') missing.push('WebRTC transceivers');
+    if (typeof PC.prototype.createDataChannel !== 'function') missing.push('WebRTC data channels');
+  }
+  return missing;
+}
+
 export function mediaSupported() {
-  return !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.RTCPeerConnection);
+  return missingFeatures().length === 0;
 }
 
 function videoConstraints(camera, preset, { loose = false } = {}) {
@@ -91,16 +109,19 @@ export async function listCameras() {
   }
 }
 
-/** Whether the track's camera can do at least 1920x1080 (getCapabilities is missing on some browsers: assume not). */
+/**
+ * Whether the track's camera can do at least 1920x1080: true / false, or null when the browser does not say
+ * (no getCapabilities, or no sizes in it): then 1080p stays selectable and the page claims nothing.
+ */
 export function supports1080p(track) {
   try {
     const caps = track.getCapabilities ? track.getCapabilities() : null;
-    if (!caps || !caps.width || !caps.height) return false;
+    if (!caps || !caps.width || !caps.height || !caps.width.max || !caps.height.max) return null;
     const long = Math.max(caps.width.max || 0, caps.height.max || 0);
     const short = Math.min(caps.width.max || 0, caps.height.max || 0);
     return long >= 1920 && short >= 1080;
   } catch {
-    return false;
+    return null;
   }
 }
 

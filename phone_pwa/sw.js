@@ -10,6 +10,7 @@ const SHELL = [
   'pairing.js',
   'stream.js',
   'status.js',
+  'received.js',
   'style.css',
   'manifest.webmanifest',
   'icons/icon.svg',

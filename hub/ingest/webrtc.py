@@ -11,6 +11,15 @@ A phone's offer carries up to three media tracks (plus a ``status`` data channel
   (libopus, mono float32) to ``sink.on_audio``; aiortc's own audio decoder thread stays idle.
 * anything else is blackholed (never forwarded to a decoder, so no queue grows).
 
+Which m-line is which: the page's explicit ``roles`` ({mid: role}) win; the defaults above only fill gaps.
+Firefox (``bundlePolicy: 'max-bundle'``) offers every m-section after the first with port 0 and
+``a=bundle-only``: such a section sends (on the BUNDLE transport); only port 0 without bundle-only is disabled.
+
+The ``status`` data channel goes both ways: the page sends its status (battery, visibility, ...) to
+``sink.on_status``; every ``RECEIVED_INTERVAL_S`` the hub answers with what it actually receives per role
+(``{"type": "received", "tracks": {"record"|"detect"|"audio": {"mid", "per_s", "total", ...}}, "ignored":
+[mids]}``), so the phone shows the hub's view instead of what its own encoder claims to send.
+
 ``PeerConfig.decode_record`` (benchmarks only: ``scripts/bench ingest`` measures the tap against it) restores
 aiortc's default receive path throughout: the record track's frames are still tapped but also decoded (and the
 decoded frames read and discarded), audio goes through aiortc's own decoder thread, and neither the fast path nor
@@ -83,6 +92,8 @@ def fastpath_enabled() -> bool:
     return os.environ.get("PINGWATCH_INGEST_FASTPATH", "1") != "0"
 MAX_SDP_BYTES = 64 * 1024
 MAX_STATUS_BYTES = 16 * 1024
+# How often the hub tells the page what it receives (the ``received`` message on the status channel).
+RECEIVED_INTERVAL_S = 2.0
 
 
 class SignalingError(HubError):
@@ -150,11 +161,20 @@ class _MLine:
     mid: str | None = None
     direction: str = "sendrecv"
     rtcp_mux: bool = False
+    bundle_only: bool = False  # a=bundle-only: port 0 in the offer, media on the BUNDLE transport (RFC 8843)
+    bundled: bool = False  # its mid is in the session's a=group:BUNDLE
+
+    @property
+    def active(self) -> bool:
+        """Not rejected: a real port, or port 0 with ``a=bundle-only`` inside a BUNDLE group. Firefox offers
+        every m-section after the first this way under ``bundlePolicy: 'max-bundle'``; only port 0 *without*
+        bundle-only means the offerer disabled the section."""
+        return self.port != 0 or (self.bundle_only and self.bundled)
 
     @property
     def sends(self) -> bool:
         """The offerer sends media on it (so we receive)."""
-        return self.port != 0 and self.direction in ("sendrecv", "sendonly")
+        return self.active and self.direction in ("sendrecv", "sendonly")
 
 
 def parse_offer_mlines(sdp: str) -> list[_MLine]:
@@ -163,6 +183,7 @@ def parse_offer_mlines(sdp: str) -> list[_MLine]:
     if not lines or not lines[0].startswith("v="):
         raise SignalingError(ErrorKind.INVALID, "malformed SDP: must start with v=")
     mlines: list[_MLine] = []
+    bundle_mids: set[str] = set()
     for ln in lines:
         if not _SDP_LINE.match(ln):
             raise SignalingError(ErrorKind.INVALID, f"malformed SDP line: {ln[:60]!r}")
@@ -175,7 +196,10 @@ def parse_offer_mlines(sdp: str) -> list[_MLine]:
             except ValueError:
                 raise SignalingError(ErrorKind.INVALID, f"malformed SDP m-line port: {ln[:60]!r}") from None
             mlines.append(_MLine(index=len(mlines), kind=parts[0], port=port))
-        elif mlines:
+        elif not mlines:
+            if ln.startswith("a=group:BUNDLE"):
+                bundle_mids.update(ln[len("a=group:BUNDLE") :].split())
+        else:
             m = mlines[-1]
             if ln.startswith("a=mid:"):
                 m.mid = ln[6:].strip()
@@ -183,14 +207,19 @@ def parse_offer_mlines(sdp: str) -> list[_MLine]:
                 m.direction = ln[2:]
             elif ln == "a=rtcp-mux":
                 m.rtcp_mux = True
+            elif ln == "a=bundle-only":
+                m.bundle_only = True
     if not mlines:
         raise SignalingError(ErrorKind.INVALID, "malformed SDP: no media sections")
+    for m in mlines:
+        m.bundled = m.mid is not None and m.mid in bundle_mids
     return mlines
 
 
 def assign_roles(mlines: list[_MLine], roles: dict[str, str] | None) -> dict[int, Role]:
-    """Role per audio/video m-line index. Explicit ``roles`` ({mid: role}) first, then the defaults fill the
-    gaps: first sending video = record, second = detect, first sending audio = audio; the rest blackhole."""
+    """Role per audio/video m-line index. Explicit ``roles`` ({mid: role}, from the page, which knows which of
+    its tracks is which) are taken as given; the defaults only fill the gaps: first sending video = record,
+    second = detect, first sending audio = audio; the rest blackhole."""
     out: dict[int, Role] = {}
     by_mid = {m.mid: m for m in mlines if m.mid is not None}
     taken: set[str] = set()
@@ -205,9 +234,13 @@ def assign_roles(mlines: list[_MLine], roles: dict[str, str] | None) -> dict[int
             raise SignalingError(ErrorKind.INVALID, f"role {role!r} does not fit the {m.kind} m-line {mid!r}")
         if role in taken:
             raise SignalingError(ErrorKind.INVALID, f"role {role!r} given twice")
-        if m.sends:
-            out[m.index] = role  # type: ignore[assignment]
-            taken.add(role)
+        if not m.sends:
+            # Kept all the same: the page named it, and a role on a section that never sends costs nothing,
+            # while a guess that moves the role to another section would mix up record and detect.
+            logger.warning("offer roles: m-line %r (%s, port %d) is given role %r but does not send",
+                           mid, m.direction, m.port, role)
+        out[m.index] = role  # type: ignore[assignment]
+        taken.add(role)
     for m in mlines:
         if m.index in out or m.kind not in ("audio", "video"):
             continue
@@ -321,9 +354,13 @@ class CameraPeer:
         self.rembs_sent = 0
         self.status_messages = 0
         self.last_status: dict[str, Any] | None = None
+        self._status_channel: Any = None  # the page's ``status`` data channel, for the hub's ``received`` reports
+        self.received_reports = 0
+        self._received_prev: tuple[float, dict[str, int]] | None = None
         self._last_pli = 0.0
         self._last_remb = 0.0
         self._created = time.time()
+        self._created_mono = time.monotonic()
         self._connected_once = asyncio.Event()
         self.timed_out = False  # closed because it never connected (PeerConfig.connect_timeout_s)
 
@@ -354,7 +391,7 @@ class CameraPeer:
         if not any(m.kind == "video" and m.sends for m in mlines):
             raise SignalingError(ErrorKind.INVALID, "offer has no video track")
         for m in mlines:
-            if m.kind in ("audio", "video") and m.port != 0 and not m.rtcp_mux:
+            if m.kind in ("audio", "video") and m.active and not m.rtcp_mux:
                 raise SignalingError(ErrorKind.INVALID, f"m-line {m.mid or m.index}: rtcp-mux is required")
         try:
             aiortc_sdp.SessionDescription.parse(sdp)
@@ -406,6 +443,7 @@ class CameraPeer:
         answer_sdp = apply_bitrate_floor(pc.localDescription.sdp, cfg.bitrate_kbps, cfg.min_kbps, cfg.start_kbps)
         self._tasks.append(asyncio.ensure_future(self._maintain()))
         self._tasks.append(asyncio.ensure_future(self._close_unless_connected(cfg.connect_timeout_s)))
+        self._tasks.append(asyncio.ensure_future(self._report_received()))
         logger.info(
             "camera %s: accepted offer, roles %s",
             self.camera_id,
@@ -487,6 +525,8 @@ class CameraPeer:
 
     def _on_datachannel(self, channel: Any) -> None:
         label = channel.label
+        if label == "status":
+            self._status_channel = channel
 
         @channel.on("message")
         def on_message(message: Any) -> None:
@@ -545,6 +585,58 @@ class CameraPeer:
                 logger.info("camera %s: not connected %.0f s after its offer; closed", self.camera_id, timeout_s)
                 self.timed_out = True
                 _spawn(self.close())  # not awaited here: close() awaits this very task
+
+    # -- what the hub receives, told to the page ----------------------------------------------------------
+
+    def _received_counts(self) -> dict[str, int]:
+        """Per role, what reached the hub's consumers: record = encoded frames into the clip buffer, detect =
+        decoded frames handed to motion detection, audio = Opus packets tapped (each goes to the clip buffer
+        and, as a decoded chunk or the sender's RFC 6464 level, to the sound trigger). Packets on a
+        blackholed section count nowhere: that is the point of telling the page."""
+        out: dict[str, int] = {}
+        for role in ROLES:
+            entry = self.tracks.get(role)
+            if entry is None:
+                continue
+            out[role] = entry.delivered + entry.tap.decoded if role == "detect" else entry.tap.stats.frames
+        return out
+
+    def received_report(self, now: float | None = None) -> dict[str, Any]:
+        """The ``received`` message: per role the frames (audio: packets) per second the hub used since the
+        previous report, and the total. A role the hub has no track for is absent: the page sends it, but
+        the hub does not use it. ``ignored`` lists the mids of media sections that the hub blackholes."""
+        now = time.monotonic() if now is None else now
+        counts = self._received_counts()
+        prev_t, prev = self._received_prev if self._received_prev is not None else (self._created_mono, {})
+        dt = now - prev_t
+        self._received_prev = (now, counts)
+        tracks: dict[str, dict[str, Any]] = {}
+        for role, n in counts.items():
+            entry = self.tracks[role]
+            rate = (n - prev.get(role, 0)) / dt if dt > 0 else 0.0
+            tracks[role] = {"mid": entry.mid, "per_s": round(rate, 1), "total": n}
+            if entry.kind == "video":
+                tracks[role].update(width=entry.tap.width, height=entry.tap.height, codec=entry.tap.codec)
+        ignored = sorted(str(e.mid) for k, e in self.tracks.items() if k.startswith("blackhole:"))
+        return {"type": "received", "interval_s": round(dt, 2), "tracks": tracks, "ignored": ignored}
+
+    async def _report_received(self) -> None:
+        """Every RECEIVED_INTERVAL_S, send the page what the hub actually receives (hub → page on the page's
+        ``status`` channel), so the phone shows the hub's view rather than what its own encoder claims."""
+        try:
+            while not self._closed:
+                await asyncio.sleep(RECEIVED_INTERVAL_S)
+                channel = self._status_channel
+                if channel is None or getattr(channel, "readyState", None) != "open":
+                    continue
+                report = self.received_report()
+                try:
+                    channel.send(json.dumps(report, separators=(",", ":")))
+                    self.received_reports += 1
+                except Exception:  # a channel closing under us: the next round sees it closed
+                    logger.debug("camera %s: received report not sent", self.camera_id, exc_info=True)
+        except asyncio.CancelledError:
+            pass
 
     # -- readers ---------------------------------------------------------------------------------------
 
@@ -767,6 +859,7 @@ class CameraPeer:
             "remb_kbps": self.config.bitrate_kbps if self.config.pin_remb else None,
             "decode_record": self.config.decode_record,
             "status_messages": self.status_messages,
+            "received_reports": self.received_reports,
             "srtp_direct": self._direct_stats(),
             "tracks": tracks,
         }
