@@ -14,8 +14,9 @@ Incoming payloads are untrusted: anything malformed is logged and ignored; every
 at INFO with its topic and outcome, so the log says who disarmed the hub.
 
 Cameras: a camera's discovery payload is published again whenever it changes (a rename, a first battery
-report), and a removed camera's device and retained topics are cleared (empty retained payloads; kept for the
-next connection when the broker is away), after which nothing more is published for it.
+report, a first report on its detect stream), and a removed camera's device and retained topics are cleared
+(empty retained payloads; kept for the next connection when the broker is away), after which nothing more is
+published for it.
 
 Broker access: ``mqtt.username``/``password``, TLS with ``mqtt.ca_file`` and an optional client certificate
 (``mqtt.cert_file``/``key_file``). A refused log-in or a failed TLS handshake is logged as such, kept in
@@ -117,6 +118,7 @@ class MqttBridge:
         self._cameras: dict[str, str] = {}  # camera id -> topic slug, of cameras with published discovery
         self._discovery: dict[str, str] = {}  # camera id -> the discovery payload last published for it
         self._battery: set[str] = set()  # cameras whose published discovery has the battery sensor
+        self._detect: set[str] = set()  # cameras that reported on their detect stream (camera.detect)
         self._removed: set[str] = set()  # removed cameras: late bus messages for them are dropped
         self._clears: set[str] = set()  # retained topics to empty on the broker (sent when connected)
         self._slugs: dict[str, str] = {}  # topic slug -> camera id (for commands)
@@ -355,10 +357,12 @@ class MqttBridge:
         self._remember_camera(cid)
         config_topic = self.topics.camera_config_topic(self.hub_id, cid)
         self._clears.difference_update([config_topic, *self.topics.camera(cid).retained_topics()])  # back again
-        payload = json.dumps(d.camera_device(self.topics, self.hub_id, cam))
+        payload = json.dumps(d.camera_device(self.topics, self.hub_id, cam, detect_stream=cid in self._detect))
         if not force and self._discovery.get(cid) == payload:
             return
         self._discovery[cid] = payload
+        if d.has_detect_stream(cam):
+            self._detect.add(cid)
         if d.has_battery(cam):
             self._battery.add(cid)
         else:
@@ -396,6 +400,9 @@ class MqttBridge:
             pct = d.battery_percent(cam.get("battery"))
             if pct is not None:
                 self._state[t.battery] = (pct, True)
+            problem = d.detect_problem(cam.get("detect"))
+            if problem is not None:
+                self._state[t.detect] = (problem, True)
             self._state.setdefault(t.motion, (d.OFF, True))
             self._state.setdefault(t.sound, (d.OFF, True))
 
@@ -461,6 +468,8 @@ class MqttBridge:
             if pct is not None and cid in self._discovery and cid not in self._battery:
                 self._update_camera(cid)  # its first battery report: announce the sensor before its state
             self._set_state(t.battery, pct)
+        elif msg.topic == "camera.detect":
+            self._on_detect(cid, data)
         elif msg.topic == "camera.added":
             self._ensure_camera(cid, name=data.get("name"))
         elif msg.topic == "camera.settings":
@@ -476,6 +485,20 @@ class MqttBridge:
             snap = event.get("snapshot_path")
             if snap:
                 self._publish_image(cid, _read_jpeg(snap))
+
+    def _on_detect(self, cid: str, data: dict[str, Any]) -> None:
+        """A camera's detect stream went down or came back: the first report announces the Detection stream
+        sensor (discovery before its state, as for the battery), later ones only change its state."""
+        state = d.detect_problem(data.get("state"))
+        if state is None:
+            log.warning("mqtt: camera.detect with an unknown state", extra={"camera_id": cid,
+                                                                             "state": str(data.get("state"))[:32]})
+            return
+        if cid not in self._detect:
+            self._detect.add(cid)
+            if cid in self._discovery:
+                self._update_camera(cid)
+        self._set_state(self.topics.camera(cid).detect, state)
 
     def _update_camera(self, cid: str) -> None:
         cam = self._describe(cid)
@@ -503,6 +526,7 @@ class MqttBridge:
         self._slugs.pop(s or d.slug(cid), None)
         self._discovery.pop(cid, None)
         self._battery.discard(cid)
+        self._detect.discard(cid)
         self._removed.add(cid)
         t = self.topics.camera(cid)
         for topic in t.state_topics():

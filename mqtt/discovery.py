@@ -2,7 +2,8 @@
 
 One HA device for the hub (an alarm panel for the global arm state) and one per camera (``via_device`` the hub):
 motion and sound binary sensors, an event entity for ping-watch events, an image entity with the last event
-snapshot, battery and last-event sensors, a switch that arms the camera and a button that takes a snapshot.
+snapshot, battery and last-event sensors, a switch that arms the camera and a button that takes a snapshot; and,
+once the camera has reported on its detect stream, a diagnostic "Detection stream" problem sensor.
 
 Device-based discovery (HA 2024.11+): one retained message per device on
 ``<discovery_prefix>/device/<object_id>/config`` holding ``dev``, ``o`` (origin), ``cmps`` (components) and the
@@ -76,6 +77,10 @@ class CameraTopics:
         return f"{self.base}/snapshot"
 
     @property
+    def detect(self) -> str:  # ON: the detect stream is down (a problem), OFF: it runs (retained)
+        return f"{self.base}/detect"
+
+    @property
     def armed_state(self) -> str:  # ON / OFF (retained)
         return f"{self.base}/armed"
 
@@ -89,7 +94,7 @@ class CameraTopics:
 
     def state_topics(self) -> list[str]:
         return [self.status, self.motion, self.sound, self.battery, self.last_event, self.event, self.image,
-                self.armed_state]
+                self.armed_state, self.detect]
 
     def retained_topics(self) -> list[str]:
         """Every topic the broker may hold retained for this camera (the snapshot too: older versions
@@ -214,9 +219,18 @@ def has_battery(camera: dict[str, Any]) -> bool:
     return camera.get("kind") == "phone" or camera.get("battery") is not None
 
 
-def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[str, Any]:
+def has_detect_stream(camera: dict[str, Any]) -> bool:
+    """Whether the controller says the camera detects on a stream of its own (an RTSP sub-stream): its
+    ``detect`` is then ``ok`` or ``down``; ``none`` (or absent) when detection runs on the main stream."""
+    return camera.get("detect") in ("ok", "down")
+
+
+def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any], *, detect_stream: bool = False
+                  ) -> dict[str, Any]:
     """A camera's discovery payload. ``camera`` is one of ``Controller.cameras()`` (``id``, ``name``, ``kind``,
-    ``battery``): the battery sensor is announced only when :func:`has_battery`."""
+    ``battery``, ``detect``): the battery sensor is announced only when :func:`has_battery`. ``detect_stream``
+    (or :func:`has_detect_stream`): the camera detects on a stream of its own, so it gets the problem sensor that
+    says when that stream is down; the bridge also learns it from the first ``camera.detect`` on the bus."""
     cid = str(camera["id"])
     oid = topics.camera_object_id(hub_id, cid)
     t = topics.camera(cid)
@@ -258,6 +272,12 @@ def camera_device(topics: Topics, hub_id: str, camera: dict[str, Any]) -> dict[s
             "unit_of_measurement": "%", "state_class": "measurement", "entity_category": "diagnostic",
             "state_topic": t.battery,
         }
+    if detect_stream or has_detect_stream(camera):
+        cmps["detect_stream"] = {
+            "p": "binary_sensor", "unique_id": f"{oid}_detect_stream", "name": "Detection stream",
+            "device_class": "problem", "entity_category": "diagnostic", "state_topic": t.detect,
+            "payload_on": ON, "payload_off": OFF,
+        }
     return {
         "dev": {
             "ids": [oid], "name": camera.get("name") or cid, "mf": MANUFACTURER, "mdl": model, "sw": __version__,
@@ -282,6 +302,12 @@ def _with_qos(cmps: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def on_off(value: Any) -> str:
     return ON if value else OFF
+
+
+def detect_problem(state: Any) -> str | None:
+    """The Detection stream sensor's state for a ``camera.detect`` state: ``down`` is a problem (ON), ``ok`` is
+    not (OFF); anything else None (not published)."""
+    return {"down": ON, "ok": OFF}.get(state) if isinstance(state, str) else None
 
 
 def alarm_state(armed: bool) -> str:

@@ -54,6 +54,14 @@ def h264_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+async def cleared_within(host: str, port: int, topics: d.Topics, *unwanted: str) -> None:
+    """Poll, under a deadline, until the broker holds nothing retained on ``unwanted``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not await not_retained(host, port, topics, *unwanted):
+        assert loop.time() < deadline, f"still retained after {TIMEOUT}s: {unwanted}"
+
+
 def config_of(s: Setup, cid: str) -> str:
     return s.topics.camera_config_topic("testhub", cid)
 
@@ -153,8 +161,9 @@ async def test_a_camera_removed_while_the_broker_is_away_is_cleared_on_reconnect
         await asyncio.to_thread(broker.start)
         # The broker kept its retained messages over the restart (so the yard's device too, unless cleared).
         assert (await retained(HOST, broker.port, t, control_topic))[control_topic] == b"kept"
-        await asyncio.wait_for(bridge.connected.wait(), TIMEOUT)  # set after the clearing went out
-        assert await not_retained(HOST, broker.port, t, yard_config, *t.camera("yard").retained_topics())
+        await asyncio.wait_for(bridge.connected.wait(), TIMEOUT)  # set after the clearing went out ...
+        # ... from the bridge's client: the broker may not have handled it when another client subscribes.
+        await cleared_within(HOST, broker.port, t, yard_config, *t.camera("yard").retained_topics())
     finally:
         await bridge.stop()
         broker.stop()
@@ -276,3 +285,68 @@ async def test_accepted_commands_are_logged(setup: Setup, caplog: pytest.LogCapt
     assert [r for r in caplog.records if r.getMessage() == "mqtt: snapshot published"]
     assert not [r for r in accepted if "ARM_NIGHT" in r.getMessage()]
 
+
+
+# -- the detect stream (issue 14, RTSP item 1: a camera whose detect stream is down is reported to HA) -------------
+
+
+async def test_detection_stream_sensor_is_announced_on_the_first_report(setup: Setup) -> None:  # noqa: F811
+    s = setup
+    yard = json.loads((await s.ha.wait(config_of(s, "yard"))).payload)
+    assert "detect_stream" not in yard["cmps"]  # nothing says yet that it has a detect stream of its own
+
+    mark = s.ha.mark()
+    s.hub.bus.publish("camera.detect", camera_id="yard", state="down", reason="sub-stream: connection refused")
+    await s.ha.wait(s.yard.detect, d.ON, after=mark)
+    order = [m.topic for m in s.ha.messages[mark:] if m.topic in (config_of(s, "yard"), s.yard.detect)]
+    assert order[:2] == [config_of(s, "yard"), s.yard.detect], order  # the entity exists before its state
+    sensor = json.loads(s.ha.latest(config_of(s, "yard")) or b"{}")["cmps"]["detect_stream"]
+    assert sensor == {"p": "binary_sensor", "unique_id": "pingwatch_testhub_yard_detect_stream",
+                      "name": "Detection stream", "device_class": "problem", "entity_category": "diagnostic",
+                      "state_topic": s.yard.detect, "payload_on": "ON", "payload_off": "OFF", "qos": 1}
+    assert "detect_stream" not in json.loads(s.ha.latest(config_of(s, "front")) or b"{}")["cmps"]
+
+    # Back up: only the state changes; an unknown state publishes nothing.
+    mark = s.ha.mark()
+    s.hub.bus.publish("camera.detect", camera_id="yard", state="ok", reason="")
+    await s.ha.wait(s.yard.detect, d.OFF, after=mark)
+    s.hub.bus.publish("camera.detect", camera_id="yard", state="sideways", reason="")
+    await marker(s)
+    assert [m.topic for m in s.ha.messages[mark:] if m.topic in (config_of(s, "yard"), s.yard.detect)] \
+        == [s.yard.detect]
+
+    # HA restarts: the sensor is announced again with its state, retained for a late subscriber.
+    mark = s.ha.mark()
+    await s.ha.publish(s.topics.ha_status, "online")
+    again = json.loads((await s.ha.wait(config_of(s, "yard"), after=mark)).payload)
+    assert "detect_stream" in again["cmps"]
+    await s.ha.wait(s.yard.detect, d.OFF, after=mark)
+    assert (await retained(s.ha.host, s.ha.port, s.topics, s.yard.detect))[s.yard.detect] == b"OFF"
+
+    # Removed: the sensor's retained state goes with the camera.
+    mark = s.ha.mark()
+    assert await s.hub.cameras.remove("yard")
+    await s.ha.wait(s.yard.detect, b"", after=mark)
+    assert await not_retained(s.ha.host, s.ha.port, s.topics, s.yard.detect)
+
+
+async def test_detection_stream_sensor_from_the_controller_at_connect(mosquitto, tmp_path) -> None:
+    """After a hub restart the bridge knows of no report yet: the controller's ``detect`` (``ok``/``down`` for a
+    camera with a sub-stream of its own) announces the sensor with the first discovery, with its state."""
+
+    hub, control = make_hub(tmp_path, mosquitto.port)
+    hub.cameras.pipeline("yard").expect_detect_stream()  # what the camera manager does for an RTSP sub-stream
+    bridge = make_bridge(hub, control)
+    t = bridge.topics
+    ha = await fake_ha(mosquitto.host, mosquitto.port, t).start()
+    await bridge.start()
+    try:
+        yard = json.loads((await ha.wait(t.camera_config_topic("testhub", "yard"))).payload)
+        assert yard["cmps"]["detect_stream"]["device_class"] == "problem"
+        await ha.wait(t.camera("yard").detect, d.ON)
+        front = json.loads((await ha.wait(t.camera_config_topic("testhub", "front"))).payload)
+        assert "detect_stream" not in front["cmps"]
+    finally:
+        await bridge.stop()
+        await ha.stop()
+        hub.store.close()
