@@ -32,6 +32,7 @@ from hub.upload.blob_upload import (
     SasExpired,
     TokenBucket,
     UploadError,
+    UploadResult,
     file_md5,
     md5_b64,
     upload_file,
@@ -180,8 +181,7 @@ class Uploader:
             md5 = await asyncio.to_thread(file_md5, clip)
             ticket = await api.initiate(self._metadata(ev, clip, mime, md5))
             self._set(row, "uploading", cloud_event_id=ticket.cloud_event_id)
-            if ticket.upload_url is not None:
-                await self._send(api, row, ticket, clip, mime, md5)
+            sent = await self._send(api, row, ticket, clip, mime, md5) if ticket.upload_url is not None else None
             self._set(row, "finalizing", cloud_event_id=ticket.cloud_event_id)
             result = await api.finalize(ticket.cloud_event_id)
         except CloudRefused as exc:
@@ -203,25 +203,28 @@ class Uploader:
         self.uploaded += 1
         self._publish(row.event_id, "done", None, cloud_state=result.get("state"))
         log.info("event uploaded", extra={"event_id": row.event_id, "cloud_event_id": ticket.cloud_event_id,
-                                          "cloud_state": result.get("state"), "credits": result.get("credits")})
+                                          "cloud_state": result.get("state"), "credits": result.get("credits"),
+                                          # blocks an earlier, interrupted try had staged: not sent again
+                                          "blocks_resumed": sent.blocks_skipped if sent else 0,
+                                          "blocks_sent": sent.blocks_sent if sent else 0})
 
     async def _send(self, api: CloudApi, row: OutboxRow, ticket: UploadTicket, clip: Path, mime: str,
-                    md5: bytes) -> None:
+                    md5: bytes) -> UploadResult | None:
+        """Upload the clip (resuming from its journal); None when the blob was committed by an earlier try."""
         url = ticket.upload_url
         for _ in range(2):  # the second time with a fresh SAS, should the first have expired
             assert url is not None
             try:
                 # md5 was hashed from this file for initiate a moment ago: handed over, not hashed again (each
                 # block's MD5 still is, for the service; the cloud's worker re-hashes the whole clip).
-                await upload_file(clip, url, content_type=mime, md5=md5, verify_md5=False,
-                                  journal=self._journal(row), bucket=self._bucket)
-                return
+                return await upload_file(clip, url, content_type=mime, md5=md5, verify_md5=False,
+                                         journal=self._journal(row), bucket=self._bucket)
             except BlobAlreadyCommitted:
-                return  # an earlier try committed it; finalize checks size and MD5
+                return None  # an earlier try committed it; finalize checks size and MD5
             except SasExpired:
                 url = (await api.renew_upload_url(ticket.cloud_event_id)).upload_url
                 if url is None:
-                    return  # the cloud has the clip already
+                    return None  # the cloud has the clip already
         raise CloudRetry("the storage refused two upload URLs in a row")
 
     async def _sync_cameras(self, api: CloudApi) -> None:

@@ -220,3 +220,100 @@ async def test_cloud_link_on_the_cli_saves_a_private_link_that_status_uses(api: 
     info = json.loads((await asyncio.wait_for(status.communicate(), TIMEOUT))[0])
     assert info["linked"] is True and info["reachable"] is True, info
     assert info["credits"]["left"] > 0
+
+
+def _noisy_clip(path: Path, seconds: int = 10, fps: int = 10) -> Path:
+    """A real MP4 of ~2 MB (noise keeps x264 at its bitrate): many blocks at a capped upload rate."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 320, 240, "yuv420p", 1_600_000
+        for i in range(seconds * fps):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _staged(journal: Path) -> list[int]:
+    import json
+
+    try:
+        return list(json.loads(journal.read_text())["staged"])
+    except (OSError, ValueError, KeyError):  # not written yet, or caught mid-write
+        return []
+
+
+async def test_a_hub_killed_mid_upload_resumes_where_it_stopped(api: CloudApi, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """SIGKILL (a power cut) while blocks are on the wire: the restarted hub sends only the blocks its journal
+    does not hold, the cloud gets one event with the whole clip, charged once."""
+    import hashlib
+    import logging
+    import sys
+
+    import sqlalchemy as sa
+
+    from cloud.api.db.schema import events
+    from hub.config import CloudConfig as HubCloud
+    from hub.upload.blob_upload import DEFAULT_BLOCK_SIZE, TokenBucket, effective_block_size
+
+    kbps = 1600  # 200 kB/s: ~10 s for the clip, one block a second
+    cloud_hub = await api.hub(cameras=("front",))
+    clip = _noisy_clip(tmp_path / "big.mp4")
+    size = clip.stat().st_size
+    root = tmp_path / "hub"
+    journal = root / "uploads" / "ev-killed.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.cloud.uploader_proc", str(root), api.base_url, cloud_hub.hub_id,
+        cloud_hub.token, str(clip), str(kbps), stdout=asyncio.subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while len(_staged(journal)) < 2:
+            assert proc.returncode is None, "the uploader process died on its own"
+            assert time.monotonic() < deadline, "no two blocks staged in time"
+            await asyncio.sleep(0.05)  # poll interval of a bounded wait on another process's file
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    staged = _staged(journal)
+    total = -(-size // effective_block_size(DEFAULT_BLOCK_SIZE, TokenBucket(kbps * 125), size))
+    assert 2 <= len(staged) < total, (staged, total)
+
+    # The hub starts again on the same data folder, same config.
+    caplog.set_level(logging.INFO, logger="hub.upload.uploader")
+    store = Store(root / "hub.db")
+    bus = Bus()
+    states = bus.subscribe("upload.state", maxsize=1024)
+    link = _link(api, cloud_hub)
+    uploader = Uploader(HubCloud(upload_kbps=kbps), store, bus, root / "clips", root / "uploads", lambda: link,
+                        retry_base_s=0.05)
+    try:
+        await uploader.start()
+
+        async def done() -> None:
+            while (await states.get()).data["state"] != "done":
+                pass
+
+        await asyncio.wait_for(done(), TIMEOUT)
+    finally:
+        await uploader.stop()
+        store.close()
+    [uploaded] = [r for r in caplog.records if r.getMessage() == "event uploaded"]
+    resumed, sent = uploaded.blocks_resumed, uploaded.blocks_sent  # type: ignore[attr-defined]
+    assert (resumed, sent) == (len(staged), total - len(staged))
+    [event] = await _cloud_events(api, cloud_hub)
+    assert event["hub_event_id"] == "ev-killed" and event["state"] == "queued"
+    blob_name = await api.services.ctx.db.tx(lambda c: c.execute(
+        sa.select(events.c.blob_name).where(events.c.hub_id == cloud_hub.hub_id)).scalar_one())
+    blob = await api.services.ctx.blobs.read(blob_name)
+    assert hashlib.md5(blob).digest() == hashlib.md5(clip.read_bytes()).digest()
+    r = await api.http.get("/api/v1/account", headers=cloud_hub.user.headers)
+    assert r.json()["credits"]["used"] == 1  # 10 s: one credit, charged once
