@@ -102,7 +102,8 @@ class MotionSettings(_Section):
 
 class AudioSettings(_Section):
     enabled: bool = True
-    rise_db: float = Field(18, gt=0, description="Level rise over the noise floor that triggers.")
+    rise_db: float = Field(18, gt=0, description="Most rise over the noise floor that triggers (an unsteady floor; a "
+                                                 "steady one needs less, down to 8 dB).")
     hold_ms: int = Field(40, ge=20, description="How long the rise must last.")
     min_level_dbfs: float = Field(-45, le=0, description="Sounds quieter than this never trigger.")
 
@@ -111,7 +112,9 @@ class EventsConfig(_Section):
     pre_roll_s: float = Field(5, ge=0, le=60)
     post_roll_s: float = Field(5, ge=0, le=120)
     max_length_s: float = Field(120, gt=1, le=3600)
-    cooldown_s: float = Field(30, ge=0)
+    # 0: a visitor who comes back 30 s after leaving starts a new event at once (a cooldown delayed it by seconds);
+    # post-roll merges one visit's pauses and max_per_hour bounds a storm.
+    cooldown_s: float = Field(0, ge=0, description="No new event for this long after one ends.")
     max_per_hour: int = Field(30, ge=1)
 
 

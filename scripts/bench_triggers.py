@@ -1,6 +1,12 @@
 """Benchmark of the triggers: cost and accuracy on the generated scenes (tests/scenes.py).
 
 Usage: .venv/bin/python scripts/bench_triggers.py [--repeat N]
+       scripts/bench triggers --heldout        (or --split tune): the photo and sound scene sets
+
+With --heldout/--split, instead of the cost tables: per scene group of tests/photo_scenes.py (real photographs
+through libx264) and tests/scenes.sound_set (fans and HVAC under claps, knocks, glass), events expected /
+detected / false and mean / p95 latency, for ping-watch (medium) and the Frigate-style baseline in the same run,
+through the engine with its default settings (EngineConfig()).
 
 * motion: ms per 320x180 frame for ping-watch's detector next to OpenCV's MOG2 on the same frames in the same
   run (MOG2 at full 320x180 and on the same 160x90 working copy our detector uses), plus a simple re-implementation
@@ -30,7 +36,7 @@ from hub.media.frames import DetectFrame
 from hub.triggers.audio import AudioTrigger
 from hub.triggers.engine import EngineConfig, EventStarted, TriggerEngine
 from hub.triggers.motion import MotionConfig, MotionDetector, MotionResult
-from tests import scenes
+from tests import photo_scenes, scenes
 
 Detector = Callable[[DetectFrame], MotionResult]
 
@@ -123,10 +129,85 @@ def accuracy(make: Callable[[], Detector], sc: scenes.VideoScene) -> tuple[int, 
     return false, 0 if true else 1, (true[0].detected_at - onset) if true else None
 
 
+def _p95(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))] if xs else float("nan")
+
+
+def _row(group: str, who: str, expected: int, detected: int, false: int, lat: list[float]) -> str:
+    mean = statistics.mean(lat) if lat else float("nan")
+    return f"| {group} | {who} | {expected} | {detected} | {false} | {mean:.2f} | {_p95(lat):.2f} |"
+
+
+def scene_sets(split: str) -> None:
+    """Per-group accuracy on the photo scenes and the sound set of one split."""
+    t0 = time.perf_counter()
+    specs = photo_scenes.scene_specs(split)  # type: ignore[arg-type]
+    detectors: dict[str, Callable[[], Detector]] = {
+        "ping-watch medium": lambda: MotionDetector(MotionConfig(sensitivity="medium")).process,
+        "Frigate-style": FrigateStyle,
+    }
+    cfg = EngineConfig()
+    groups: dict[tuple[str, str], list] = {}
+    for spec in specs:
+        sc = photo_scenes.render(spec)
+        for who, make in detectors.items():
+            det, eng, starts = make(), TriggerEngine("bench", cfg), []
+            for f in sc.detect_frames():
+                starts += [e.detected_at for e in eng.feed_motion(f.t, det(f)) if isinstance(e, EventStarted)]
+            r = photo_scenes.score(sc, starts)
+            g = groups.setdefault((sc.group, who), [0, 0, 0, []])
+            g[0] += r.expected
+            g[1] += r.detected
+            g[2] += r.false
+            g[3] += r.latencies
+    print(f"## Motion, {split} photo scenes ({len(specs)} scenes, {time.perf_counter() - t0:.0f} s; engine "
+          f"post_roll {cfg.post_roll_s:g} s, cooldown {cfg.cooldown_s:g} s, debounce {cfg.debounce_hits} of "
+          f"{cfg.debounce_window})\n")
+    print("| group | detector | events expected | detected | false | mean latency s | p95 latency s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    walk: dict[str, list] = {}
+    for (group, who), g in groups.items():
+        print(_row(group, who, *g[:3], g[3]))
+        if group.startswith("walk"):
+            w = walk.setdefault(who, [0, 0, 0, []])
+            for i in range(3):
+                w[i] += g[i]
+            w[3] += g[3]
+    for who, w in walk.items():
+        print(_row("**all walking**", who, *w[:3], w[3]))
+
+    print(f"\n## Sound, {split} set (latency: first trigger after the sound's start)\n")
+    print("| group | events expected | detected | false | mean latency s | p95 latency s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    sgroups: dict[str, list] = {}
+    for case in scenes.sound_set(split):
+        sc = case.scene
+        trig = AudioTrigger()
+        hits = [c.t for c in sc.chunks() if trig.process(c).triggered]
+        g = sgroups.setdefault(case.group, [0, 0, 0, []])
+        g[0] += len(sc.onsets)
+        if sc.onsets:
+            onset = sc.onsets[0]
+            true = [h for h in hits if onset - 0.05 <= h <= onset + 1.5]
+            g[1] += bool(true)
+            g[2] += bool(len(true) < len(hits))
+            g[3] += [max(true[0] - onset, 0.0)] if true else []
+        else:
+            g[2] += bool(hits)
+    for group, g in sgroups.items():
+        print(_row(group, "", *g[:3], g[3]).replace("|  |", "|", 1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="timing passes (best is reported)")
+    ap.add_argument("--heldout", action="store_true", help="the held-out photo and sound sets (never tuned on)")
+    ap.add_argument("--split", choices=["tune", "heldout"], help="the photo and sound sets of this split")
     args = ap.parse_args()
+    if args.heldout or args.split:
+        scene_sets(args.split or "heldout")
+        return
 
     video = {name: make() for name, make in scenes.VIDEO_SCENES.items()}
     detectors: dict[str, Callable[[], Detector]] = {

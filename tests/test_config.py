@@ -115,3 +115,14 @@ def test_retired_ingest_keys_load_with_a_warning_that_says_what_to_do(tmp_path: 
     warned = [r.getMessage() for r in caplog.records if r.name == "hub.config"]
     assert any("ingest.record_width is no longer used" in m and "remove it" in m for m in warned), warned
     assert any("ingest.record_fps" in m for m in warned)
+
+
+def test_the_hubs_event_defaults_are_the_engines():
+    """The engine's defaults (what tests and replay use) and the hub's config defaults (what a hub runs with)
+    must not drift: a returning visitor is caught at once in both (no cooldown)."""
+    from hub.config import EventsConfig
+    from hub.triggers.engine import EngineConfig
+
+    events, engine = EventsConfig(), EngineConfig()
+    assert (events.pre_roll_s, events.post_roll_s, events.max_length_s, events.cooldown_s, events.max_per_hour) == (
+        engine.pre_roll_s, engine.post_roll_s, engine.max_length_s, engine.cooldown_s, engine.max_events_per_hour)

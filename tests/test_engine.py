@@ -193,6 +193,38 @@ def test_late_and_out_of_order_timestamps_do_not_end_an_event_early() -> None:
     assert len(ended) == 1 and abs(ended[0].t_end - 14.8) < 1e-6, ended
 
 
+def test_a_late_motion_frame_does_not_complete_the_debounce() -> None:
+    """The debounce counts the newest frames by their time: a stale motion frame delivered now (from 9.0, a
+    retransmission) is not one of the last three frames and must not start an event with the single real one."""
+    eng = TriggerEngine("cam")
+    out = eng.feed_motion(10.0, STILL) + eng.feed_motion(10.2, STILL) + eng.feed_motion(10.4, MOVE)
+    out += eng.feed_motion(9.0, MOVE)
+    assert not of(out, EventStarted) and not of(out, MotionState) and eng.state is State.IDLE, out
+    # The next real motion frame is the second of the last three: now it starts, with the real onset.
+    started = of(eng.feed_motion(10.6, MOVE), EventStarted)
+    assert [(s.t_start, s.detected_at) for s in started] == [(10.4, 10.6)]
+
+
+def test_late_still_frames_do_not_push_motion_out_of_the_debounce() -> None:
+    """Still frames from the past (a decoder catching up) are older than the window: the two real motion frames
+    of the last three still start the event at the second one."""
+    eng = TriggerEngine("cam")
+    out = eng.feed_motion(10.0, STILL) + eng.feed_motion(10.2, MOVE)
+    out += eng.feed_motion(9.6, STILL) + eng.feed_motion(9.8, STILL)
+    started = of(out + eng.feed_motion(10.4, MOVE), EventStarted)
+    assert [(s.t_start, s.detected_at) for s in started] == [(10.2, 10.4)]
+
+
+def test_a_late_motion_frame_does_not_stretch_the_motion_state() -> None:
+    """Motion last seen at 5.0 clears at 6.0 + even if a frame from 4.0 arrives at 5.8."""
+    eng = TriggerEngine("cam", EngineConfig(post_roll_s=5))
+    feed(eng, [4.0, 4.5, 5.0])
+    out = eng.feed_motion(5.75, STILL) + eng.feed_motion(4.25, MOVE) + eng.tick(6.25)
+    assert [(m.t, m.active) for m in of(out, MotionState)] == [(6.25, False)]
+    ended = of(eng.tick(10.25), EventEnded)
+    assert [e.t_end for e in ended] == [10.0]  # last activity 5.0 + post-roll, not the late frame's arrival
+
+
 # -- exact boundaries: times below are binary fractions (0.25 s steps), so equal means equal ------------------
 
 
@@ -344,3 +376,13 @@ def test_the_event_stays_active_while_either_trigger_is() -> None:
         eng.feed_audio(t, SOUND)
     eng.tick(2.5)
     assert not eng.motion_active and eng.sound_active and eng.state is State.ACTIVE
+
+
+def test_by_default_a_returning_visitor_starts_an_event_at_once() -> None:
+    """A person leaves (motion until 9.8, the event ends at 14.8) and is back 30 s after leaving: the default
+    engine starts the second event at the second frame of motion, not when a cooldown runs out."""
+    eng = TriggerEngine("cam")
+    motion(eng, 0.0, 10.0)
+    assert of(eng.tick(15.0), EventEnded)
+    started = of(motion(eng, 39.8, 41.0), EventStarted)
+    assert [(round(s.t_start, 1), round(s.detected_at, 1)) for s in started] == [(39.8, 40.0)]

@@ -35,7 +35,10 @@ class EngineConfig(BaseModel):
     pre_roll_s: float = Field(5.0, ge=0, description="Video kept before the activity onset.")
     post_roll_s: float = Field(5.0, ge=0, description="An event ends this long after the last activity.")
     max_length_s: float = Field(120.0, gt=0, description="Longest event; longer activity is cut here.")
-    cooldown_s: float = Field(30.0, ge=0, description="No new event for this long after one ends.")
+    # 0 by default: a cooldown holds back the *next visit*, not a repeat of this one (a person who leaves and
+    # comes back 30 s later was reported 3.6 s late behind a 30 s cooldown). Post-roll merges the bursts of one
+    # visit and max_events_per_hour bounds a storm; a user who wants fewer clips can still set it.
+    cooldown_s: float = Field(0.0, ge=0, description="No new event for this long after one ends.")
     max_events_per_hour: int = Field(30, ge=1, description="Events started in any trailing hour.")
     motion_enabled: bool = True
     audio_enabled: bool = True
@@ -51,6 +54,16 @@ class State(str, Enum):  # noqa: UP042 - a StrEnum would change str() and f-stri
     ACTIVE = "active"
     POST_ROLL = "post_roll"
     COOLDOWN = "cooldown"
+
+
+def _remember(recent: deque[tuple[float, bool]], window: int, t: float, moved: bool) -> None:
+    """Put a frame into the debounce window by its time, keeping the newest ``window`` frames. A frame older than
+    a full window, or a second copy of a frame time already there, changes nothing."""
+    if any(ts == t for ts, _ in recent) or (len(recent) >= window and t < recent[0][0]):
+        return
+    items = sorted([*recent, (t, moved)], key=lambda item: item[0])[-window:]
+    recent.clear()
+    recent.extend(items)
 
 
 # -- outputs ------------------------------------------------------------------------------------------------
@@ -181,19 +194,25 @@ class TriggerEngine:
 
     def feed_motion(self, t: float, result: MotionResult) -> list[EngineEvent]:
         out: list[EngineEvent] = []
+        frame_t = t
         t = self._advance(t, out)
         sig, c = self._motion, self.config
-        sig.recent.append((t, result.motion))
+        # The debounce looks at the newest frames by their own time, not by arrival: a frame delivered late (a
+        # retransmission, a decoder catching up) takes its place in the past, and one older than the whole window
+        # has no say. Counted by arrival, a stale motion frame would complete a debounce it never belonged to and
+        # start an event early (and a late still frame would push a real motion frame out of the window).
+        _remember(sig.recent, c.debounce_window, frame_t, result.motion)
         if result.motion:
-            sig.last = t
+            sig.last = max(sig.last, frame_t)
             sig.value = result.score
         if not sig.active:
-            hits = [ts for ts, m in sig.recent if m]
+            # A motion frame older than motion_clear_s belongs to a run that is over (a late frame from long ago).
+            hits = [ts for ts, m in sig.recent if m and t - ts <= c.motion_clear_s]
             if len(hits) >= c.debounce_hits:
                 sig.active, sig.onset = True, hits[0]
                 out.append(MotionState(t, True, result.score))
         if sig.active and result.motion and c.motion_enabled:
-            self._activity(t, "motion", sig.onset, out, score=result.score, boxes=tuple(result.boxes))
+            self._activity(frame_t, "motion", sig.onset, out, score=result.score, boxes=tuple(result.boxes))
         return out
 
     def feed_audio(self, t: float, result: AudioResult) -> list[EngineEvent]:
@@ -260,6 +279,9 @@ class TriggerEngine:
 
     def _activity(self, t: float, trigger: Trigger, onset: float | None, out: list[EngineEvent], *,
                   score: float | None = None, boxes: tuple[Box, ...] = (), level: float | None = None) -> None:
+        # t is the sample's own time, which a late sample puts before the engine's now: the event's last activity
+        # never moves back, and decisions (start, updates) are stamped with now.
+        sample_t, t = t, max(t, self._now)
         ev = self._event
         if ev is None:
             if self._state is not State.IDLE or not self._armed:
@@ -269,7 +291,7 @@ class TriggerEngine:
             ev = self._event
             assert ev is not None
         self._state = State.ACTIVE
-        ev.last_activity = t
+        ev.last_activity = max(ev.last_activity, sample_t)
         if trigger not in ev.triggers:
             ev.triggers.append(trigger)
         peaked = False

@@ -12,8 +12,11 @@ changes, dusk, camera shake, night noise and small animals; each step below exis
 * **The threshold follows the noise.** A robust noise estimate (median absolute difference, fast attack, slow
   release) sets a floor under the threshold, so a grainy night picture does not fire; the nominal threshold is
   scaled by the scene's contrast so a dim, flat scene is not blind either.
-* **Camera shake is tolerated spatially.** A pixel only differs if it is outside the min..max of the re-lit
-  background in a small neighbourhood (a few pixels of jitter moves edges by that much, an object does more).
+* **Camera shake is tolerated spatially, while the camera shakes.** Then a pixel only differs if it is outside
+  the min..max of the re-lit background in a small neighbourhood, and the background outside the frame's own
+  min..max there (a few pixels of jitter moves edges by that much, an object does more). A steady camera
+  compares pixel to pixel: on texture (gravel, a patterned table) that neighbourhood range swallows a small
+  person. Shake is recognised by where the differences are: edges all over the picture, not on one mover.
 * **Weak evidence must persist.** A pixel above the threshold counts only if it (or a neighbour) was above it in
   the previous frame too; a pixel above twice the threshold counts at once, so real movers are not delayed.
 * **Global change re-baselines.** If most of the active area changes at once (a scene cut, IR switching on),
@@ -95,6 +98,11 @@ _GAIN_GRID = (16, 9)  # blocks for the robust global gain
 # the `type: ignore[call-overload]` on those calls below.
 _LIGHT_JUMP = float(np.log(1.2))  # frame-to-frame brightness step that counts as a lighting change
 _RECALIBRATION_FRAMES = 2  # frames learnt quickly after a re-baseline before motion is reported again
+# Camera shake: the share of the 16x9 grid's cells with differences only jitter explains and no mover (a still
+# camera has none outside a small mover swallowed whole; jitter lights up edges all over the picture), and how
+# long a spell of shake lasts (10 s at 5 fps: a phone on a shelf by a washing machine, still frames in between).
+_SHAKE_SPREAD = 0.15
+_SHAKE_HOLD_FRAMES = 50
 
 
 class MotionDetector:
@@ -135,6 +143,7 @@ class MotionDetector:
             self._usable: np.ndarray = self._active  # static pixels the illumination estimate may use
             self._prev_weak: np.ndarray = self._empty
         self._sigmas: deque[float] = deque(maxlen=5)
+        self._shake_until = 0  # frame number up to which the camera counts as shaking
 
     def set_mask(self, mask: np.ndarray | None) -> None:
         self._mask_src = None if mask is None else np.asarray(mask, bool)
@@ -168,8 +177,12 @@ class MotionDetector:
         else:
             self._active = np.full((h, w), 255, np.uint8)
         r = int(c.knob("shake_px"))
+        # Jitter slides unseen content in at the borders, which no tolerance can explain away: while the camera
+        # shakes a border of r pixels does not count (nor is it used for the noise and illumination estimates).
+        # With a steady camera it does count, or a person stepping in slowly at an edge would go unseen for the
+        # first few pixels.
+        self._whole = self._active.copy()
         if r:
-            # Jitter slides unseen content in at the borders, which no tolerance can explain away.
             self._active[:r] = 0
             self._active[-r:] = 0
             self._active[:, :r] = 0
@@ -267,6 +280,23 @@ class MotionDetector:
         self._sigma = sorted(self._sigmas)[len(self._sigmas) // 2]
         return max(now, self._sigma)
 
+    def _shaking(self, weak: np.ndarray, weak_t: np.ndarray) -> bool:
+        """Whether the camera shakes: the pixels that only the jitter tolerance explains away are spread over the
+        picture (texture edges everywhere move), not gathered on a mover. Tolerance is used only then: on a
+        textured scene (gravel, foliage, a patterned rug) the local min..max of the background is wide enough to
+        swallow a small or low-contrast person, so a steady camera compares pixel to pixel. A shaking camera stays
+        "shaking" for a couple of seconds: jitter comes in spells and a still frame inside one proves nothing."""
+        explained = cv2.subtract(weak, weak_t)
+        cells = cv2.resize(explained, _GAIN_GRID, interpolation=cv2.INTER_AREA)
+        # Cells where a mover stands (the tolerant difference still sees something) do not count: only those
+        # that hold nothing but jitter.
+        mover_cells = cv2.resize(weak_t, _GAIN_GRID, interpolation=cv2.INTER_AREA)
+        mover = cv2.compare(mover_cells, 0, cv2.CMP_GT)  # type: ignore[call-overload]
+        spread = cv2.countNonZero(cv2.subtract(cells, mover)) / (_GAIN_GRID[0] * _GAIN_GRID[1])
+        if spread >= _SHAKE_SPREAD:
+            self._shake_until = self._frames + _SHAKE_HOLD_FRAMES
+        return self._frames <= self._shake_until
+
     def _rebaseline(self, f: np.ndarray) -> MotionResult:
         self._bg = f.copy()
         self._prev_weak = self._empty
@@ -313,12 +343,22 @@ class MotionDetector:
         if cv2.norm(plain, cv2.NORM_INF) <= thr:
             weak = self._empty
         else:
+            diff = plain
+            weak = cv2.compare(plain, thr, cv2.CMP_GT)  # type: ignore[call-overload]
+            cv2.bitwise_and(weak, self._whole, dst=weak)
             if self._shake_kernel is not None:
-                diff = cv2.max(cv2.subtract(f, hi), cv2.subtract(lo, f))
-            else:
-                diff = plain
-            weak = cv2.compare(diff, thr, cv2.CMP_GT)  # type: ignore[call-overload]
-            cv2.bitwise_and(weak, self._active, dst=weak)
+                tolerant = cv2.max(cv2.subtract(f, hi), cv2.subtract(lo, f))
+                weak_t = cv2.compare(tolerant, thr, cv2.CMP_GT)  # type: ignore[call-overload]
+                cv2.bitwise_and(weak_t, self._active, dst=weak_t)
+                if self._shaking(weak, weak_t):
+                    # Both ways: the background averages jittered frames into a blur whose local range is
+                    # narrower than a sharp frame's, so the frame is also asked whether *it* can explain the
+                    # background pixel within its own neighbourhood. A mover fails both, a blurred edge neither.
+                    back = cv2.max(cv2.subtract(model, cv2.dilate(f, self._shake_kernel)),
+                                   cv2.subtract(cv2.erode(f, self._shake_kernel), model))
+                    diff = cv2.min(tolerant, back)
+                    weak = cv2.compare(diff, thr, cv2.CMP_GT)  # type: ignore[call-overload]
+                    cv2.bitwise_and(weak, self._active, dst=weak)
         calibrating = self._frames <= self._calibrate_until
 
         if not calibrating and cv2.countNonZero(weak) > c.global_change * self._active_px:
