@@ -64,14 +64,15 @@ class LiveError(HubError):
 
 
 def camera_video_codec(pipeline: CameraPipeline) -> str | None:
-    """The codec of the video buffered for the camera (``h264``/``vp8``), or None while it has no keyframe."""
+    """The codec of the video buffered for the camera (``h264``, ``vp8``, ``hevc``), or None while it has no
+    keyframe."""
     buf = pipeline.buffer
     newest = buf.newest_t
     if newest is None or not buf.keyframe_times():
         return None
     for f in buf.frames_since(newest):
         if f.kind == "video":
-            return f.codec if f.codec in _MIME else None
+            return f.codec
     return None
 
 
@@ -350,6 +351,12 @@ class LiveRelays:
         if pipe is None or codec is None:
             raise LiveError(ErrorKind.CONFLICT, "the camera has sent no video yet",
                             "the live view shows snapshots until it does")
+        if codec not in _MIME:
+            # H.265 is recorded and snapshotted like H.264, but WebRTC here (aiortc) carries only H.264 and VP8,
+            # and browsers decode H.265 over WebRTC only with hardware support: a picture a second instead.
+            raise LiveError(ErrorKind.UNSUPPORTED, f"live video is not relayed for {codec.upper()} cameras",
+                            "the live view shows a new picture every second; for live video set the camera's "
+                            "stream (or its sub-stream) to H.264")
         self._make_room(camera_id, session)
         relay = LiveRelay(self, camera_id, pipe, codec, session)
         self.relays[relay.id] = relay

@@ -347,6 +347,30 @@ async def test_offers_the_relay_cannot_serve_are_refused(tmp_path):
         await _offers_refused(cameras, pipe)
 
 
+async def test_an_h265_camera_gets_pictures_with_the_reason_not_no_video(tmp_path):
+    """H.265 is recorded, but not relayed live: the refusal says so (415, what to change), not "no video yet"."""
+    from aiortc import RTCPeerConnection
+
+    from hub import live
+    from hub.media.frames import VIDEO_TIME_BASE, EncodedFrame
+
+    async with real_cameras(tmp_path) as (cameras, pipe, _):
+        # An IDR access unit (VPS, SPS, PPS, IDR_W_RADL NAL types 32/33/34/19): the buffer's H.265 keyframe.
+        au = b"".join(b"\x00\x00\x00\x01" + bytes([t << 1, 1]) + bytes(20) for t in (32, 33, 34, 19))
+        pipe.on_frame(EncodedFrame("video", "hevc", au, 0, VIDEO_TIME_BASE, 1.0, True))
+        relays = live.LiveRelays(cameras)
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        await pc.close()
+        with pytest.raises(live.LiveError) as err:
+            await relays.open("cam", {"type": "offer", "sdp": pc.localDescription.sdp}, "s")
+        assert STATUS_OF_KIND[err.value.kind] == 415
+        assert "HEVC" in str(err.value) and "H.264" in (err.value.hint or "")
+        assert relays.relays == {}
+        await relays.close_all()
+
+
 async def _offers_refused(cameras, pipe) -> None:
     from aiortc import RTCPeerConnection, RTCRtpReceiver
 
