@@ -69,7 +69,10 @@ class CameraManager:
                 open_timeout_s=cam.open_timeout_s,
                 # Read per packet: the camera's sound trigger switched off (settings, live) stops AAC decoding.
                 decode_audio=functools.partial(_sound_on, pipe),
+                on_detect_state=pipe.set_detect_state,
             )
+            if cam.detect_source:
+                pipe.expect_detect_stream()
             self.sources[cam.id] = source
             task = asyncio.create_task(self._run_source(cam.id, source), name=f"source-{cam.id}")
             self._source_tasks[cam.id] = task
@@ -266,9 +269,19 @@ class CameraManager:
                 "codec": cam["codec"], "width": cam["width"], "height": cam["height"], "fps": cam["fps"],
                 "battery": cam["battery"], "charging": None if cam["charging"] is None else bool(cam["charging"]),
                 "armed": bool(cam["armed"]), "stats": pipe.stats() if pipe else None,
-                "ingest": self.peers[cam["id"]].stats() if cam["id"] in self.peers else None,
+                # whether motion detection has frames: "down" while an RTSP camera's sub-stream is (issue 14)
+                "detect": pipe.detect_state if pipe else "none",
+                "detect_reason": pipe.detect_reason if pipe else "",
+                "ingest": self._ingest_stats(cam["id"]),
             })
         return out
+
+    def _ingest_stats(self, camera_id: str) -> dict[str, Any] | None:
+        """What the camera's source counts: a phone's peer, or a file/RTSP reader (tracks, reconnects)."""
+        if camera_id in self.peers:
+            return self.peers[camera_id].stats()
+        source = self.sources.get(camera_id)
+        return source.stats() if source is not None else None
 
 
 def _sound_on(pipe: CameraPipeline) -> bool:

@@ -137,6 +137,10 @@ class CameraPipeline:
         self.status: dict[str, Any] = {}
         self.detect_frames = 0
         self.audio_chunks = 0
+        # The detect sub-stream of an RTSP camera (issue 14): "none" (detection runs on the main stream or the
+        # phone's detect track), "ok", or "down" with the reason. Set by the source through set_detect_state.
+        self.detect_state = "none"
+        self.detect_reason = ""
         self._t = 0.0  # newest camera-clock time seen, and when (monotonic) it was seen
         self._t_mono = 0.0
         settings = camera_settings(ctx.store, ctx.config, camera_id)
@@ -174,6 +178,17 @@ class CameraPipeline:
 
     def on_broken(self) -> None:
         self.buffer.mark_broken()
+
+    def expect_detect_stream(self) -> None:
+        """This camera detects on a sub-stream of its own: "down" until the source says it delivers."""
+        self.detect_state, self.detect_reason = "down", "not connected yet"
+
+    def set_detect_state(self, state: str, reason: str) -> None:
+        """The detect sub-stream went down or came back: status, web UI and MQTT (through the bus) learn it."""
+        self.detect_state, self.detect_reason = state, reason
+        log.log(logging.WARNING if state == "down" else logging.INFO, "camera detect stream " + state,
+                extra={"camera_id": self.camera_id, "reason": reason})
+        self.ctx.bus.publish("camera.detect", camera_id=self.camera_id, state=state, reason=reason)
 
     def on_status(self, status: dict[str, Any]) -> None:
         clean: dict[str, Any] = {}
@@ -285,4 +300,5 @@ class CameraPipeline:
     def stats(self) -> dict[str, Any]:
         return {"buffer": asdict(self.buffer.stats()), "detect_frames": self.detect_frames,
                 "audio_chunks": self.audio_chunks, "status": self.status, "stream": self.stream_info,
-                "engine": self.chain.engine.state.value, "recording": self.recorder.active}
+                "engine": self.chain.engine.state.value, "recording": self.recorder.active,
+                "detect": self.detect_state, "detect_reason": self.detect_reason}

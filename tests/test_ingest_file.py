@@ -528,3 +528,71 @@ async def test_camera_config_open_timeout_reaches_its_source(silent_camera, tmp_
     finally:
         await hub.cameras.stop()
         hub.store.close()
+
+
+# --- cost per RTSP camera (issue 14, RTSP item 7): cheaper paths give the same numbers -----------------------------
+
+
+def _decoded_frames(path: Path, n: int = 5) -> list:
+    with av.open(str(path)) as c:
+        out = []
+        for f in c.decode(video=0):
+            out.append(f)
+            if len(out) >= n:
+                return out
+    return out
+
+
+@pytest.mark.parametrize("width", [320, 160])
+def test_detect_grey_is_swscales_grey_without_a_context_per_frame(clips, width) -> None:
+    # The Y plane through the range table is what frame.reformat(format="gray") gave (a fresh swscale context per
+    # frame, ~1 ms each); downscaled it is an area average of the same, within rounding of the two scalers.
+    cam = FileCamera(clips["opus"], RecordingSink(), detect_width=width)
+    for f in _decoded_frames(clips["opus"]):
+        assert f.format.name == "yuv420p"
+        y = cam._grey(f)
+        if width == f.width:
+            assert np.array_equal(y, f.reformat(format="gray").to_ndarray())
+        else:
+            ref = f.reformat(width=160, height=120, format="gray", interpolation="AREA").to_ndarray()
+            assert y.shape == ref.shape == (120, 160)
+            assert np.abs(y.astype(int) - ref).mean() < 1.0
+    # an RGB frame (no Y plane) still works, through a kept swscale context
+    rgb = av.VideoFrame.from_ndarray(np.full((240, 320, 3), 200, np.uint8), format="rgb24")
+    assert cam._grey(rgb).shape == ((240, 320) if width == 320 else (120, 160))
+
+
+def test_aac_mono_fast_path_matches_the_general_conversion(clips) -> None:
+    from hub.ingest.file import _mono
+    from hub.ingest.tap import audio_frame_to_mono
+
+    with av.open(str(clips["aac"])) as c:
+        frames = [f for _, f in zip(range(10), c.decode(audio=0), strict=False)]
+    assert frames and frames[0].format.name == "fltp"
+    for f in frames:
+        assert np.array_equal(_mono(f), audio_frame_to_mono(f))
+    stereo = av.AudioFrame.from_ndarray(np.array([[0.5] * 64, [-0.25] * 64], np.float32), format="fltp",
+                                        layout="stereo")
+    assert np.allclose(_mono(stereo), 0.125) and np.allclose(audio_frame_to_mono(stereo), 0.125)
+
+
+async def test_batched_hand_off_keeps_order_and_delivers_the_tail(clips) -> None:
+    # Items reach the sink in batches; every packet arrives, in order, and the last batch before run() returns.
+    sink = RecordingSink()
+    calls: list[int] = []
+    loop = asyncio.get_running_loop()
+    real = loop.call_soon_threadsafe
+
+    def counting(cb, *args, **kw):  # a spy on the hand-offs, the real loop does the work
+        calls.append(1)
+        return real(cb, *args, **kw)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        cam = FileCamera(clips["aac"], sink, realtime=False, detect_fps=5)
+        await cam.run()
+    finally:
+        del loop.call_soon_threadsafe
+    items = len(sink.frames) + len(sink.detect) + len(sink.audio) + len(sink.info)
+    assert len(sink.video()) == 60 and [f.pts for f in sink.video()] == sorted(f.pts for f in sink.video())
+    assert len(calls) < items / 3, f"{len(calls)} hand-offs for {items} items: not batched"

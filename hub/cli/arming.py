@@ -53,8 +53,13 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         print(json.dumps({"arm": armed, "cameras": cams.get("cameras", cams)}, indent=2))
         return
     out.print(f"hub: {'[green]armed[/]' if armed.get('armed') else '[yellow]disarmed[/]'}")
-    table = Table("camera", "name", "online", "armed", "battery")
+    table = Table("camera", "name", "online", "armed", "battery", "detection")
     for c in cams.get("cameras", []):
         batt = f"{c['battery'] * 100:.0f}%" if c.get("battery") is not None else "-"
-        table.add_row(c["id"], c["name"], "yes" if c.get("online") else "no", "yes" if c.get("armed") else "no", batt)
+        # "down": the camera's sub-stream for motion detection is not reaching the hub (it still records).
+        detect = {"down": "[red]down[/]", "ok": "sub-stream"}.get(c.get("detect") or "none", "-")
+        if c.get("detect") == "down" and c.get("detect_reason"):
+            detect += f" ({c['detect_reason']})"
+        table.add_row(c["id"], c["name"], "yes" if c.get("online") else "no", "yes" if c.get("armed") else "no", batt,
+                      detect)
     out.print(table)

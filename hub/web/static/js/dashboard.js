@@ -70,7 +70,7 @@ export function mount(el, _params, ctx) {
 
   const reload = debounce(load, 250);
   const offs = ['camera.added', 'camera.removed', 'camera.online', 'camera.offline', 'camera.settings', 'armed',
-    'ui.resync'].map((t) => ctx.live.on(t, reload));
+    'camera.detect', 'ui.resync'].map((t) => ctx.live.on(t, reload));
   offs.push(ctx.live.on('camera.status', (d) => cards.get(d.camera_id)?.status(d)));
   load();
 
@@ -85,6 +85,8 @@ function cameraCard(cam) {
   const pic = refreshingImage(`/api/ui/cameras/${encodeURIComponent(cam.id)}/snapshot`, 5000, cam.name);
   const name = h('h2', {});
   const online = h('span', { class: 'pill' });
+  // An RTSP camera whose detect sub-stream is down records but cannot see motion: say so on its card.
+  const detect = h('span', { class: 'pill warn detect-state', hidden: true }, 'Motion detection down');
   const battery = h('span', { class: 'battery' });
   const seen = h('span', { class: 'muted small' });
   const sw = h('input', { type: 'checkbox', role: 'switch', class: 'switch', 'aria-label': 'Armed' });
@@ -101,7 +103,7 @@ function cameraCard(cam) {
   const el = h('article', { class: 'card camera', dataset: { cameraId: cam.id } },
     h('a', { class: 'pic', href: `#/live/${encodeURIComponent(cam.id)}`, title: 'Live view' }, pic.el),
     h('div', { class: 'camera-body' },
-      h('div', { class: 'row spread' }, name, online),
+      h('div', { class: 'row spread' }, name, h('span', { class: 'row' }, detect, online)),
       h('div', { class: 'row spread' }, battery, seen),
       h('div', { class: 'row spread' }, swLabel,
         h('span', { class: 'row' },
@@ -129,6 +131,8 @@ function cameraCard(cam) {
     if (!sw.disabled) sw.checked = !!c.camera_armed;  // not while a change of ours is in flight
     swLabel.title = c.armed ? 'Recording events' : c.camera_armed ? 'Armed, but the hub is disarmed' : 'Disarmed';
     el.classList.toggle('offline', !c.online);
+    detect.hidden = c.detect !== 'down';
+    detect.title = c.detect === 'down' ? `Detect stream down: ${c.detect_reason || 'no frames'}` : '';
     showBattery();
   }
   return { el, update, status, destroy: () => pic.stop() };
