@@ -26,6 +26,7 @@ where the camera sent nothing and picture and sound stay together.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -124,13 +125,18 @@ def tmp_path_for(path: Path) -> Path:
 
 
 def final_path_for(part_path: str | os.PathLike[str]) -> Path:
-    """Inverse of ``part_path_for`` (``.x.mp4.part`` -> ``x.mp4``); other names just lose ``.part``."""
+    """Inverse of ``part_path_for`` (``.x.mp4.part`` -> ``x.mp4``); other names just lose ``.part``.
+
+    Raises ClipError for a name that leaves no file name (``..part``): no clip was ever written under it.
+    """
     p = Path(part_path)
     name = p.name
     if name.endswith(".part"):
         name = name[: -len(".part")]
     if name.startswith(".") and len(name) > 1:
         name = name[1:]
+    if name in ("", ".", ".."):
+        raise ClipError(p, "not a clip's temporary name: no final name to give it")
     return p.with_name(name)
 
 
@@ -721,11 +727,13 @@ def recover_partial(part_path: str | os.PathLike[str], *, durable: bool = True) 
     """Turn a ``.part`` left by a crash into a clip at its final name, or delete it and return None.
 
     Keeps every intact packet from the first video keyframe to the first damaged or missing one; a fragment cut
-    short by the crash contributes the frames that made it to disk (a decodable prefix of its GOP).
+    short by the crash contributes the frames that made it to disk (a decodable prefix of its GOP). A full disk
+    raises ClipError and leaves the part where it is: it may be the only copy of a whole clip.
     """
     part = Path(part_path)
     dst = final_path_for(part)
     fmt = _FORMATS.get(dst.suffix.lower(), (None, None))[0]
+    keep = False
     try:
         if fmt is None:
             log.warning("recover: %s has no known clip suffix; deleting", part)
@@ -736,6 +744,10 @@ def recover_partial(part_path: str | os.PathLike[str], *, durable: bool = True) 
         try:
             r = _remux(part, dst, fmt, durable=durable, salvage=True)
         except ClipError as e:
+            if is_disk_full(e):
+                # No room for the copy: the part may be a whole clip; it stays for the next try.
+                keep = True
+                raise
             log.warning("recover: nothing usable in %s (%s); deleting", part, e)
             return None
         return ClipInfo(
@@ -750,23 +762,54 @@ def recover_partial(part_path: str | os.PathLike[str], *, durable: bool = True) 
             start_t=None,
         )
     finally:
-        part.unlink(missing_ok=True)
+        if not keep:
+            part.unlink(missing_ok=True)
 
 
 def recover_folder(folder: str | os.PathLike[str]) -> list[ClipInfo]:
-    """Start-up sweep of a clips folder: drop stale ``.tmp`` files, recover every ``.part``."""
+    """Start-up sweep of a clips folder: drop stale ``.tmp`` files, recover every ``.part``.
+
+    Whatever else matches those names (a folder, a link, ``..part``) is not the hub's: it is left where it is
+    with a log line, and the sweep goes on, so one odd name never stops the hub from starting.
+    """
     d = Path(folder)
     for tmp in d.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if _ours(tmp):
+            tmp.unlink(missing_ok=True)
     out = []
     for part in sorted(d.glob(".*.part")):
-        info = recover_partial(part)
+        if not _ours(part):
+            continue
+        try:
+            info = recover_partial(part)
+        except ClipError as e:
+            log.warning("recover: skipping %s (%s)", part, e)
+            continue
         if info is not None:
             out.append(info)
     return out
 
 
+def _ours(path: Path) -> bool:
+    """A plain file (not a link, folder or device): the only kind of temporary file the hub writes."""
+    if path.is_symlink() or not path.is_file():
+        log.warning("recover: skipping %s: not a plain file, so not one the hub wrote", path)
+        return False
+    return True
+
+
 # --- snapshots -------------------------------------------------------------------------------------------------
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC/EDQUOT anywhere in the cause chain, or the message FFmpeg and SQLite give for it."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc) or "disk is full" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

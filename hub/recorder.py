@@ -9,7 +9,6 @@ file and decoding the snapshot run in a worker thread: the loop keeps serving th
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import sqlite3
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from hub.buffer import RingBuffer
 from hub.bus import Bus
 from hub.clips import ClipError, ClipWriter, part_path_for, recover_partial, write_snapshot
+from hub.clips import is_disk_full as _is_disk_full
 from hub.datadir import make_private_dirs
 from hub.media.frames import EncodedFrame
 from hub.store import Store
@@ -43,8 +43,10 @@ class _Recording:
     peak_t: float | None = None
     audio_peak_dbfs: float | None = None
     boxes: list[list[float]] = field(default_factory=list)
-    # The GOP holding the peak-motion moment: the snapshot decodes only these frames.
+    # The GOP holding the peak-motion moment: the snapshot decodes only these frames. The previous GOP is kept
+    # too: the detector sees frames on its own path, so a reading can come in after the next keyframe.
     gop: list[EncodedFrame] = field(default_factory=list)
+    prev_gop: list[EncodedFrame] = field(default_factory=list)
     peak_gop: list[EncodedFrame] = field(default_factory=list)
     write_error: str | None = None
 
@@ -106,18 +108,22 @@ class EventRecorder:
     def _write(self, rec: _Recording, writer: ClipWriter, frame: EncodedFrame) -> None:
         if rec.write_error is not None:
             return
-        if frame.kind == "video":
-            if frame.keyframe:
-                rec.gop = []
-            rec.gop.append(frame)
-            if rec.peak_t is not None and frame.t <= rec.peak_t + 0.2:
-                rec.peak_gop = rec.gop
         try:
             writer.write(frame)
         except (OSError, ClipError) as exc:
             # A full disk or a broken stream must not take the camera down: the event keeps its row and
-            # snapshot; the clip is recovered up to the last complete GOP or dropped.
+            # snapshot; the clip is recovered up to the last complete GOP or dropped. The refused frame is no
+            # picture for the snapshot either (decoding it would fail and leave the event without one).
             self._give_up_clip(rec, exc)
+            return
+        if frame.kind == "video":
+            if frame.keyframe:
+                rec.prev_gop, rec.gop = rec.gop, []
+            rec.gop.append(frame)
+            # The snapshot shows the last frame at or before the peak: the GOP of a frame after it, even a
+            # keyframe just after, would show a later moment.
+            if rec.peak_t is not None and frame.t <= rec.peak_t:
+                rec.peak_gop = rec.gop
 
     def _give_up_clip(self, rec: _Recording, exc: Exception) -> None:
         rec.write_error = str(exc)
@@ -141,7 +147,9 @@ class EventRecorder:
         if motion is not None and motion > rec.peak_motion:
             rec.peak_motion = motion
             rec.peak_t = t
-            rec.peak_gop = rec.gop
+            # A late reading (a keyframe already came after its frame) belongs to the previous GOP.
+            late = t is not None and bool(rec.gop) and rec.gop[0].t > t and bool(rec.prev_gop)
+            rec.peak_gop = rec.prev_gop if late else rec.gop
         if boxes and t is not None and len(rec.boxes) < _MAX_BOX_SAMPLES:
             rec.boxes.append([round(t - rec.start, 2), *[round(v, 4) for b in boxes[:4] for v in b]])
         if audio_dbfs is not None and (rec.audio_peak_dbfs is None or audio_dbfs > rec.audio_peak_dbfs):
@@ -176,9 +184,18 @@ class EventRecorder:
                 fields.update(clip_path=str(info.path), clip_size=info.size, clip_codec=info.codec,
                               clip_duration_s=round(info.duration_s, 3))
             except (OSError, ClipError) as exc:
-                await asyncio.to_thread(rec.writer.abort)
-                fields.update(clip_path=None, status="partial")
-                log.error("clip could not be finished", extra={"event_id": rec.event_id, "error": str(exc)})
+                if part_path_for(rec.clip_path).exists():
+                    # Only the final remux failed for want of room: ClipWriter.close and recover_partial leave
+                    # the .part (every whole GOP written), the only copy of the clip. It stays, and the row keeps
+                    # the clip's final name, so start-up recovery (hub/recovery.py) finishes it once there is room.
+                    fields.update(clip_path=str(rec.clip_path), status="partial")
+                    log.error("clip could not be finished; its complete .part is kept for recovery at the next "
+                              "start", extra={"event_id": rec.event_id, "error": str(exc),
+                                              "part": str(part_path_for(rec.clip_path))})
+                else:
+                    await asyncio.to_thread(rec.writer.abort)
+                    fields.update(clip_path=None, status="partial")
+                    log.error("clip could not be finished", extra={"event_id": rec.event_id, "error": str(exc)})
                 if _is_disk_full(exc) and self.on_disk_full is not None:
                     self.on_disk_full()
             frames = rec.peak_gop or rec.gop
@@ -209,12 +226,3 @@ class EventRecorder:
         if self._finishing:
             await asyncio.gather(*list(self._finishing), return_exceptions=True)
 
-
-def _is_disk_full(exc: BaseException) -> bool:
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(exc) or "disk is full" in str(exc):
-            return True
-        exc = exc.__cause__  # type: ignore[assignment]
-    return False

@@ -130,12 +130,13 @@ class Store:
                 return None
             camera_id = "cam-" + uuid.uuid4().hex[:8]
             token = secrets.token_urlsafe(32)
+            stored_name = name.strip()[:64] or camera_id  # the answer and camera.added carry this, not the raw one
             self.db.table("cameras").insert(
-                {"id": camera_id, "name": name.strip()[:64] or camera_id, "kind": "phone", "token_hash": _hash(token),
+                {"id": camera_id, "name": stored_name, "kind": "phone", "token_hash": _hash(token),
                  "created_at": _now(), "online": 0, "armed": 1, "settings": "{}"}
             )
             self.db.table("pairing_codes").update(h, {"used_at": _now(), "camera_id": camera_id})
-        return Pairing(camera_id=camera_id, name=name, token=token)
+        return Pairing(camera_id=camera_id, name=stored_name, token=token)
 
     def camera_for_token(self, token: str) -> dict[str, Any] | None:
         # Looked up by the token's SHA-256: timing can only reveal hash prefixes, which say nothing of the token.

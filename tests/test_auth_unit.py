@@ -482,6 +482,8 @@ async def test_logging_out_ends_the_session_for_good(live_hub: LiveHub) -> None:
         assert out.status_code == 200 and out.json() == {"ok": True}
         dropped = out.headers["set-cookie"]
         assert dropped.startswith("pw_session=") and "Path=/" in dropped and "Max-Age=0" in dropped
+        # the clearing cookie carries the same flags as the one it replaces (no script-readable cookie, ever)
+        assert "HttpOnly" in dropped and "SameSite=Strict" in dropped
         async with live_hub.client(cookies={"pw_session": sid}) as replay:  # the old cookie and key, replayed
             r = await replay.get("/api/ui/session", headers=key)
             assert r.status_code == 401 and "log in" in r.json()["hint"]

@@ -8,8 +8,11 @@ written under, and what a writer does with a silence, late audio and a slow fram
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
+import logging
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from hub.clips import (
     ClipWriter,
     aac_config_channels,
     final_path_for,
+    is_disk_full,
     opus_head,
     opus_packet_samples,
     part_path_for,
@@ -32,8 +36,10 @@ from hub.clips import (
     write_snapshot,
 )
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
+from hub.recovery import recover
+from hub.store import Store
 from tests.test_clips import encode_opus
-from tests.test_recorder import encode
+from tests.test_recorder import _tmpfs, encode
 
 # -- Opus: a packet's duration from its TOC byte (RFC 6716 3.1) ------------------------------------------------------
 
@@ -86,6 +92,8 @@ def test_the_aac_channel_count_is_read_from_the_audio_specific_config() -> None:
     assert aac_config_channels(_asc(2, 15, 2, explicit_rate=44_000)) == 2  # an explicit 24-bit rate
     assert aac_config_channels(_asc(42, 15, 6, explicit_rate=11_025)) == 6  # both escapes
     assert aac_config_channels(b"\x12") == 0  # too short to say
+    # only the first six bytes hold the fields: an extension after them (SBR/PS signalling) changes nothing
+    assert aac_config_channels(_asc(2, 3, 2).ljust(6, b"\0") + b"\x56\xe5\x00") == 2
 
 
 # -- the names a clip is written under -----------------------------------------------------------------------------
@@ -125,6 +133,26 @@ def test_a_silence_at_a_slow_frame_rate_holds_the_picture_a_tenth_of_a_second_at
     assert steps[silent_from:] == [0.5] * (len(steps) - silent_from)
 
 
+def test_a_silence_at_a_fast_frame_rate_holds_the_picture_one_frame(tmp_path: Path) -> None:
+    """At 25 fps the step across a silence is the stream's own frame interval, 40 ms, not the 100 ms bound."""
+    frames = [f if i < 10 else dataclasses.replace(f, t=f.t + 20.0) for i, f in enumerate(encode(20, gop=5, fps=25))]
+    out = tmp_path / "fast.mp4"
+    with ClipWriter(out, audio=False) as w:
+        w.write_many(frames)
+    steps = [round(b - a, 3) for a, b in itertools.pairwise(_video_times(out))]
+    assert steps == [0.04] * 19
+
+
+def test_a_silence_right_after_the_first_frame_holds_it_a_tenth_of_a_second(tmp_path: Path) -> None:
+    """No frame interval is known yet across a silence after the very first frame: the bound is the step."""
+    frames = [f if i < 1 else dataclasses.replace(f, t=f.t + 20.0) for i, f in enumerate(encode(10, gop=5, fps=25))]
+    out = tmp_path / "first.mp4"
+    with ClipWriter(out, audio=False) as w:
+        w.write_many(frames)
+    steps = [round(b - a, 3) for a, b in itertools.pairwise(_video_times(out))]
+    assert steps == [0.1] + [0.04] * 8
+
+
 def _opus_from(t0: float, seconds: float) -> list[EncodedFrame]:
     return [EncodedFrame("audio", "opus", data, i * 960, AUDIO_TIME_BASE, t0 + i * 0.02)
             for i, data in enumerate(encode_opus(seconds))]
@@ -141,6 +169,28 @@ def test_sound_that_starts_within_a_second_of_the_picture_is_in_the_clip(tmp_pat
         assert c.streams.audio[0].codec_context.sample_rate == 48000
         first = next(p for p in c.demux(audio=0) if p.size and p.pts is not None)
         assert float(first.pts * first.time_base) == pytest.approx(0.85, abs=0.025)  # in its place
+
+
+def test_mono_opus_is_stored_as_mono_and_stereo_as_stereo(tmp_path: Path) -> None:
+    """The OpusHead's channel count comes from the first packet's TOC stereo flag (Chrome sends mono by default)."""
+    video = encode(20)
+    mono = _opus_from(video[0].t, 1.5)
+    stereo_ctx = av.CodecContext.create("libopus", "w")
+    stereo_ctx.sample_rate, stereo_ctx.layout, stereo_ctx.format = 48000, "stereo", "s16"
+    packets = []
+    for i in range(75):
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 1920), np.int16), format="s16", layout="stereo")
+        f.sample_rate, f.pts = 48000, i * 960
+        packets += stereo_ctx.encode(f)
+    stereo = [EncodedFrame("audio", "opus", bytes(p), i * 960, AUDIO_TIME_BASE, video[0].t + i * 0.02)
+              for i, p in enumerate(packets)]
+    for name, sound, channels in (("mono.mp4", mono, 1), ("stereo.mp4", stereo, 2)):
+        with ClipWriter(tmp_path / name) as w:
+            w.write_many(sorted(video + sound, key=lambda f: f.t))
+        with av.open(str(tmp_path / name)) as c:
+            assert c.streams.audio[0].codec_context.channels == channels, name
+            # our OpusHead (pre-skip 0), not the one a libopus encoder makes for itself (pre-skip 312)
+            assert bytes(c.streams.audio[0].codec_context.extradata) == opus_head(channels), name
 
 
 def test_sound_that_starts_long_after_the_picture_is_left_out_not_waited_for(tmp_path: Path) -> None:
@@ -264,9 +314,13 @@ def test_b_frames_are_written_in_decode_order_and_shown_in_presentation_order(tm
         got = [(float(p.pts * p.time_base), float(p.dts * p.time_base)) for p in c.demux(video=0) if p.size]
     with av.open(str(out)) as c:
         shown = [int(fr.to_ndarray(format="gray").mean() + 5 - 16) // 10 for fr in c.decode(video=0)]
+    with av.open(str(out)) as c:  # to the tick (90 kHz): not one frame shown a tick early or late
+        ticks = [(p.pts * p.time_base * 90000, (p.pts - p.dts) * p.time_base * 90000)
+                 for p in c.demux(video=0) if p.size]
     first_pts = frames[0].pts / 90000
     assert [round(p, 3) for p, _ in got] == [round(f.pts / 90000 - first_pts, 3) for f in frames]  # shown from 0
     assert [round(p - d, 3) for p, d in got] == [round((f.pts - f.dts) / 90000, 3) for f in frames]  # offsets kept
+    assert ticks == [(f.pts - frames[0].pts, f.pts - f.dts) for f in frames]
     assert shown == list(range(20))  # every picture once, in order
 
 
@@ -276,6 +330,66 @@ def test_a_stale_part_from_a_crash_is_replaced(tmp_path: Path) -> None:
     with ClipWriter(out, audio=False) as w:
         w.write_many(encode(20))
     assert _video_times(out)[-1] == pytest.approx(1.9) and not part_path_for(out).exists()
+
+
+def test_a_stale_part_that_is_a_link_is_replaced_not_written_through(tmp_path: Path) -> None:
+    """Whatever lies at the part's name (a link planted in the clips folder) is removed, never followed."""
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not the hub's")
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    out = folder / "linked.mp4"
+    part_path_for(out).symlink_to(outside)
+    with ClipWriter(out, audio=False) as w:
+        w.write_many(encode(20))
+    assert outside.read_bytes() == b"not the hub's"
+    assert _video_times(out)[-1] == pytest.approx(1.9)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 32 kB filesystem (tmpfs; needs root, as tests/test_recorder.py's full disks do)."""
+    yield from _tmpfs(tmp_path / "disk", "size=32k")
+
+
+def test_a_disk_full_as_the_file_opens_leaves_no_part_behind(small_disk: Path) -> None:
+    """The held first second is muxed when the file opens: the disk fills there, the clip fails and is gone."""
+    out = small_disk / "full.mp4"
+    w = ClipWriter(out)  # sound expected: the first second is held, then written at once
+    with pytest.raises(ClipError, match="No space left"):
+        for f in encode(20, gop=5, noisy=True):
+            w.write(f)
+    assert list(small_disk.iterdir()) == []
+    with pytest.raises(ClipError):
+        w.write(encode(1)[0])  # a failed clip takes nothing more
+
+
+@pytest.fixture
+def half_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 320 kB filesystem: room for a ~200 kB clip while it records, not for its final copy as well."""
+    yield from _tmpfs(tmp_path / "disk", "size=320k")
+
+
+def test_a_final_copy_the_disk_cannot_hold_keeps_the_part_and_leaves_no_half_copy(half_disk: Path) -> None:
+    """close() remuxes the fragmented part into the final MP4, a second copy: when the disk fills during it, the
+    complete part stays (the only copy, for recover_partial) and the half-written copy goes (it holds the room)."""
+    out = half_disk / "big.mp4"
+    w = ClipWriter(out, audio=False)
+    w.write_many(encode(20, gop=5, noisy=True))
+    with pytest.raises(ClipError) as failed:
+        w.close()
+    assert is_disk_full(failed.value)
+    assert sorted(p.name for p in half_disk.iterdir()) == [part_path_for(out).name]
+
+
+def test_without_b_frames_decode_and_presentation_times_are_the_same(tmp_path: Path) -> None:
+    """WebRTC H.264 has no B-frames: the clip starts at 0 with dts = pts (no edit list for players to honour)."""
+    out = tmp_path / "plain.mp4"
+    with ClipWriter(out, audio=False) as w:
+        w.write_many(encode(20))
+    with av.open(str(out)) as c:
+        stamps = [(p.dts, p.pts) for p in c.demux(video=0) if p.size]
+    assert stamps[0] == (0, 0) and all(d == p for d, p in stamps)
 
 
 def test_the_duration_so_far_counts_the_frame_still_pending(tmp_path: Path) -> None:
@@ -327,16 +441,17 @@ def test_what_comes_before_the_first_keyframe_is_skipped_and_counted(tmp_path: P
     assert len(kept) == len(sound) - before  # the packet at the keyframe's time is the clip's first sound
 
 
-def test_a_vp8_cameras_aac_is_left_out_of_its_webm_clip(tmp_path: Path) -> None:
+def test_a_vp8_cameras_aac_is_left_out_of_its_webm_clip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from tests.test_clips import encode_video
 
     vp8 = [EncodedFrame("video", "vp8", data, pts, VIDEO_TIME_BASE, 1_700_000_000.0 + pts / 90000, key)
            for data, pts, key in encode_video("vp8", n=30)]
     sound = _aac(48000, vp8[0].t, 1.5)
     out = tmp_path / "v.webm"
-    with ClipWriter(out) as w:
+    with caplog.at_level(logging.INFO, logger="hub.clips"), ClipWriter(out) as w:
         w.write_many(sorted(vp8 + sound, key=lambda f: f.t))
         assert w.skipped == len(sound)
+    assert sum("AAC audio cannot go into a WebM clip" in r.getMessage() for r in caplog.records) == 1  # once a clip
     with av.open(str(out)) as c:
         assert [s.type for s in c.streams] == ["video"] and sum(1 for p in c.demux(video=0) if p.size) == 30
 
@@ -417,12 +532,72 @@ def test_recovering_what_is_not_there_or_holds_no_frame_leaves_nothing_behind(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_part_cut_inside_a_fragment_keeps_the_frames_before_the_cut(tmp_path: Path) -> None:
+    """A crash mid-write leaves a half-written fragment: its last sample reads back damaged. Recovery keeps the
+    whole GOPs before it (and the frames of the cut one that made it), never gives the clip up for it."""
+    part = _abandoned_part(tmp_path)
+    data = part.read_bytes()
+    part.write_bytes(data[:len(data) // 2])
+    info = recover_partial(part)
+    assert info is not None and info.video_frames >= 10, info
+    assert probe_clip(info.path).video_frames == info.video_frames
+
+
+def test_a_part_cut_before_its_first_whole_frame_leaves_no_temporary_file(tmp_path: Path) -> None:
+    part = _abandoned_part(tmp_path)
+    data = part.read_bytes()
+    part.write_bytes(data[:data.find(b"moof") + 200])  # the header and part of the first fragment's index
+    assert recover_partial(part) is None
+    assert list(tmp_path.iterdir()) == []  # neither the part nor the half-made copy
+
+
 def test_the_start_up_sweep_drops_stale_temporary_files(tmp_path: Path) -> None:
     (tmp_path / ".ev-9.mp4.tmp").write_bytes(b"half a remux")
     _abandoned_part(tmp_path, "ev-8.mp4")
     infos = recover_folder(tmp_path)
     assert [i.path.name for i in infos] == ["ev-8.mp4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ev-8.mp4"]
+
+
+def test_odd_names_in_the_clips_folder_are_skipped_with_a_log_line_not_a_crash_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Start-up recovery must go on past whatever else lies in the clips folder: a file named ``..part`` (no
+    final name to give it), folders named like a part or a temp file. Each is left where it is, and said so."""
+    folder = tmp_path / "clips" / "cam" / "2026-12-01"
+    folder.mkdir(parents=True)
+    (folder / "..part").write_bytes(b"not ours")
+    (folder / ".odd.mp4.part").mkdir()
+    (folder / ".odd.mp4.tmp").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / ".link.mp4.part").symlink_to(_abandoned_part(elsewhere, "not-here.mp4"))  # a link is not ours
+    _abandoned_part(folder, "ev-7.mp4")
+    store = Store(tmp_path / "hub.db")
+    try:
+        with caplog.at_level(logging.WARNING, logger="hub.clips"):
+            recover(store, tmp_path / "clips")
+    finally:
+        store.close()
+    assert sorted(p.name for p in folder.iterdir()) == ["..part", ".link.mp4.part", ".odd.mp4.part",
+                                                        ".odd.mp4.tmp", "ev-7.mp4"]
+    assert probe_clip(folder / "ev-7.mp4").video_frames == 30
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".not-here.mp4.part"]  # untouched through the link
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 4 and any("..part" in m for m in skipped), skipped
+    with pytest.raises(ClipError):
+        final_path_for(folder / "..part")
+
+
+def test_a_full_disk_is_told_by_errno_message_or_cause() -> None:
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert is_disk_full(ClipError("x.mp4", "[Errno 28] No space left on device"))
+    assert is_disk_full(Exception("database or disk is full"))
+    wrapped = ClipError("x.mp4", "muxing failed")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "full")
+    assert is_disk_full(wrapped)
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(ClipError("x.mp4", "vp8 video cannot go into a mp4 clip"))
 
 
 def test_probing_a_clip_counts_its_frames_and_duration(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ which frame it shows. A full disk is a real one: a tiny tmpfs (needs root, as te
 from __future__ import annotations
 
 import errno
+import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,10 +24,11 @@ import pytest
 
 from hub.buffer import RingBuffer
 from hub.bus import Bus
-from hub.clips import ClipError
+from hub.clips import part_path_for
 from hub.media import h264
 from hub.media.frames import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFrame
-from hub.recorder import EventRecorder, _is_disk_full
+from hub.recorder import EventRecorder
+from hub.recovery import recover
 from hub.store import Store
 from tests.test_clips import encode_opus
 
@@ -234,6 +237,16 @@ async def test_shutdown_cuts_the_open_event_short_and_waits_for_every_clip(rig: 
     assert rig.published("event.ended") == []
 
 
+async def test_shutdown_completes_even_when_an_event_cannot_be_finished(rig: Rig) -> None:
+    """The database went away under a finishing event (it raises): stopping the hub must still return."""
+    rig.push(FRAMES[:15])
+    rig.recorder.start(FRAMES[14].t, FRAMES[14].t, "motion")
+    pending = rig.recorder.end(FRAMES[14].t, "quiet")
+    rig.store.close()
+    await rig.recorder.close(FRAMES[14].t + 0.1)
+    assert pending is not None and pending.done() and isinstance(pending.exception(), sqlite3.ProgrammingError)
+
+
 async def test_the_clip_carries_the_cameras_sound(rig: Rig) -> None:
     sound = [EncodedFrame("audio", "opus", data, i * 960, AUDIO_TIME_BASE, T0 + 0.01 + i * 0.02)
              for i, data in enumerate(encode_opus(3.0))]
@@ -290,6 +303,52 @@ async def test_the_snapshot_is_the_peak_frame_when_the_motion_reading_comes_befo
     rig.push(FRAMES[20:35])
     event = await rig.end(FRAMES[34].t)
     assert _shows_frame(event["snapshot_path"]) == 20
+
+
+async def test_a_keyframe_just_after_the_peak_does_not_replace_it_in_the_snapshot(rig: Rig) -> None:
+    """The peak at frame 19, the next keyframe (20) 0.1 s later: the snapshot shows 19, not the keyframe."""
+    rig.push(FRAMES[:11])
+    rig.recorder.start(FRAMES[10].t, FRAMES[10].t, "motion")
+    rig.push(FRAMES[11:20])
+    rig.recorder.update(motion=0.9, t=FRAMES[19].t)
+    rig.push(FRAMES[20:35])
+    event = await rig.end(FRAMES[34].t)
+    assert _shows_frame(event["snapshot_path"]) == 19
+
+
+async def test_a_late_motion_reading_still_finds_its_frame_behind_a_new_keyframe(rig: Rig) -> None:
+    """The detector lags: the reading for frame 19 comes after keyframe 20 and frame 21 are buffered."""
+    rig.push(FRAMES[:11])
+    rig.recorder.start(FRAMES[10].t, FRAMES[10].t, "motion")
+    rig.push(FRAMES[11:22])
+    rig.recorder.update(motion=0.9, t=FRAMES[19].t)
+    rig.push(FRAMES[22:35])
+    event = await rig.end(FRAMES[34].t)
+    assert _shows_frame(event["snapshot_path"]) == 19
+
+
+async def test_a_reading_for_a_keyframe_already_buffered_shows_that_keyframe(rig: Rig) -> None:
+    """The peak is keyframe 20 itself and its reading comes once frames 20 and 21 are in: the GOP it starts."""
+    rig.push(FRAMES[:11])
+    rig.recorder.start(FRAMES[10].t, FRAMES[10].t, "motion")
+    rig.push(FRAMES[11:22])
+    rig.recorder.update(motion=0.9, t=FRAMES[20].t)
+    rig.push(FRAMES[22:35])
+    event = await rig.end(FRAMES[34].t)
+    assert _shows_frame(event["snapshot_path"]) == 20
+
+
+async def test_a_sound_event_after_a_frame_the_clip_refused_still_gets_a_snapshot(rig: Rig) -> None:
+    """A frame the clip cannot take (a codec change) in the pre-roll of a sound-only event: the clip gives up,
+    but the snapshot is the last frame that was good, not a failed decode of the refused one."""
+    rig.push(FRAMES[:16])
+    rig.buffer.push(EncodedFrame("video", "vp8", b"\x10\x02\x00\x9d\x01\x2a", 0, VIDEO_TIME_BASE,
+                                 FRAMES[15].t + 0.05))
+    rig.recorder.start(FRAMES[15].t + 0.1, FRAMES[15].t + 0.1, "sound")
+    rig.push(FRAMES[16:25])
+    event = await rig.end(FRAMES[24].t)
+    assert event["status"] == "partial" and event["snapshot_path"], event
+    assert _shows_frame(event["snapshot_path"]) == 15
 
 
 async def test_an_event_without_motion_shows_its_last_frame(rig: Rig) -> None:
@@ -372,19 +431,36 @@ async def test_a_stream_that_breaks_before_its_first_whole_gop_leaves_no_clip(ri
     event = await rig.end(FRAMES[19].t)
     assert event["id"] == event_id and event["status"] == "partial" and event["clip_path"] is None
     assert not list(rig.clips_dir.rglob("*.mp4*"))  # nothing half-written left behind
+    assert _open_files_under(rig.clips_dir) == []  # nor held open: a deleted file's space is freed only at close
     assert rig.full_calls == []
 
 
-def test_a_full_disk_is_told_by_errno_message_or_cause() -> None:
-    assert _is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
-    assert _is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
-    assert _is_disk_full(ClipError("x.mp4", "[Errno 28] No space left on device"))
-    assert _is_disk_full(Exception("database or disk is full"))
-    wrapped = ClipError("x.mp4", "muxing failed")
-    wrapped.__cause__ = OSError(errno.ENOSPC, "full")
-    assert _is_disk_full(wrapped)
-    assert not _is_disk_full(OSError(errno.EACCES, "Permission denied"))
-    assert not _is_disk_full(ClipError("x.mp4", "vp8 video cannot go into a mp4 clip"))
+async def test_a_stream_that_breaks_inside_a_long_first_gop_leaves_no_clip_and_no_open_file(rig: Rig) -> None:
+    """A 3 s first GOP: the file is open (after a second of video) but holds no whole GOP when the stream breaks.
+    Nothing can be kept; the writer must be closed too, or the deleted part keeps its disk space while open."""
+    frames = encode(40, gop=30)
+    rig.push(frames[:11])
+    rig.recorder.start(frames[10].t, frames[10].t, "motion")
+    rig.push(frames[11:15])
+    rig.buffer.push(EncodedFrame("video", "vp8", b"\x10\x02\x00\x9d\x01\x2a", 0, VIDEO_TIME_BASE,
+                                 frames[14].t + 0.05))
+    event = await rig.end(frames[14].t + 0.1)
+    assert event["status"] == "partial" and event["clip_path"] is None
+    assert not list(rig.clips_dir.rglob("*.mp4*"))
+    assert _open_files_under(rig.clips_dir) == []
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    """This process's open files below ``folder`` (deleted ones included: /proc names them all the same)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            out.append(target)
+    return out
 
 
 def _tmpfs(mnt: Path, options: str) -> Iterator[Path]:
@@ -396,6 +472,11 @@ def _tmpfs(mnt: Path, options: str) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _make_room(disk: Path) -> None:
+    """Grow a test tmpfs to 4 MB: room at last, as after retention ran."""
+    subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
 
 
 @pytest.fixture
@@ -437,9 +518,17 @@ async def test_a_full_disk_cuts_the_clip_and_asks_for_room_at_once(tmp_path: Pat
         event = await rig.end(frames[-1].t)
         assert event["id"] == event_id and event["status"] == "partial"
         assert event["end"] == frames[-1].t  # the row is finished all the same
-        if event["clip_path"]:  # whatever whole GOPs fitted
-            assert Path(event["clip_path"]).is_file()
-        assert not [p for p in tiny_disk.rglob("*") if p.suffix == ".part"]  # no half-written file left behind
+        # No room for the copy of the whole GOPs either: the .part holding them stays, named by the row.
+        clip = Path(event["clip_path"])
+        assert part_path_for(clip).is_file() and not clip.exists()
+        recover(rig.store, rig.clips_dir)  # still no room: the part is kept for the next start
+        assert part_path_for(clip).is_file() and rig.row(event_id)["clip_path"] == str(clip)
+        _make_room(tiny_disk)
+        recover(rig.store, rig.clips_dir)
+        packets = _video_packets(clip)  # whatever reached the disk, as it was sent
+        assert packets and packets == _sent(frames[:len(packets)])
+        assert rig.row(event_id)["clip_size"] == clip.stat().st_size
+        assert not [p for p in tiny_disk.rglob("*") if p.suffix == ".part"]
     finally:
         rig.store.close()
 
@@ -470,8 +559,18 @@ async def test_a_disk_that_fills_while_the_clip_is_finished_asks_for_room(tmp_pa
         event = await rig.end(frames[-1].t)  # the final MP4 is a second copy: no room for it
         assert len(rig.full_calls) == 1
         assert event["id"] == event_id and event["status"] == "partial" and event["end"] == frames[-1].t
-        assert event["clip_path"] is None or Path(event["clip_path"]).is_file()  # never a path to nothing
         assert event["snapshot_path"] and Path(event["snapshot_path"]).is_file()
+        # The complete .part is the only copy of the clip: it stays, and the row keeps the name it will have.
+        clip = Path(event["clip_path"])
+        assert part_path_for(clip).is_file() and not clip.exists() and event["clip_size"] is None
+        # Once there is room, start-up recovery finishes it: every frame the camera sent, the row complete.
+        _make_room(roomy_disk)
+        recover(rig.store, rig.clips_dir)
+        row = rig.row(event_id)
+        assert row["clip_path"] == str(clip) and row["clip_size"] == clip.stat().st_size
+        assert row["status"] == "partial" and row["end"] == frames[-1].t
+        assert _video_packets(clip) == _sent(frames[:60])
+        assert not part_path_for(clip).exists()
     finally:
         rig.store.close()
 

@@ -91,6 +91,16 @@ def test_a_new_camera_starts_armed_and_offline_with_a_usable_name(tmp_path):
     assert s.get_camera(long.camera_id)["name"] == "x" * 64  # the phone page's maxlength
 
 
+def test_pairing_answers_with_the_name_it_stored(tmp_path):
+    # The pairing answer and the camera.added message carry Pairing.name: it must be the stored name, or the
+    # phone and the UI show a name the hub does not have (blank, padded or longer than 64 characters).
+    s = Store(tmp_path / "hub.db")
+    for raw in ("   ", "  Porch  ", "y" * 100):
+        p = s.redeem_pairing_code(s.new_pairing_code()[0], raw)
+        assert p.name == s.get_camera(p.camera_id)["name"]
+    assert p.name == "y" * 64
+
+
 def test_two_cameras_cannot_share_a_token(tmp_path):
     # camera_for_token takes the first row: a second camera with the same token hash must be impossible.
     s = Store(tmp_path / "hub.db")
@@ -167,6 +177,34 @@ def test_listing_events_filters_by_camera_and_a_half_open_time_range(tmp_path):
     assert [e["id"] for e in s.list_events(since=200.0, until=300.0)] in (
         [ids["a", 200.0], ids["b", 200.0]], [ids["b", 200.0], ids["a", 200.0]])
     assert len(s.list_events(limit=4)) == 4
+
+
+def test_listing_without_a_limit_gives_the_newest_hundred(tmp_path):
+    # The store's own page size, for a caller that gives none (the CLI and API pass theirs).
+    s = Store(tmp_path / "hub.db")
+    with s.db.conn:
+        for i in range(101):
+            s.insert_event({"camera_id": "c", "status": "complete", "start": float(i)})
+    listed = s.list_events()
+    assert [e["start"] for e in listed] == [float(i) for i in range(100, 0, -1)]
+
+
+def test_a_locked_database_is_waited_for_not_failed_at_once(tmp_path):
+    # Retention's planner and the CLI open their own connections: a write that meets their lock must wait for
+    # it (SQLite's busy timeout), not fail with "database is locked". SQLite reports the wait it will make.
+    # (Python's sqlite3.connect already waits 5 s by default; the store's PRAGMA says so explicitly.)
+    s = Store(tmp_path / "hub.db")
+    assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_a_new_database_says_it_holds_schema_version_1(tmp_path):
+    # Every hub in the field created its hub.db with schema version 1 in the meta table: the first migration
+    # finds the old layout by that row. Changing the number without a migration would strand them.
+    s = Store(tmp_path / "hub.db")
+    s.close()
+    with sqlite3.connect(tmp_path / "hub.db") as raw:
+        assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("1",)]
+    raw.close()
 
 
 def test_deleting_an_event_returns_its_row_once(tmp_path):
