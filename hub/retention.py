@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.clips import part_path_for, tmp_path_for
+from hub.clips import is_disk_full, part_path_for, tmp_path_for
 from hub.config import StorageConfig
 from hub.datadir import contained_file
 from hub.errors import ErrorKind, HubError
@@ -167,7 +168,18 @@ def delete_event(store: Store, event_id: str, clips_dir: Path, data_root: Path |
         raise EventDeleteError(ErrorKind.CONFLICT, "the event is still recording",
                                "delete it once its clip is finished")
     files = event_files(ev, clips_dir, data_root)
-    store.delete_event(event_id)
+    try:
+        store.delete_event(event_id)
+    except sqlite3.OperationalError as exc:
+        if not is_disk_full(exc):
+            raise
+        # A full disk: SQLite needs room to commit even a delete (its WAL grows first). The files go first,
+        # which makes that room; a row whose clip is gone for a moment is the lesser harm than a hub that can
+        # never free its disk.
+        removed, errors = _unlink_files(files, clips_dir)
+        store.delete_event(event_id)
+        log.warning("disk full: removed the event's files before its row", extra={"event_id": event_id})
+        return DeletedEvent(ev, tuple(removed), tuple(errors))
     removed, errors = _unlink_files(files, clips_dir)
     if errors:
         log.warning("event files not removed", extra={"event_id": event_id, "errors": errors})
@@ -189,6 +201,10 @@ def apply_prune(store: Store, plan: PrunePlan,
             delete_event(store, ev["id"], clips_dir, clips_dir.parent)
         except EventDeleteError as exc:
             log.info("retention skipped an event", extra={"event_id": ev["id"], "why": exc.message})
+            continue
+        except sqlite3.Error as exc:  # the database refused (still full, locked): the next pass tries again
+            log.error("retention could not delete an event; trying again at the next pass",
+                      extra={"event_id": ev["id"], "error": str(exc)})
             continue
         removed += 1
         if on_deleted is not None:

@@ -289,3 +289,42 @@ def test_an_event_without_a_clip_still_loses_its_snapshot_and_thumbnail(data):
     done = delete_event(store, "ev-x", clips, root)
     assert sorted(done.removed) == sorted([snap.resolve(), thumb.resolve()])
     assert not snap.exists() and not thumb.exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A real 1 MB filesystem (tmpfs) holding the hub's database and clips folder."""
+    from tests.test_recorder import _tmpfs
+
+    yield from _tmpfs(tmp_path / "disk", "size=1m")
+
+
+def test_retention_frees_a_disk_so_full_that_the_database_cannot_commit(full_disk: Path, caplog):
+    """With not a byte left, SQLite cannot commit a row delete (its WAL grows first): the event's files go first,
+    which makes the room, then its row. Before, the delete failed and retention could never free the disk."""
+    import logging
+    import os
+    import sqlite3
+
+    clips = full_disk / "clips"
+    store = Store(full_disk / "hub.db")
+    try:
+        clip = sized_event(store, clips, "ev-old", time.time() - 3600, 300_000)
+        filler = full_disk / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:  # every page the filesystem has left
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        with pytest.raises(sqlite3.OperationalError, match="full"):  # the disk really is too full to commit
+            store.ensure_static_camera("other", "Other", "file")
+        caplog.set_level(logging.WARNING, logger="hub.retention")
+        deleted = delete_event(store, "ev-old", clips, full_disk)
+        assert clip in deleted.removed and not clip.exists()
+        assert store.get_event("ev-old") is None
+        assert any("disk full" in r.getMessage() for r in caplog.records)
+    finally:
+        store.close()
