@@ -9,6 +9,7 @@ bus message or a condition polled under a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -277,11 +278,39 @@ def test_hub_process_reports_the_detect_stream_in_its_camera_api(tmp_path) -> No
             hub.wait_for_log("camera detect stream down", WAIT_S)
             down = gate()
             assert down["detect"] == "down" and "refused" in down["detect_reason"].lower()
-            server.start()
-            hub.wait_for_log("camera detect stream ok", WAIT_S)
+            with _dashboard(hub) as page:  # the camera card says so, and stops saying so when it is back
+                pill = page.locator("article.camera[data-camera-id=gate] .detect-state")
+                pill.wait_for(state="visible", timeout=WAIT_S * 1000)
+                assert pill.inner_text() == "Motion detection down"
+                assert "refused" in (pill.get_attribute("title") or "").lower()
+                server.start()
+                hub.wait_for_log("camera detect stream ok", WAIT_S)
+                pill.wait_for(state="hidden", timeout=WAIT_S * 1000)  # the page reloads on camera.detect
             up = gate()
             assert up["detect"] == "ok" and up["detect_reason"] == ""
             assert up["ingest"]["detect"] == "ok"
     finally:
         hub.stop()
         server.stop()
+
+
+@contextlib.contextmanager
+def _dashboard(hub: Any) -> Iterator[Any]:
+    """Headless Chromium logged in to the hub's web UI, on the dashboard."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic", f"--ignore-certificate-errors-spki-list={hub.spki}"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=args)
+        try:
+            page = browser.new_page()
+            page.goto(f"{hub.https}/")
+            page.fill("#secret", hub.admin_secret)
+            page.click("button[type=submit]")
+            page.wait_for_selector("article.camera[data-camera-id=gate]")
+            yield page
+        finally:
+            browser.close()
