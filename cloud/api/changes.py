@@ -62,16 +62,22 @@ class Change:
 def record(conn: Connection, *, account_id: str, kind: str, at: datetime, subject_id: str | None = None,
            data: dict[str, Any] | None = None) -> None:
     """Add a change inside the caller's transaction (and wake PostgreSQL listeners when it commits)."""
-    conn.execute(sa.insert(changes).values(account_id=account_id, kind=kind, subject_id=subject_id, at=at,
-                                           data=data or {}))
+    insert = sa.insert(changes).values(account_id=account_id, kind=kind, subject_id=subject_id, at=at,
+                                       data=data or {})
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": account_id})
+        # One round trip: the insert as a data-modifying CTE of the NOTIFY (PostgreSQL runs it whether or not
+        # the outer query reads it). Upload initiate and finalize each record a change on their request's path.
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, account_id)).add_cte(insert.cte("recorded")))
+    else:
+        conn.execute(insert)
 
 
-def record_event_state(conn: Connection, event_id: str, at: datetime, **extra: Any) -> None:
-    """The event's current state as a change (called in the transaction that moved it)."""
-    row = conn.execute(sa.select(events.c.account_id, events.c.hub_id, events.c.camera_id, events.c.hub_event_id,
-                                 events.c.state).where(events.c.id == event_id)).first()
+def record_event_state(conn: Connection, event_id: str, at: datetime, *, row: Any = None, **extra: Any) -> None:
+    """The event's current state as a change (called in the transaction that moved it). ``row``: the event's
+    row as that transaction just wrote it (an INSERT/UPDATE ... RETURNING), which saves reading it again."""
+    if row is None:
+        row = conn.execute(sa.select(events.c.account_id, events.c.hub_id, events.c.camera_id,
+                                     events.c.hub_event_id, events.c.state).where(events.c.id == event_id)).first()
     if row is not None:
         record(conn, account_id=row.account_id, kind=EVENT_STATE, at=at, subject_id=event_id,
                data={"state": row.state, "hub_event_id": row.hub_event_id, "camera_id": row.camera_id,

@@ -131,7 +131,7 @@ class Events:
                 "created_at": now, "attempts": 0,
             })
             if inserted is not None:
-                changes.record_event_state(conn, event_id, now)
+                changes.record_event_state(conn, event_id, now, row=inserted)
                 return inserted, True
             row = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)  # a concurrent retry's
             return self._same_or_conflict(row, req), False
@@ -223,7 +223,7 @@ class Events:
                                           reason="no_credits",
                                           retry_after_s=(credits.next_period_start(now) - now).total_seconds())
             credits.charge(conn, hub.account_id, event_id, need, now)
-            changes.record_event_state(conn, event_id, now)
+            changes.record_event_state(conn, event_id, now, row=moved)
             return moved, True
 
         done, claimed = await self.ctx.db.tx(commit)
