@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.bus import Bus
+from hub.clips import part_path_for
 from hub.config import CloudConfig
 from hub.datadir import contained_file
 from hub.retry import Wakeup, backoff_s
@@ -172,6 +173,12 @@ class Uploader:
             return
         clip = contained_file(self._clips_dir, ev.get("clip_path"))
         mime = _MIME.get(clip.suffix.lower()) if clip is not None else None
+        if clip is None and self._awaits_recovery(ev):
+            # The disk was full when the clip was finished: its complete .part waits for the next start's
+            # recovery, which writes the clip under this name. Not a refusal: it goes once it is there.
+            self._retry_later(row, "the clip is waiting to be finished (the disk was full); it is sent once the "
+                                   "hub has finished it", None)
+            return
         if clip is None or mime is None:
             self._refuse(row, "no_clip", "the event's clip is not on the hub (deleted, or outside the clips folder)")
             return
@@ -254,6 +261,12 @@ class Uploader:
     def _set(self, row: OutboxRow, state: str, cloud_event_id: str | None = None) -> None:
         self.outbox.update(row.event_id, state=state, cloud_event_id=cloud_event_id, attempts=row.attempts)
         self._publish(row.event_id, state, None)
+
+    def _awaits_recovery(self, ev: dict[str, Any]) -> bool:
+        stored = ev.get("clip_path")
+        if ev.get("status") != "partial" or not isinstance(stored, str) or not stored:
+            return False
+        return contained_file(self._clips_dir, str(part_path_for(Path(stored)))) is not None
 
     def _refuse(self, row: OutboxRow, reason: str, message: str) -> None:
         self.outbox.update(row.event_id, state="refused", reason=message, attempts=row.attempts + 1)

@@ -155,6 +155,33 @@ async def test_an_event_the_plan_refuses_stays_local_with_the_reason(api_factory
         await side.close()
 
 
+async def test_a_clip_waiting_for_recovery_is_sent_once_finished_not_refused(api: CloudApi, mp4_clip: Clip,
+                                                                            tmp_path: Path) -> None:
+    """A disk full at the final remux leaves the complete .part and a `partial` row naming the clip that the next
+    start's recovery writes: the upload waits for it (refusing would lose the event for the cloud for good)."""
+    from hub.clips import part_path_for
+
+    cloud_hub = await api.hub(cameras=("front",))
+    side = HubSide(tmp_path, _link(api, cloud_hub))
+    try:
+        await side.uploader.start()
+        event = side.add_event(mp4_clip, "ev-wait")
+        clip = side.clips / "ev-wait.mp4"
+        part = part_path_for(clip)
+        clip.rename(part)  # what the recorder left: the .part, and the row still naming the clip
+        side.store.update_event("ev-wait", status="partial")
+        side.finish(side.store.get_event("ev-wait") or event)
+        waiting = (await side.until("ev-wait", "pending"))[-1]
+        while not waiting.get("reason"):
+            waiting = (await side.until("ev-wait", "pending"))[-1]
+        assert "waiting to be finished" in waiting["reason"], waiting
+        part.rename(clip)  # recovery at the next start finished it
+        await side.until("ev-wait", "done")
+        assert [e["hub_event_id"] for e in await _cloud_events(api, cloud_hub)] == ["ev-wait"]
+    finally:
+        await side.close()
+
+
 async def test_an_unlinked_hub_queues_nothing(mp4_clip: Clip, tmp_path: Path) -> None:
     side = HubSide(tmp_path, None)
     try:
