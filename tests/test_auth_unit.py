@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -23,21 +21,19 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from hub.app import HubRuntime, build_hub, serve
-from hub.config import HubConfig
+from hub.app import HubRuntime
 from hub.store import Store
 from hub.web.auth import (
     FREE_FAILURES,
     GLOBAL_BURST,
     GLOBAL_REFILL_S,
-    LIMITS_KEY,
     SESSION_KEY,
     SESSION_TTL_S,
     Auth,
     GuessLimiter,
 )
-from tests.harness.ports import HOST, free_ports
-from tests.test_web_sessions import Clock
+from tests.harness.ports import HOST
+from tests.test_web_sessions import Clock, LiveHub, log_in, running_hub
 
 CAM = "frontdoor"
 EVENT = "ev-1"
@@ -227,37 +223,12 @@ def test_media_signatures_are_per_session_and_path_and_survive_a_restart(store: 
 # -- over HTTPS: the real hub in this process ----------------------------------------------------------------------
 
 
-@dataclass
-class LiveHub:
-    runtime: HubRuntime
-    clock: Clock
-    base: str
-    http: str
-    ctx: ssl.SSLContext
-
-    def client(self, local_address: str = "127.0.0.1", **kw: object) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(verify=self.ctx, local_address=local_address)
-        return httpx.AsyncClient(base_url=self.base, transport=transport, timeout=10, **kw)  # type: ignore[arg-type]
-
-    @property
-    def secret(self) -> str:
-        return self.runtime.data.load_secrets(create=False)["admin_secret"]
-
-    @property
-    def admin(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
-
-
-@pytest_asyncio.fixture
-async def live_hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
-    https_port, http_port = free_ports(2)
-    cfg = HubConfig.model_validate({
-        "server": {"host": HOST, "https_port": https_port, "http_port": http_port, "public_host": HOST},
-        "storage": {"data_dir": str(tmp_path / "data")}})
-    runtime = build_hub(cfg)
+def _one_event(runtime: HubRuntime) -> None:
+    """One finished event with its clip, snapshot and thumbnail (served as they are: their bytes are not looked
+    at)."""
     day = runtime.data.clips_dir / CAM / "2024-05-01"
     day.mkdir(parents=True)
-    for name in ("ev-1.mp4", "ev-1.jpg", "ev-1.thumb.jpg"):  # served as they are: their bytes are not looked at
+    for name in ("ev-1.mp4", "ev-1.jpg", "ev-1.thumb.jpg"):
         (day / name).write_bytes(name.encode() * 10)
     runtime.store.ensure_static_camera(CAM, "Front door", "file")
     rel = f"{CAM}/2024-05-01/ev-1"
@@ -265,21 +236,12 @@ async def live_hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
                                 "start": time.time() - 60, "end": time.time() - 57, "clip_duration_s": 3.0,
                                 "clip_path": f"{rel}.mp4", "snapshot_path": f"{rel}.jpg",
                                 "thumb_path": f"{rel}.thumb.jpg"})
-    clock = Clock()
-    runtime.web[SESSION_KEY].clock = clock
-    runtime.web[LIMITS_KEY].admin.clock = clock
-    runner = await serve(runtime)
-    try:
-        yield LiveHub(runtime, clock, f"https://{HOST}:{https_port}", f"http://{HOST}:{http_port}",
-                      ssl.create_default_context(cafile=str(runtime.data.cert_path)))
-    finally:
-        await runner.cleanup()
 
 
-async def _log_in(c: httpx.AsyncClient, secret: str) -> dict[str, str]:
-    r = await c.post("/api/ui/login", json={"secret": secret})
-    assert r.status_code == 200, r.text
-    return {"X-CSRF-Token": r.json()["csrf"]}
+@pytest_asyncio.fixture
+async def live_hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
+    async with running_hub(tmp_path, seed=_one_event) as hub:
+        yield hub
 
 
 async def test_log_in_sets_a_hardened_cookie_and_hands_out_the_key_only_then(live_hub: LiveHub) -> None:
@@ -317,7 +279,7 @@ async def test_a_secret_that_is_not_a_string_is_a_wrong_guess(live_hub: LiveHub)
 
 async def test_the_cookie_without_the_page_key_reads_and_changes_nothing(live_hub: LiveHub) -> None:
     async with live_hub.client() as c:
-        key = await _log_in(c, live_hub.secret)
+        key = await log_in(c, live_hub.secret)
         for method, path in [("GET", "/api/ui/session"), ("GET", "/api/ui/cameras"), ("POST", "/api/ui/arm"),
                              ("GET", f"/api/ui/events/{EVENT}/clip"), ("GET", f"/api/ui/events/{EVENT}/thumb"),
                              ("POST", "/api/ui/logout")]:
@@ -331,7 +293,7 @@ async def test_the_cookie_without_the_page_key_reads_and_changes_nothing(live_hu
 async def test_state_changes_from_another_origin_are_refused(live_hub: LiveHub) -> None:
     port = live_hub.base.rsplit(":", 1)[1]
     async with live_hub.client() as c:
-        key = await _log_in(c, live_hub.secret)
+        key = await log_in(c, live_hub.secret)
         for origin in ("https://evil.example", "null", f"http://{HOST}:{port}", f"https://{HOST}:1",
                        f"https://{HOST}"):
             r = await c.post("/api/ui/arm", json={"armed": False}, headers={**key, "Origin": origin})
@@ -350,8 +312,8 @@ async def test_state_changes_from_another_origin_are_refused(live_hub: LiveHub) 
 
 async def test_media_urls_load_with_the_cookie_alone_only_for_their_own_path_and_session(live_hub: LiveHub) -> None:
     async with live_hub.client() as c, live_hub.client() as other:
-        key = await _log_in(c, live_hub.secret)
-        other_key = await _log_in(other, live_hub.secret)
+        key = await log_in(c, live_hub.secret)
+        other_key = await log_in(other, live_hub.secret)
         ev = (await c.get(f"/api/ui/events/{EVENT}", headers=key)).json()
         assert ev["clip_url"].startswith(f"/api/ui/events/{EVENT}/clip?sig=")
         assert ev["download_url"].startswith(f"/api/ui/events/{EVENT}/clip?download=1&sig=")
@@ -442,12 +404,12 @@ async def test_guesses_from_many_addresses_lock_the_lan_but_not_the_cli(live_hub
         async with httpx.AsyncClient(base_url=live_hub.http, timeout=10) as cli:
             assert (await cli.get("/api/admin/cameras", headers=live_hub.admin)).status_code == 200
         live_hub.clock.advance(GLOBAL_REFILL_S)  # one guess came back
-        await _log_in(c, live_hub.secret)
+        await log_in(c, live_hub.secret)
 
 
 async def test_the_websocket_takes_the_key_as_a_subprotocol_and_closes_at_log_out(live_hub: LiveHub) -> None:
     async with live_hub.client() as c:
-        key = await _log_in(c, live_hub.secret)
+        key = await log_in(c, live_hub.secret)
         sid = dict(c.cookies)["pw_session"]
         url = live_hub.base.replace("https", "wss") + "/api/ui/ws"
         protocols = ("pingwatch", f"key.{key['X-CSRF-Token']}")
@@ -468,15 +430,15 @@ async def test_the_websocket_takes_the_key_as_a_subprotocol_and_closes_at_log_ou
                 assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == aiohttp.WSCloseCode.POLICY_VIOLATION
         # the key only on the WebSocket's path: elsewhere the subprotocol header is no key
         async with live_hub.client() as again:
-            key2 = await _log_in(again, live_hub.secret)
+            key2 = await log_in(again, live_hub.secret)
             r = await again.get("/api/ui/arm", headers={"Sec-WebSocket-Protocol": f"key.{key2['X-CSRF-Token']}"})
             assert r.status_code == 403
 
 
 async def test_logging_out_ends_the_session_for_good(live_hub: LiveHub) -> None:
     async with live_hub.client() as c, live_hub.client() as other:
-        key = await _log_in(c, live_hub.secret)
-        other_key = await _log_in(other, live_hub.secret)
+        key = await log_in(c, live_hub.secret)
+        other_key = await log_in(other, live_hub.secret)
         sid = dict(c.cookies)["pw_session"]
         out = await c.post("/api/ui/logout", headers=key)
         assert out.status_code == 200 and out.json() == {"ok": True}

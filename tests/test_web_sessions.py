@@ -7,9 +7,10 @@ guard, the real routes and database) with a test clock put into its auth and gue
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_idle_time_counts_from_the_last_use_after_a_restart(store: Store) -> Non
     assert restarted.lookup(other) is not None
 
 
-def test_expired_and_idle_sessions_leave_the_database_at_the_next_log_in(store: Store) -> None:
+def test_expired_and_idle_sessions_leave_the_database_at_the_nextlog_in(store: Store) -> None:
     clock = Clock()
     auth = Auth(store, "secret", clock=clock)
     t0 = clock.now
@@ -181,37 +182,54 @@ def test_the_count_of_wrong_guesses_is_forgotten_after_an_hour_of_quiet() -> Non
 class LiveHub:
     runtime: HubRuntime
     clock: Clock
-    base: str
+    base: str  # the HTTPS port (web UI)
+    http: str  # the loopback HTTP port (health, the CLI's admin API)
     ctx: ssl.SSLContext
 
-    def client(self, local_address: str = "127.0.0.1") -> httpx.AsyncClient:
+    def client(self, local_address: str = "127.0.0.1", **kw: object) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(verify=self.ctx, local_address=local_address)
-        return httpx.AsyncClient(base_url=self.base, transport=transport, timeout=10)
+        return httpx.AsyncClient(base_url=self.base, transport=transport, timeout=10, **kw)  # type: ignore[arg-type]
 
     @property
     def secret(self) -> str:
         return self.runtime.data.load_secrets(create=False)["admin_secret"]
 
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
 
-@pytest_asyncio.fixture
-async def live_hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
+
+@contextlib.asynccontextmanager
+async def running_hub(tmp_path: Path, seed: Callable[[HubRuntime], None] | None = None
+                      ) -> AsyncIterator[LiveHub]:
+    """The real hub in this process (``build_hub`` + ``serve``) on free ports, its session and lockout clocks
+    the test's own; ``seed`` fills its store before it serves."""
     https_port, http_port = free_ports(2)
     cfg = HubConfig.model_validate({
         "server": {"host": HOST, "https_port": https_port, "http_port": http_port, "public_host": HOST},
         "storage": {"data_dir": str(tmp_path / "data")}})
     runtime = build_hub(cfg)
+    if seed is not None:
+        seed(runtime)
     clock = Clock()
     runtime.web[SESSION_KEY].clock = clock
     runtime.web[LIMITS_KEY].admin.clock = clock
     runner = await serve(runtime)
     try:
-        yield LiveHub(runtime, clock, f"https://{HOST}:{https_port}",
+        yield LiveHub(runtime, clock, f"https://{HOST}:{https_port}", f"http://{HOST}:{http_port}",
                       ssl.create_default_context(cafile=str(runtime.data.cert_path)))
     finally:
         await runner.cleanup()
 
 
-async def _log_in(c: httpx.AsyncClient, secret: str) -> dict[str, str]:
+@pytest_asyncio.fixture
+async def live_hub(tmp_path: Path) -> AsyncIterator[LiveHub]:
+    async with running_hub(tmp_path) as hub:
+        yield hub
+
+
+async def log_in(c: httpx.AsyncClient, secret: str) -> dict[str, str]:
+    """Log in through the API; the CSRF header the session's writes need."""
     r = await c.post("/api/ui/login", json={"secret": secret})
     assert r.status_code == 200, r.text
     return {"X-CSRF-Token": r.json()["csrf"]}
@@ -221,8 +239,8 @@ async def test_the_hub_ends_idle_and_expired_sessions(live_hub: LiveHub) -> None
     clock = live_hub.clock
     async with live_hub.client() as idle, live_hub.client() as busy:
         t0 = clock.now
-        idle_key = await _log_in(idle, live_hub.secret)
-        busy_key = await _log_in(busy, live_hub.secret)
+        idle_key = await log_in(idle, live_hub.secret)
+        busy_key = await log_in(busy, live_hub.secret)
         info = (await busy.get("/api/ui/session", headers=busy_key)).json()
         assert info["expires_at"] == t0 + SESSION_TTL_S and info["idle_timeout_s"] == SESSION_IDLE_S
 
@@ -239,7 +257,7 @@ async def test_the_hub_ends_idle_and_expired_sessions(live_hub: LiveHub) -> None
         ended = await busy.post("/api/ui/arm", json={"armed": True}, headers=busy_key)
         assert ended.status_code == 401 and "log in" in ended.json()["hint"]
         # logging in again works and gives a session with a lifetime of its own
-        again = await _log_in(busy, live_hub.secret)
+        again = await log_in(busy, live_hub.secret)
         assert (await busy.get("/api/ui/session", headers=again)).json()["expires_at"] == clock.now + SESSION_TTL_S
 
 
@@ -265,7 +283,7 @@ async def test_the_hub_locks_out_longer_after_each_wrong_secret(live_hub: LiveHu
         bearer = await c.get("/api/ui/cameras", headers={"Authorization": f"Bearer {live_hub.secret}"})
         assert bearer.status_code == 429
         clock.advance(32)
-        await _log_in(c, live_hub.secret)
+        await log_in(c, live_hub.secret)
         # the right secret cleared the count: five free guesses again, then a one-second lock
         assert [(await c.post("/api/ui/login", json=wrong)).status_code for _ in range(FREE_FAILURES)] == \
             [401] * FREE_FAILURES
