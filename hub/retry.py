@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+from pingwatch_common.aio import wait_event
+
 
 class Wakeup:
     """Set when new work is queued; a sender waits on it, or until its next retry is due."""
@@ -19,10 +21,7 @@ class Wakeup:
     async def wait(self, seconds: float | None) -> None:
         """Until ``set()`` (called now or later) or ``seconds`` have passed (None: no limit)."""
         self._event.clear()
-        try:
-            await asyncio.wait_for(self._event.wait(), seconds)
-        except TimeoutError:
-            pass
+        await wait_event(self._event, seconds)
 
 
 def backoff_s(attempts: int, base_s: float, max_s: float) -> float:

@@ -43,6 +43,7 @@ from azure.storage.blob.aio import BlobServiceClient  # noqa: E402
 
 from cloud.storage.blob import API_VERSION  # noqa: E402
 from hub.upload.blob_upload import upload_file  # noqa: E402
+from pingwatch_common.aio import within  # noqa: E402
 from tests.harness.azurite import start_azurite  # noqa: E402
 from tests.harness.ports import free_port  # noqa: E402
 from tests.harness.postgres import start_postgres  # noqa: E402
@@ -318,7 +319,7 @@ async def hub_cpu(pg_dsn_for: Any, conn_str: str, clip_path: Path) -> dict[str, 
             cpu0, t0 = time.process_time(), time.perf_counter()
             uploader.enqueue_finished(store.get_event(f"ev-{i}") or {})
             while True:
-                msg = await asyncio.wait_for(states.get(), 120)
+                msg = await within(states.get(), 120)
                 if msg.data["event_id"] == f"ev-{i}" and msg.data["state"] in ("done", "refused"):
                     assert msg.data["state"] == "done", msg.data
                     break

@@ -19,7 +19,6 @@ changes it has already seen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,8 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cloud.api.db.engine import Database
+from cloud.api.db.engine import Database, DatabaseClosed
 from cloud.api.db.schema import changes, events
+from pingwatch_common.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,11 @@ class ChangeFeed:
         if self._listen:
             self._tasks.append(asyncio.create_task(self._listen_loop(), name="change-feed-listen"))
 
+    @property
+    def running(self) -> bool:
+        """True while any of its tasks is still running."""
+        return any(not task.done() for task in self._tasks)
+
     async def wait_listening(self) -> None:
         if self._listen:
             await self._listening.wait()
@@ -214,16 +219,22 @@ class ChangeFeed:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        # Ends on stop() even if a cancellation were lost, and when the database is closed under it (its owner
+        # is shutting down without stopping the feed first): a retry could never succeed.
+        while not self._stopping:
+            # Cleared before the read, not after: a wake-up that comes while the read runs (a commit it may
+            # have missed) must make the next read happen at once, not at the next poll.
+            self._wake.clear()
             try:
                 await self._read_once()
             except asyncio.CancelledError:
                 raise
+            except DatabaseClosed:
+                log.warning("the database was closed under a running change feed; the feed stops")
+                return
             except Exception:
                 log.warning("reading changes failed; retrying", exc_info=True)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s if not self.listening else 2.0)
+            await wait_event(self._wake, self._poll_interval_s if not self.listening else 2.0)
 
     async def _read_once(self) -> None:
         gaps = sorted(self._gaps)

@@ -35,6 +35,7 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
 from cloud.api.changes import ChangeFeed, Subscription, latest_id
 from cloud.api.context import Context
+from cloud.api.db.engine import DatabaseClosed
 from cloud.api.db.schema import telegram_links, telegram_mutes, telegram_updates
 from cloud.api.security import new_id
 from cloud.api.services import leases
@@ -45,6 +46,7 @@ from cloud.notify import planner, store
 from cloud.notify.bot import make_bot, retry_after_s
 from cloud.notify.sender import NotifierStats, Sender
 from cloud.notify.updates import UpdateHandler
+from pingwatch_common.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,7 @@ class Notifier:
                 try:
                     added = await self.ctx.db.tx(work)
                     break
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
                     raise
                 except Exception:  # the database is down: the same change again, later (never skipped)
                     log.warning("planning a change failed; retrying", extra={"change": change.id}, exc_info=True)
@@ -257,7 +259,7 @@ class Notifier:
             try:
                 updates = await self.bot.get_updates(offset=offset, timeout=int(self.poll_timeout_s),
                                                      allowed_updates=["message", "callback_query"])
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
                 raise
             except Conflict as exc:
                 # A webhook is set (or another program polls this bot). Deleting the webhook would silently break
@@ -289,7 +291,7 @@ class Notifier:
                 try:
                     if not await self.ctx.db.tx(functools.partial(_store, update=payload, now=now)):
                         self.stats.duplicate_updates += 1
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
                     raise
                 except Exception:  # the database is down: not confirmed to Telegram, so it comes again
                     log.warning("storing a Telegram update failed; it is fetched again", exc_info=True)
@@ -308,7 +310,7 @@ class Notifier:
                     sa.select(telegram_updates.c.update_id, telegram_updates.c.payload, telegram_updates.c.received_at)
                     .where(telegram_updates.c.claimed_at.is_(None))
                     .order_by(telegram_updates.c.update_id).limit(50)).all())
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
                 raise
             except Exception:
                 log.warning("reading Telegram updates failed; retrying", exc_info=True)
@@ -316,15 +318,14 @@ class Notifier:
             for row in rows:
                 try:
                     await self._act(row)
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
                     raise
                 except Exception:  # one update (or a database hiccup) must not end the loop that answers buttons
                     log.warning("acting on a Telegram update failed", extra={"update_id": row.update_id},
                                 exc_info=True)
             if not rows:
                 # The webhook route writes from another process; its rows are found by this poll.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._updates_wake.wait(), 0.25)
+                await wait_event(self._updates_wake, 0.25)
 
     async def _act(self, row: Any) -> None:
         now = self.ctx.clock()
@@ -352,7 +353,7 @@ class Notifier:
                         telegram_updates.c.claimed_at.is_not(None),
                         telegram_updates.c.received_at < self.ctx.clock() - timedelta(days=2))))
                     await self.ctx.db.tx(lambda conn: _prune_links_and_mutes(conn, self.ctx.clock()))
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
                 raise
             except Exception:
                 log.warning("Telegram housekeeping failed", exc_info=True)

@@ -15,7 +15,6 @@ an alert); everything else is keyed by the row's UNIQUE key and its conditional 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -30,12 +29,14 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, R
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from cloud.api.context import Context
+from cloud.api.db.engine import DatabaseClosed
 from cloud.api.db.schema import cameras, event_labels, event_starts, events
 from cloud.api.services.telegram import unlink_chat
 from cloud.notify import store, texts
 from cloud.notify.bot import EntityTooLarge, retry_after_s
 from cloud.notify.store import FAILED, PENDING, SENT, SKIPPED, Delivery
 from cloud.storage.blob import BlobNotFound, StorageError
+from pingwatch_common.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class Sender:
             try:
                 started = await self._pass()
                 nxt = await self.ctx.db.read(store.next_due_at)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
                 raise
             except Exception:
                 log.warning("reading the Telegram outbox failed; retrying", exc_info=True)
@@ -178,8 +179,7 @@ class Sender:
             timeout = 1.0 if nxt is None else min(5.0, max(0.0, (nxt - self.ctx.clock()).total_seconds()))
             if timeout == 0.0 and not started:
                 timeout = 0.2  # due rows whose chats are busy: their task wakes us when it is done
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
+            await wait_event(self.wake, timeout)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -256,7 +256,7 @@ class Sender:
             await self._retry_later(row, f"{type(exc).__name__}: {exc}")
         except TelegramError as exc:
             await self._retry_later(row, f"{type(exc).__name__}: {exc}")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
             raise
         except Exception as exc:  # a bug in one row must not stop every alert
             log.exception("Telegram alert failed unexpectedly", extra={"row": row.id})

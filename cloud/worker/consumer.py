@@ -40,6 +40,7 @@ from cloud.worker.lease import Lease
 from cloud.worker.model import Detector
 from cloud.worker.rules import parse_prompt
 from cloud.worker.vlm import VlmClient
+from pingwatch_common.aio import within
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class Consumer:
                 running = {t for t in running if not t.done()}
                 if not msgs:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(stop_wait), cfg.poll_interval_s)
+                        await within(asyncio.shield(stop_wait), cfg.poll_interval_s)
         finally:
             stop_wait.cancel()
             await self._drain(running)

@@ -9,7 +9,6 @@ garbage, wrong schema, budget spent) returns None, and ``last_error`` says why.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -20,6 +19,8 @@ from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pingwatch_common.aio import within
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,7 @@ class VlmClient:
         self.calls += 1
         url, body, headers = self._request(frames, prompt, findings)
         try:
-            resp = await asyncio.wait_for(self._client.post(url, json=body, headers=headers),
-                                          self.config.timeout_s)
+            resp = await within(self._client.post(url, json=body, headers=headers), self.config.timeout_s)
         except (TimeoutError, httpx.TimeoutException):
             self.last_error = f"no answer within {self.config.timeout_s:g} s"
             return None

@@ -68,6 +68,7 @@ from hub.ingest.tap import (
     video_frame_to_luma,
 )
 from hub.media.frames import AudioChunk, DetectFrame
+from pingwatch_common.aio import within
 
 logger = logging.getLogger(__name__)
 
@@ -579,7 +580,7 @@ class CameraPeer:
         if self.state == "connected":
             return
         try:
-            await asyncio.wait_for(self._connected_once.wait(), timeout_s)
+            await within(self._connected_once.wait(), timeout_s)
         except TimeoutError:
             if not self._closed:
                 logger.info("camera %s: not connected %.0f s after its offer; closed", self.camera_id, timeout_s)

@@ -60,6 +60,7 @@ from hub.notify.config import TelegramConfig
 from hub.notify.outbox import AlertOutbox, AlertRow
 from hub.retry import Wakeup, backoff_s
 from hub.store import Store
+from pingwatch_common.aio import within
 from pingwatch_common.telegram import BotRequest, EntityTooLarge, answer, retry_after_s
 
 log = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ class Notifier:
         task = self._photos.get(event_id)
         if task is not None:
             try:
-                return await asyncio.wait_for(asyncio.shield(task), SNAPSHOT_WAIT_S)
+                return await within(asyncio.shield(task), SNAPSHOT_WAIT_S)
             except TimeoutError:
                 return None
         path = self._photo_path(event_id)

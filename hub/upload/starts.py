@@ -33,6 +33,7 @@ from hub.store import Store
 from hub.upload.channel import UNLINKED_RECHECK_S, ApiFactory, CameraMirror, LinkedClient
 from hub.upload.cloud_api import CloudApi, CloudAuthError, CloudRefused, CloudRetry
 from hub.upload.link import CloudLink
+from pingwatch_common.aio import within
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +324,7 @@ class StartReporter:
             current = self.outbox.get(row.event_id)
             return current.snapshot if current is not None else None
         try:
-            return await asyncio.wait_for(asyncio.shield(task), SNAPSHOT_WAIT_S)
+            return await within(asyncio.shield(task), SNAPSHOT_WAIT_S)
         except TimeoutError:
             return None
 

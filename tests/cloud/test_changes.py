@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from sqlalchemy.engine import Connection
 
 from cloud.api import changes
 from cloud.api.changes import ChangeFeed
+from cloud.api.db.engine import Database, DatabaseClosed
 
 from .conftest import CloudApi
 
@@ -128,3 +131,74 @@ async def test_stop_never_hangs_on_a_task_that_swallows_its_cancellation(api: Cl
     release.set()
     task.cancel()
     await asyncio.wait({task}, timeout=5)
+
+
+async def test_a_feed_whose_database_is_closed_under_it_ends_instead_of_retrying(cloud_db_url: str) -> None:
+    """An owner that closes the database before stopping the feed (a shutdown in the wrong order) must not leave
+    it retrying for ever: that loop spun thousands of warnings and hung the event loop's shutdown."""
+    db = Database(cloud_db_url)
+    feed = ChangeFeed(db, poll_interval_s=0.01, listen=False)
+    await feed.start()
+    try:
+        await asyncio.to_thread(db.close)
+        feed.wake()
+        await asyncio.wait(feed._tasks, timeout=10)
+        assert not feed.running
+    finally:
+        await feed.stop()
+    with pytest.raises(DatabaseClosed):
+        await db.read(changes.latest_id)
+
+
+async def test_stop_ends_the_reader_even_when_a_wake_up_comes_with_it(api: CloudApi) -> None:
+    """A write's wake-up in the same loop step as stop()'s cancel used to be swallowed by asyncio.wait_for on
+    Python 3.11, leaving the reader running after stop() (and retrying on a closed database after it)."""
+    db = api.services.ctx.db
+    account = str(uuid.uuid4())
+    for _ in range(3):
+        feed = ChangeFeed(db, poll_interval_s=30, listen=False)
+        await feed.start()
+        sub = feed.subscribe(account)
+        await db.tx(_record(account))
+        feed.wake()
+        await _next(sub)  # delivered: the reader went on, in the same step, to wait for its next wake-up
+        tasks = list(feed._tasks)
+        feed.wake()
+        await feed.stop()
+        assert all(task.done() for task in tasks)
+
+
+class _ReadThenHold:
+    """The feed's database, whose first read returns only when the test lets it (after the read itself ran)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.engine = db.engine
+        self.read_done = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def read(self, fn: Any) -> Any:
+        result = await self._db.read(fn)
+        if not self.read_done.is_set():
+            self.read_done.set()
+            await self.release.wait()
+        return result
+
+
+async def test_a_wake_up_during_a_read_is_not_lost(api: CloudApi) -> None:
+    """A change committed and announced while the reader's read is on its way back must be read at once, not at
+    the next poll (the reader used to clear its wake-up after the read, dropping the one that came during it)."""
+    db = api.services.ctx.db
+    account = str(uuid.uuid4())
+    held = _ReadThenHold(db)
+    feed = ChangeFeed(held, poll_interval_s=60, listen=False)  # type: ignore[arg-type]
+    await feed.start(after_id=await db.read(changes.latest_id))
+    sub = feed.subscribe(account)
+    try:
+        await held.read_done.wait()  # the first read ran and saw nothing of this account
+        await db.tx(_record(account, "during"))
+        feed.wake()
+        held.release.set()
+        assert (await _next(sub)).kind == "during"  # within 10 s, far below the 60 s poll
+    finally:
+        await feed.stop()

@@ -25,6 +25,11 @@ from sqlalchemy.engine import Connection, Engine
 T = TypeVar("T")
 
 
+class DatabaseClosed(RuntimeError):
+    """The handle was closed (the process is stopping): a background loop that meets this ends instead of
+    retrying, since no retry can succeed."""
+
+
 def normalise_url(url: str) -> str:
     """``postgresql://`` (what tools print) means psycopg 3 here; everything else is passed on as given."""
     for prefix in ("postgresql://", "postgres://"):
@@ -89,6 +94,16 @@ class Database:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")  # the same pool
         workers = 1 if self.is_sqlite else pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-db")
+        self.closed = False
+
+    async def _on_thread(self, run: Callable[[], T]) -> T:
+        if self.closed:
+            raise DatabaseClosed("the database handle is closed")
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except RuntimeError as exc:  # closed between the check and the submit
+            raise DatabaseClosed("the database handle is closed") from exc
+        return await future
 
     async def tx(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on a DB thread: committed when it returns, rolled back on error."""
@@ -97,7 +112,7 @@ class Database:
             with self.engine.begin() as conn:
                 return fn(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return await self._on_thread(run)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in autocommit mode: for one statement (a lookup, or a single conditional UPDATE),
@@ -107,7 +122,7 @@ class Database:
             with self._autocommit.connect() as conn:
                 return fn(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return await self._on_thread(run)
 
     def tx_sync(self, fn: Callable[[Connection], T]) -> T:
         """The same, for the CLI (no event loop)."""
@@ -122,5 +137,6 @@ class Database:
         return True
 
     def close(self) -> None:
+        self.closed = True
         self._executor.shutdown(wait=True)
         self.engine.dispose()
