@@ -30,7 +30,7 @@ from cloud.api.services.retention import Retention
 from cloud.api.services.timeline import Timeline
 from cloud.api.services.worker import WorkerHooks
 from cloud.api.web import live, routes_page, routes_telegram
-from cloud.api.web.middleware import json_errors
+from cloud.api.web.middleware import answer_first, json_errors
 from cloud.api.web.openapi import build_openapi
 from cloud.api.web.registry import SERVICES_KEY, add_routes
 from cloud.api.web.routes import ROUTES as CORE_ROUTES
@@ -136,7 +136,7 @@ def build_app(services: Services, *, with_jobs: bool = True) -> web.Application:
     from cloud.api.jobs import Jobs
 
     config = services.ctx.config
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[answer_first, json_errors])
     app[SERVICES_KEY] = services
     add_routes(app, ROUTES)
     live.install(app, services)

@@ -9,17 +9,25 @@ signing those URLs and reading back what the hub committed. Two signing modes:
 
 Every SDK exception is mapped to BlobNotFound / StorageUnavailable / StorageError here, so callers never catch
 azure-core types.
+
+Ranged reads (``head``, ``read``: what finalize does on the hub's request path) are plain GETs of a read SAS that
+the SDK signed, on one shared aiohttp session, as a browser plays a clip: the SDK's download pipeline costs about
+4 ms of Python per call (3.5 ms for the GET against 7.9 ms through ``download_blob`` on Azurite here), a tenth of
+an upload's whole API time. Everything else (writes, deletes, whole downloads, container and key calls) stays
+on the SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
@@ -198,6 +206,8 @@ class AzureBlobStore:
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_key_expiry: dt.datetime | None = None
         self._delegation_lock = asyncio.Lock()
+        self._timeout = aiohttp.ClientTimeout(sock_connect=connection_timeout_s, sock_read=read_timeout_s)
+        self._http: aiohttp.ClientSession | None = None  # for ranged reads; made on first use (needs a loop)
 
     @classmethod
     def from_connection_string(cls, conn_str: str, container: str, **kwargs: Any) -> AzureBlobStore:
@@ -300,34 +310,31 @@ class AzureBlobStore:
         """The blob's properties and its first ``length`` bytes in one request (None: no such blob).
 
         A ranged Get Blob answers with the whole blob's size (Content-Range ``bytes 0-N/<size>``) and its stored
-        MD5 (``x-ms-blob-content-md5``, which the SDK puts in content_settings for a ranged read): finalize needs
-        both and the clip's head, and one request costs the API and the storage service half of two."""
+        MD5 (``x-ms-blob-content-md5``): finalize needs both and the clip's head, and one request costs the API
+        and the storage service half of two."""
         _check_name(name)
         if length <= 0:
             raise ValueError("length must be > 0")
-        try:
-            downloader = await self._container.get_blob_client(name).download_blob(
-                offset=0, length=length, max_concurrency=1
-            )
-            data = await downloader.readall()
-        except ResourceNotFoundError:
+        got = await self._get_range(name, 0, length, f"head {name}")
+        if got is None:
             return None
-        except HttpResponseError as e:
-            if e.status_code == 416:  # an empty blob has no byte 0: its properties alone tell the story
-                info = await self.info(name)
-                return None if info is None else (info, b"")
-            raise map_error(e, f"head {name}") from e
-        except Exception as e:
-            raise map_error(e, f"head {name}") from e
-        props = downloader.properties
-        total = (props.content_range or "").rpartition("/")[2]
-        settings = props.content_settings
-        md5 = settings.content_md5 if settings is not None else None
+        status, headers, data = got
+        if status == 416:  # an empty blob has no byte 0: its properties alone tell the story
+            info = await self.info(name)
+            return None if info is None else (info, b"")
+        total = headers.get("Content-Range", "").rpartition("/")[2]
+        # A ranged read carries the blob's stored MD5 in x-ms-blob-content-md5; a whole-blob answer (200) in
+        # Content-MD5.
+        md5 = headers.get("x-ms-blob-content-md5") or (headers.get("Content-MD5") if status == 200 else None)
+        try:
+            md5_raw = base64.b64decode(md5, validate=True) if md5 else None
+        except ValueError:
+            md5_raw = None  # not base64: no usable MD5, which finalize refuses like a missing one
         info = BlobInfo(
             name=name,
             size=int(total) if total.isdigit() else len(data),
-            content_md5=bytes(md5) if md5 else None,
-            content_type=settings.content_type if settings is not None else None,
+            content_md5=md5_raw,
+            content_type=headers.get("Content-Type"),
         )
         return info, data
 
@@ -338,17 +345,34 @@ class AzureBlobStore:
             raise ValueError("offset and length must be >= 0")
         if length == 0:
             return b""
+        got = await self._get_range(name, offset, length, f"read {name}")
+        if got is None:
+            raise BlobNotFound(f"read {name}: not found")
+        status, _, data = got
+        return b"" if status == 416 else data  # 416: the range starts past the end, like a file read at EOF
+
+    async def _get_range(self, name: str, offset: int, length: int | None,
+                         what: str) -> tuple[int, Any, bytes] | None:
+        """One GET of a read SAS with a Range header: (status 200/206/416, headers, body); None on 404."""
+        url = await self.read_url(name, 60)
+        end = "" if length is None else str(offset + length - 1)
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            downloader = await self._container.get_blob_client(name).download_blob(
-                offset=offset, length=length, max_concurrency=1
-            )
-            return await downloader.readall()
-        except HttpResponseError as e:
-            if e.status_code == 416:  # range starts past the end: nothing there, like a file read at EOF
-                return b""
-            raise map_error(e, f"read {name}") from e
-        except Exception as e:
-            raise map_error(e, f"read {name}") from e
+            async with self._http.get(url, headers={"Range": f"bytes={offset}-{end}",
+                                                    "x-ms-version": API_VERSION}) as resp:
+                body = await resp.read()
+                status, headers, reason = resp.status, resp.headers, resp.reason
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise StorageUnavailable(f"{what}: storage unreachable: {_short(e)}") from e
+        if status in (200, 206, 416):
+            return status, headers, body
+        if status == 404:
+            return None
+        code = headers.get("x-ms-error-code") or reason or ""
+        if status >= 500 or status == 408:
+            raise StorageUnavailable(f"{what}: storage answered {status} ({code})")
+        raise StorageError(f"{what}: storage answered {status} ({code})")
 
     async def download_to(self, name: str, path: Path) -> int:
         """Stream the blob into ``path`` (written to a temp name, renamed when complete); returns its size."""
@@ -385,5 +409,7 @@ class AzureBlobStore:
             raise map_error(e, f"delete {name}") from e
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
         await self._container.close()
         await self._service.close()

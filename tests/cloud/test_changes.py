@@ -202,3 +202,70 @@ async def test_a_wake_up_during_a_read_is_not_lost(api: CloudApi) -> None:
         assert (await _next(sub)).kind == "during"  # within 10 s, far below the 60 s poll
     finally:
         await feed.stop()
+
+
+class _CountingDb:
+    """The feed's database, counting the feed's reads."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.engine = db.engine
+        self.reads = 0
+
+    async def read(self, fn: Any) -> Any:
+        self.reads += 1
+        return await self._db.read(fn)
+
+
+async def test_an_idle_feed_reads_nothing_until_a_reader_opens_it(api: CloudApi) -> None:
+    """The API's live feed: with no page open, a change costs no read in this process; the first page then
+    gets what commits after it opened, not what committed while nobody listened."""
+    db = api.services.ctx.db
+    account = str(uuid.uuid4())
+    counting = _CountingDb(db)
+    feed = ChangeFeed(counting, poll_interval_s=0.01, listen=False, idle_unsubscribed=True)  # type: ignore[arg-type]
+    await feed.start()
+    try:
+        for i in range(5):
+            await db.tx(_record(account, f"unseen-{i}"))
+            feed.wake()
+            await asyncio.sleep(0.02)  # two poll intervals: the feed would read here if it were not idle
+        assert counting.reads == 0
+        sub = await feed.open(account)
+        await db.tx(_record(account, "seen"))
+        feed.wake()
+        assert (await _next(sub)).kind == "seen"
+        sub.close()  # the last reader leaves: idle again
+        before = counting.reads
+        for i in range(5):
+            await db.tx(_record(account, f"after-{i}"))
+            feed.wake()
+            await asyncio.sleep(0.02)
+        assert counting.reads <= before + 1  # at most the read that was on its way when the reader left
+    finally:
+        await feed.stop()
+
+
+async def test_opening_an_idle_feed_still_delivers_a_lower_id_committed_later(api: CloudApi) -> None:
+    """PostgreSQL: an id below the newest, still committing when the first reader opens the feed, is delivered
+    when it commits (open() takes it as a gap, as reading does), not skipped."""
+    db = api.services.ctx.db
+    if db.engine.dialect.name == "sqlite":
+        return  # one writer: ids cannot commit out of order (the PostgreSQL run covers it)
+    account = str(uuid.uuid4())
+    feed = ChangeFeed(db, poll_interval_s=0.05, listen=False, idle_unsubscribed=True)
+    await feed.start()
+    slow = db.engine.connect()
+    try:
+        tx = slow.begin()
+        _record(account, "first")(slow)  # takes the lower id, not committed yet
+        await db.tx(_record(account, "second"))
+        sub = await feed.open(account)
+        assert feed.safe_cursor < feed.cursor  # the missing lower id holds the safe cursor back
+        tx.commit()
+        feed.wake()
+        first = await _next(sub)
+        assert first.kind == "first"
+    finally:
+        slow.close()
+        await feed.stop()

@@ -20,6 +20,20 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> 
     return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
 
 
+def insert_ignore_if(conn: Connection, table: sa.Table, values: dict[str, Any], condition: Any) -> bool:
+    """``insert_ignore`` only when ``condition`` (a SQL expression, e.g. over a scalar subquery) holds when the
+    statement runs: a check and its write in one round trip (INSERT ... SELECT ... WHERE). True when inserted."""
+    source = sa.select(*(sa.literal(v, table.c[k].type) for k, v in values.items())).where(condition)
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(table).from_select(list(values), source).on_conflict_do_nothing()
+    elif conn.dialect.name == "sqlite":
+        # The WHERE also keeps SQLite from reading ON CONFLICT as a join's ON.
+        stmt = sqlite.insert(table).from_select(list(values), source).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two engines above are supported
+        raise NotImplementedError(conn.dialect.name)
+    return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
+
+
 def _insert_or_nothing(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect."""
     if conn.dialect.name == "postgresql":

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud.api.db.schema import credit_ledger
-from cloud.api.db.util import insert_ignore
+from cloud.api.db.util import insert_ignore, insert_ignore_if
 from cloud.config import PlanConfig
 
 SECONDS_PER_CREDIT = 10
@@ -72,6 +73,26 @@ def _balance(conn: Connection, account_id: str, now: datetime) -> tuple[Balance,
     return Balance(period=period, granted=granted, used=used, left=granted - used), "grant" in by_kind
 
 
+def balance_columns(account_id: str, now: datetime) -> tuple[Any, Any]:
+    """The month's grant and the sum of its charges and refunds as two scalar subqueries, for a caller that reads
+    them in the same statement as other checks (upload initiate); `balance_from` turns them into a Balance."""
+    period = period_of(now)
+    mine = (credit_ledger.c.account_id == account_id, credit_ledger.c.period == period)
+    granted = (sa.select(sa.func.sum(credit_ledger.c.amount)).where(*mine, credit_ledger.c.kind == "grant")
+               .scalar_subquery().label("granted"))
+    spent = (sa.select(sa.func.coalesce(sa.func.sum(credit_ledger.c.amount), 0))
+             .where(*mine, credit_ledger.c.kind != "grant").scalar_subquery().label("spent"))
+    return granted, spent
+
+
+def balance_from(now: datetime, granted: int | None, spent: int) -> Balance | None:
+    """The Balance from `balance_columns`' values; None when the month's grant is not there yet."""
+    if granted is None:
+        return None
+    used = -int(spent)
+    return Balance(period=period_of(now), granted=int(granted), used=used, left=int(granted) - used)
+
+
 def granted_balance(conn: Connection, account_id: str, plan: PlanConfig, now: datetime) -> Balance:
     """``ensure_grant`` then ``balance``, in one round trip once the month's grant exists (the usual case): the
     balance query shows whether the grant row is there, and only its absence costs the insert and a re-read."""
@@ -82,12 +103,26 @@ def granted_balance(conn: Connection, account_id: str, plan: PlanConfig, now: da
     return balance(conn, account_id, now)
 
 
+def _charge_row(account_id: str, event_id: str, amount: int, now: datetime) -> dict[str, Any]:
+    return {"account_id": account_id, "kind": "charge", "amount": -amount, "period": period_of(now),
+            "idempotency_key": f"charge:{event_id}", "event_id": event_id, "created_at": now}
+
+
 def charge(conn: Connection, account_id: str, event_id: str, amount: int, now: datetime) -> bool:
     """Charge an event once; False when it was already charged (a retried finalize)."""
-    return insert_ignore(conn, credit_ledger, {
-        "account_id": account_id, "kind": "charge", "amount": -amount, "period": period_of(now),
-        "idempotency_key": f"charge:{event_id}", "event_id": event_id, "created_at": now,
-    })
+    return insert_ignore(conn, credit_ledger, _charge_row(account_id, event_id, amount, now))
+
+
+def charge_if_covered(conn: Connection, account_id: str, event_id: str, amount: int, now: datetime) -> bool:
+    """Charge an event in one statement when the month's balance (grant included) covers it; False when it does
+    not, when the grant is not there yet or when it was charged already: the caller then takes the long way
+    (`granted_balance`, its error, `charge`). The caller holds the account's lock, so the balance read here
+    cannot change before the insert commits."""
+    balance_now = (sa.select(sa.func.coalesce(sa.func.sum(credit_ledger.c.amount), 0))
+                   .where(credit_ledger.c.account_id == account_id, credit_ledger.c.period == period_of(now))
+                   .scalar_subquery())
+    return insert_ignore_if(conn, credit_ledger, _charge_row(account_id, event_id, amount, now),
+                            balance_now >= amount)
 
 
 def refund(conn: Connection, event_id: str, now: datetime) -> int:

@@ -18,6 +18,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cloud.api.after_answer import after_answer
 from cloud.api.context import Context
 from cloud.api.db.schema import events
 from cloud.storage.blob import StorageError
@@ -37,6 +38,9 @@ class Enqueuer:
         """Send a claimed event's message after the caller has answered (finalize does not make the hub wait for
         the queue: a queue round trip and the bookkeeping UPDATE were a quarter of its latency). Nothing is lost
         if this process dies first: the claim expires and the reconciler sends."""
+        after_answer(lambda: self._start_send(event_id))
+
+    def _start_send(self, event_id: str) -> None:
         task = asyncio.create_task(self._send_logged(event_id), name=f"enqueue-{event_id}")
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)

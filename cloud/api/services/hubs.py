@@ -90,16 +90,23 @@ class HubView:
     state_at: datetime | None = None
 
 
+def live_camera_query(hub_id: str, hub_camera_id: str) -> sa.Select[Any]:
+    """The cloud id of one of the hub's live cameras by the hub's own id (no row: never mirrored, or removed)."""
+    return sa.select(cameras.c.id).where(cameras.c.hub_id == hub_id, cameras.c.hub_camera_id == hub_camera_id,
+                                         cameras.c.removed_at.is_(None))
+
+
+def unknown_camera(hub_camera_id: str) -> errors.NotFound:
+    return errors.NotFound(f"unknown camera '{hub_camera_id}'",
+                           "the hub mirrors its cameras first (PUT /api/v1/hub/cameras)", reason="camera_unknown")
+
+
 def live_camera_id(conn: Connection, hub_id: str, hub_camera_id: str) -> str:
     """The cloud id of one of the hub's cameras by the hub's own id; NotFound when it was never mirrored or is
     removed (the hub's event routes all start here)."""
-    camera_id = conn.execute(
-        sa.select(cameras.c.id).where(cameras.c.hub_id == hub_id, cameras.c.hub_camera_id == hub_camera_id,
-                                      cameras.c.removed_at.is_(None))
-    ).scalar()
+    camera_id = conn.execute(live_camera_query(hub_id, hub_camera_id)).scalar()
     if camera_id is None:
-        raise errors.NotFound(f"unknown camera '{hub_camera_id}'",
-                              "the hub mirrors its cameras first (PUT /api/v1/hub/cameras)", reason="camera_unknown")
+        raise unknown_camera(hub_camera_id)
     return str(camera_id)
 
 

@@ -253,7 +253,11 @@ class LiveChannel:
         mine.add(ws)
         # Subscribe before reading anything: a change committed from here on is in the subscription, one
         # committed before is in what is read next; ids already sent are skipped, so none is sent twice.
-        sub = self.feed.subscribe(account_id, max_pending=MAX_PENDING)
+        try:
+            sub = await self.feed.open(account_id, max_pending=MAX_PENDING)
+        except BaseException:
+            self._forget(account_id, ws)
+            raise
         reader = asyncio.create_task(self._read_client(ws, token), name="live-reader")
         try:
             # Fresh: the feed's safe cursor (every change up to it committed before the page reads its lists);
@@ -289,9 +293,13 @@ class LiveChannel:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            mine.discard(ws)
-            if not mine:
-                self.by_account.pop(account_id, None)
+            self._forget(account_id, ws)
+
+    def _forget(self, account_id: str, ws: web.WebSocketResponse) -> None:
+        mine = self.by_account.get(account_id, set())
+        mine.discard(ws)
+        if not mine:
+            self.by_account.pop(account_id, None)
 
     async def _replay(self, ws: web.WebSocketResponse, account_id: str, after: int) -> set[int] | None:
         """The account's changes after `after`, from the database; their ids (None: told to reload instead)."""
@@ -346,7 +354,7 @@ CHANNEL_KEY: web.AppKey[LiveChannel] = web.AppKey("live_channel", LiveChannel)
 def install(app: web.Application, services: Services) -> None:
     """Add the WebSocket route, the page's files and the change feed's start/stop to the app."""
     files = PageFiles(WEB_DIR, blob_origin(services.ctx.config))
-    feed = ChangeFeed(services.ctx.db)
+    feed = ChangeFeed(services.ctx.db, idle_unsubscribed=True)
     channel = LiveChannel(services, feed)
     app[CHANNEL_KEY] = channel
 

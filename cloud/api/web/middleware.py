@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from cloud.api import errors
+from cloud.api import after_answer, errors
 from cloud.api.web.registry import SERVICES_KEY
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,22 @@ def error_response(status: int, error: str, reason: str, hint: str | None = None
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def answer_first(request: web.Request,
+                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Send the answer, then start what the handler left for after it (cloud.api.after_answer)."""
+    with after_answer.collecting() as pending:
+        response = await handler(request)
+    if pending:
+        try:
+            await response.prepare(request)  # aiohttp's own prepare and write_eof after this are no-ops
+            await response.write_eof()
+        finally:
+            for start in pending:
+                start()
+    return response
 
 
 @web.middleware
