@@ -25,7 +25,8 @@ takes it with ``t`` = stream time (replays and tests). PyAV blocks, so demuxing 
 handed to the event loop in batches (one ``call_soon_threadsafe`` per ``FLUSH_S`` or ``MAX_BATCH`` items; a
 detect frame, a break or a state change goes at once) behind a semaphore, so a fast file cannot outrun the loop
 (at most ``MAX_IN_FLIGHT`` items waiting). One hand-off per packet woke the loop ~45 times a second per RTSP
-camera (issue 14, item 7).
+camera (issue 14, item 7). A live source's packets are also *handled* in bursts at those moments (``_Burst``),
+not one by one as they arrive: work done right after each wait in FFmpeg's read ran cache-cold at 4-6x the CPU.
 
 Cost per packet is kept low (issue 14, item 7): timestamps are converted with the stream's time base as two
 integers read once per connection, never ``Fraction`` arithmetic per packet; detect frames are the decoded
@@ -237,8 +238,23 @@ class _Stamper:
         d = packet.duration
         return int(d) if d and d > 0 else self.default_dur
 
+    def passes(self, packet: Any) -> bool:
+        """Whether ``packet`` needs nothing from here: it has both stamps and none is held. The stream's clock
+        then moves on as ``push`` would move it, and the caller hands the packet on itself, without the list of
+        ready packets ``push`` builds: that is nearly every packet of a live stream (issue 14, item 7)."""
+        if self.held:
+            return False
+        dts = packet.dts
+        if dts is None or packet.pts is None:
+            return False
+        self.last_dts = dts
+        self.last_dur = self._dur(packet)
+        return True
+
     def push(self, packet: Any, arrival: float) -> list[tuple[Any, float]]:
         """The packets now ready, oldest first, each with the arrival time it came with."""
+        if self.passes(packet):
+            return [(packet, arrival)]
         pts, dts = packet.pts, packet.dts
         if pts is None and dts is None:
             if self.last_dts is None:
@@ -280,16 +296,48 @@ class _Stamper:
         return held
 
 
+class _Burst:
+    """A live source's packets waiting to be handled together (see ``FileCamera._play_once``): due once the
+    first waited ``FLUSH_S`` (by the clock when the next one arrives) or ``MAX_BATCH`` wait."""
+
+    __slots__ = ("clock", "packets", "since")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.packets: list[tuple[Any, float]] = []
+        self.since = 0.0
+
+    def add(self, packet: Any, arrival: float) -> bool:
+        """Queue one packet; whether the burst is due."""
+        packets = self.packets
+        packets.append((packet, arrival))
+        if len(packets) == 1:
+            self.since = self.clock()
+            return MAX_BATCH <= 1
+        return len(packets) >= MAX_BATCH or self.clock() - self.since >= FLUSH_S
+
+    def extend(self, ready: list[tuple[Any, float]]) -> bool:
+        due = False
+        for packet, arrival in ready:
+            due = self.add(packet, arrival) or due
+        return due
+
+    def take(self) -> list[tuple[Any, float]]:
+        packets, self.packets = self.packets, []
+        return packets
+
+
 def _mono(frame: Any) -> np.ndarray:
     """Mono float32 samples of a decoded audio frame. AAC decodes to planar float: its planes are read as they
     are (a plane is one channel), 8x cheaper than the general conversion (``audio_frame_to_mono``)."""
     fmt = frame.format.name
     if fmt == "fltp" or (fmt == "flt" and len(frame.layout.channels) == 1):
         n = frame.samples
-        planes = [np.frombuffer(p, np.float32, count=n) for p in frame.planes]
-        if len(planes) == 1:
-            return planes[0].copy()
-        return np.asarray(np.mean(planes, axis=0, dtype=np.float32), np.float32)
+        planes = frame.planes
+        if len(planes) == 1:  # mono, what a camera's AAC nearly always is
+            return np.frombuffer(planes[0], np.float32, count=n).copy()
+        return np.asarray(np.mean([np.frombuffer(p, np.float32, count=n) for p in planes], axis=0,
+                                  dtype=np.float32), np.float32)
     return audio_frame_to_mono(frame)
 
 
@@ -673,7 +721,8 @@ class FileCamera:
                     t = self._wall0 + st
                 else:
                     t = st
-                dur = packet.duration * tb if packet.duration else None
+                dur = packet.duration
+                dur = dur * tb if dur else None
 
                 if is_video:
                     end = max(end, st + (dur or vdur_default))
@@ -723,18 +772,48 @@ class FileCamera:
 
             streams = [video] + ([audio] if audio is not None else [])
             stopped = False
-            for packet in container.demux(streams):
-                if self._stop.is_set():
-                    stopped = True
-                    break
-                if packet.size == 0:
-                    continue  # the demuxer's flush packets
-                for p, arrival in stampers[packet.stream.index].push(packet, time.time()):
-                    if not handle(p, arrival):
+            stop_set = self._stop.is_set
+            now = time.time
+            # A live source's packets are handled in bursts, when their items would go to the loop anyway (the
+            # first packet FLUSH_S after the burst's first one), not one by one as they arrive: each packet's
+            # Annex B conversion, frames, stats and AAC decode ran cache-cold after a wait in FFmpeg's read and
+            # cost 4-6x what they cost back to back (issue 14, item 7). Each packet keeps its arrival time as
+            # ``t``, items reach the loop in the same order and at the same moments (see ``_drain``). Not with
+            # detection on the main stream: its detect frames go to the loop at once.
+            burst = _Burst() if self.live and vdec is None else None
+            try:
+                for packet in container.demux(streams):
+                    if stop_set():
                         stopped = True
                         break
-                if stopped:
-                    break
+                    if packet.size == 0:
+                        continue  # the demuxer's flush packets
+                    stamper = stampers[packet.stream_index]
+                    arrival = now()
+                    if burst is not None:
+                        if stamper.passes(packet):
+                            due = burst.add(packet, arrival)
+                        else:
+                            due = burst.extend(stamper.push(packet, arrival))
+                        if due and not self._drain(burst, handle):
+                            stopped = True
+                            break
+                        continue
+                    if stamper.passes(packet):  # stamped as it came: straight on
+                        if not handle(packet, arrival):
+                            stopped = True
+                            break
+                        continue
+                    for p, parrival in stamper.push(packet, arrival):
+                        if not handle(p, parrival):
+                            stopped = True
+                            break
+                    if stopped:
+                        break
+            finally:
+                if burst is not None and burst.packets:  # what arrived before the end, the error or stop()
+                    if not self._drain(burst, handle):
+                        stopped = True
             if not stopped:  # the source ended with packets still waiting for a timestamp
                 for stamper in stampers.values():
                     for p, arrival in stamper.flush():
@@ -751,6 +830,15 @@ class FileCamera:
         if down is not None:
             self.reconnects += 1
             logger.info("camera source %s reconnected after %.1f s down", self.source, time.time() - down)
+
+    def _drain(self, burst: _Burst, handle: Callable[[Any, float], bool]) -> bool:
+        """Handle a burst's packets in arrival order and hand their items to the loop now: the moment a packet
+        handled on arrival would have flushed them (its batch FLUSH_S old). False once stopped."""
+        packets = burst.take()
+        for p, arrival in packets:
+            if not handle(p, arrival):
+                return False
+        return self._flush()
 
     def _on_video_packet(self, packet: Any, conv: AnnexBConverter | None, pts: int, dts: int, t: float) -> None:
         data = bytes(packet)
