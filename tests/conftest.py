@@ -16,7 +16,7 @@ Fixtures (session scoped):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +30,7 @@ from tests.harness.chromium import CameraBrowsers
 from tests.harness.mosquitto import Mosquitto, start_mosquitto
 from tests.harness.ports import ServiceStartError
 from tests.harness.postgres import Postgres, start_postgres
+from tests.harness.rtsp import RtspServer, start_rtsp_server
 from tests.harness.telegram import FakeTelegram
 
 T = TypeVar("T")
@@ -53,6 +54,17 @@ def mosquitto() -> Mosquitto:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    """A running RTSP camera (gst-rtsp-server: main and sub stream, still picture, quiet noise; restartable on its
+    port), per test: tests restart and stop it."""
+    server = _start("RTSP server", lambda: start_rtsp_server(keyint_s=1))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from hub.ingest.file import FLUSH_S, MAX_BATCH, FileCamera, _Burst
-from tests.harness.ports import ServiceStartError
-from tests.harness.rtsp import RtspServer, start_rtsp_server
+from tests.harness.rtsp import RtspServer
 from tests.sinks import RecordingSink
-
-
-@pytest.fixture
-def rtsp_camera() -> Iterator[RtspServer]:
-    try:
-        server = start_rtsp_server(keyint_s=1)
-    except ServiceStartError as exc:
-        pytest.fail(f"[harness] RTSP server could not start: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class ArrivalSink(RecordingSink):
@@ -48,10 +35,10 @@ async def _until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> 
         await asyncio.sleep(0.05)  # polling a condition under a deadline
 
 
-async def test_live_packets_in_bursts_keep_order_arrival_time_and_the_tail(rtsp_camera: RtspServer) -> None:
+async def test_live_packets_in_bursts_keep_order_arrival_time_and_the_tail(rtsp_server: RtspServer) -> None:
     sink = ArrivalSink()
     # with a detect sub-stream the main stream is not decoded: its packets are handled in bursts
-    cam = FileCamera(rtsp_camera.main_url, sink, detect_url=rtsp_camera.sub_url)
+    cam = FileCamera(rtsp_server.main_url, sink, detect_url=rtsp_server.sub_url)
     start = time.time()
     task = asyncio.ensure_future(cam.run())
     try:

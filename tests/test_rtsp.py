@@ -22,22 +22,9 @@ from hub.app import HubRuntime, build_hub
 from hub.bus import Message, Subscription
 from hub.config import HubConfig
 from tests.harness.ports import ServiceStartError, free_port
-from tests.harness.rtsp import RtspServer, start_rtsp_server
+from tests.harness.rtsp import RtspServer
 
 WAIT_S = 40.0  # generous: a reconnect backs off up to 8 s while the server is down, and the machine is shared
-
-
-@pytest.fixture
-def rtsp_server() -> Iterator[RtspServer]:
-    """A running RTSP camera (still picture, quiet noise); restartable on its port; stopped after the test."""
-    try:
-        server = start_rtsp_server(keyint_s=1)
-    except ServiceStartError as exc:
-        pytest.fail(f"[harness] RTSP server could not start: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class BusLog:
