@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-
-import pytest
 
 from hub.ingest.file import FLUSH_S, MAX_BATCH, FileCamera, _Burst
 from tests.harness.rtsp import RtspServer
 from tests.sinks import RecordingSink
+from tests.test_rtsp import until
 
 
 class ArrivalSink(RecordingSink):
@@ -27,14 +25,6 @@ class ArrivalSink(RecordingSink):
         self.arrived.append(time.time())
 
 
-async def _until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout} s")
-        await asyncio.sleep(0.05)  # polling a condition under a deadline
-
-
 async def test_live_packets_in_bursts_keep_order_arrival_time_and_the_tail(rtsp_server: RtspServer) -> None:
     sink = ArrivalSink()
     # with a detect sub-stream the main stream is not decoded: its packets are handled in bursts
@@ -42,8 +32,8 @@ async def test_live_packets_in_bursts_keep_order_arrival_time_and_the_tail(rtsp_
     start = time.time()
     task = asyncio.ensure_future(cam.run())
     try:
-        await _until(lambda: len(sink.video()) >= 45 and len(sink.audio) >= 20 and sink.detect,
-                     "3 s of video, audio chunks and detect frames")
+        await until(lambda: len(sink.video()) >= 45 and len(sink.audio) >= 20 and sink.detect,
+                    "3 s of video, audio chunks and detect frames", timeout=30.0)
     finally:
         await cam.stop()
         await asyncio.wait_for(task, 10)

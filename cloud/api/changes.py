@@ -121,12 +121,12 @@ def _newest_with_gaps(conn: Connection) -> tuple[int, list[int]]:
     below the newest is either a transaction still in progress or a row that will never be there (rolled back,
     or deleted by retention); only the first matters, and only while some transaction is in progress at all, so
     with none (the snapshot's in-progress list is empty) there is nothing to wait for."""
+    if conn.dialect.name != "postgresql":
+        return latest_id(conn), []
     ids = [int(i) for i in conn.execute(
         sa.select(changes.c.id).order_by(changes.c.id.desc()).limit(GAP_WINDOW)).scalars()]
     if not ids:
         return 0, []
-    if conn.dialect.name != "postgresql":
-        return ids[0], []
     in_progress = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()))")).scalar()
     if not in_progress:
         return ids[0], []
@@ -279,11 +279,9 @@ class ChangeFeed:
             self._wake.clear()
             if self._idle_unsubscribed and not self._subs:
                 self._stale = True  # until open() has moved the cursor; reading now would start from the old one
-            if self._stale:
-                await wait_event(self._wake, self._poll_interval_s if not self.listening else 2.0)
-                continue
             try:
-                await self._read_once()
+                if not self._stale:
+                    await self._read_once()
             except asyncio.CancelledError:
                 raise
             except DatabaseClosed:

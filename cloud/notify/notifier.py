@@ -259,7 +259,7 @@ class Notifier:
             try:
                 updates = await self.bot.get_updates(offset=offset, timeout=int(self.poll_timeout_s),
                                                      allowed_updates=["message", "callback_query"])
-            except (asyncio.CancelledError, DatabaseClosed):  # stopping: no retry can succeed
+            except asyncio.CancelledError:
                 raise
             except Conflict as exc:
                 # A webhook is set (or another program polls this bot). Deleting the webhook would silently break
