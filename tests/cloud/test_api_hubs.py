@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -153,6 +154,26 @@ async def test_prompts_for_camera_and_hub(api: CloudApi):
     rows = await api.services.ctx.db.tx(lambda c: c.execute(
         sa.select(sa.func.count()).select_from(monitoring).where(monitoring.c.hub_id == hub.hub_id)).scalar_one())
     assert rows == 2  # one per camera or hub, updated in place
+
+
+async def test_a_hub_call_marks_it_seen_after_the_answer(api: CloudApi):
+    hub = await api.hub()
+
+    async def listed() -> dict:
+        return (await api.http.get("/api/v1/hubs", headers=hub.user.headers)).json()["hubs"][0]
+
+    linked_at = (await listed())["last_seen_at"]
+    api.clock.advance(minutes=10)  # silent for longer than the online window
+    assert (await listed())["online"] is False
+    r = await api.http.put("/api/v1/hub/cameras", headers=hub.headers,
+                           json={"cameras": [{"id": "front", "name": "Front"}]})
+    assert r.status_code == 200, r.text
+    await api.services.hubs.settle()  # written after the answer
+    seen = await listed()
+    assert seen["online"] is True and seen["last_seen_at"] > linked_at
+    # An earlier request's late write never moves it back.
+    await api.services.hubs._touch(hub.hub_id, api.services.ctx.clock() - timedelta(minutes=5))
+    assert (await listed())["last_seen_at"] == seen["last_seen_at"]
 
 
 async def test_another_tenants_hub_and_camera_ids_are_404_and_nothing_written(api: CloudApi):

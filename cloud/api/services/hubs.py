@@ -7,6 +7,7 @@ needs a logged-in account to be entered) and the poll token alone links nothing 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud.api import changes, errors
+from cloud.api.after_answer import after_answer
 from cloud.api.context import Context
+from cloud.api.db.engine import DatabaseClosed
 from cloud.api.db.schema import accounts, cameras, hub_link_codes, hubs, monitoring
 from cloud.api.db.util import insert_ignore
 from cloud.api.principals import HubCaller, User
@@ -127,6 +130,7 @@ def _prompt(row: Any) -> PromptView | None:
 class Hubs:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._touching: set[asyncio.Task[None]] = set()
 
     # -- linking -----------------------------------------------------------------------------------------------
 
@@ -240,26 +244,49 @@ class Hubs:
     async def authenticate(self, token: str) -> HubCaller:
         now = self.ctx.clock()
 
-        def work(conn: Connection) -> HubCaller | None:
-            row = conn.execute(
+        def work(conn: Connection) -> Any:
+            return conn.execute(
                 sa.select(hubs.c.id, hubs.c.account_id, hubs.c.name, hubs.c.last_seen_at, accounts.c.plan)
                 .join(accounts, accounts.c.id == hubs.c.account_id)
                 .where(hubs.c.token_hash == token_hash(token), hubs.c.unlinked_at.is_(None),
                        accounts.c.disabled_at.is_(None))
             ).first()
-            if row is None:
-                return None
-            if row.last_seen_at is None or now - row.last_seen_at > _TOUCH_EVERY:
-                conn.execute(sa.update(hubs).where(hubs.c.id == row.id).values(last_seen_at=now))
-            return HubCaller(hub_id=row.id, account_id=row.account_id, name=row.name, plan=row.plan)
 
-        # Every hub request starts here: autocommit (one lookup, and at most a minutely touch) saves the
-        # transaction's BEGIN/COMMIT round trips.
-        hub = await self.ctx.db.read(work) if token.startswith(HUB_TOKEN_PREFIX) else None
-        if hub is None:
+        # Every hub request starts here: one lookup in autocommit (no BEGIN/COMMIT round trips).
+        row = await self.ctx.db.read(work) if token.startswith(HUB_TOKEN_PREFIX) else None
+        if row is None:
             raise errors.Unauthenticated("unknown or revoked hub token", "link the hub again: pingwatch cloud link",
                                          reason="hub_unlinked")
-        return hub
+        if row.last_seen_at is None or now - row.last_seen_at > _TOUCH_EVERY:
+            # Written after the answer: bookkeeping the hub need not wait for (it was an UPDATE round trip on the
+            # request path of about one call in two at an event a minute). Lost only if the process dies first;
+            # the hub's next call writes it.
+            hub_id = row.id
+            after_answer(lambda: self._start_touch(hub_id, now))
+        return HubCaller(hub_id=row.id, account_id=row.account_id, name=row.name, plan=row.plan)
+
+    def _start_touch(self, hub_id: str, now: datetime) -> None:
+        task = asyncio.create_task(self._touch(hub_id, now), name=f"touch-{hub_id}")
+        self._touching.add(task)
+        task.add_done_callback(self._touching.discard)
+
+    async def _touch(self, hub_id: str, now: datetime) -> None:
+        try:
+            # Never backwards: a slower touch of an earlier request must not undo a later one.
+            await self.ctx.db.read(lambda conn: conn.execute(
+                sa.update(hubs).where(hubs.c.id == hub_id,
+                                      sa.or_(hubs.c.last_seen_at.is_(None), hubs.c.last_seen_at < now))
+                .values(last_seen_at=now)))
+        except DatabaseClosed:
+            pass  # stopping: the hub's next call (to whichever process) writes it
+        except sa.exc.SQLAlchemyError:
+            log.warning("could not record that the hub was seen", exc_info=True, extra={"hub_id": hub_id})
+
+    async def settle(self, timeout_s: float = 10.0) -> None:
+        """Wait for the last-seen writes started after answers (at shutdown; tests that read them)."""
+        pending = set(self._touching)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
 
     # -- cameras -----------------------------------------------------------------------------------------------
 
