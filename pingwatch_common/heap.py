@@ -4,9 +4,9 @@ A long-running process's heap is mostly what it built at start-up: modules, the 
 compiled statements, pydantic's validators, the storage SDK. None of it is ever garbage, yet every full
 collection (CPython runs one once the objects that survived younger collections grow by a quarter) walks all of
 it while the event loop waits: about 100 ms for the cloud API's 148,000 objects after its imports, on this
-machine, landing on whichever requests are in flight. After
-``freeze_startup_heap`` only what was allocated later is walked; cycles among the frozen objects are never
-collected, which is what start-up state is for (it lives as long as the process).
+machine, landing on whichever requests are in flight. After ``freeze_startup_heap`` only what was allocated
+later is walked; cycles among the frozen objects are never collected, which is what start-up state is for (it
+lives as long as the process).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import gc
 import hashlib
 import json
 import os
@@ -47,6 +46,7 @@ from azure.storage.blob.aio import BlobServiceClient  # noqa: E402
 from cloud.storage.blob import API_VERSION  # noqa: E402
 from hub.upload.blob_upload import upload_file  # noqa: E402
 from pingwatch_common.aio import within  # noqa: E402
+from pingwatch_common.heap import freeze_startup_heap  # noqa: E402
 from tests.harness.azurite import start_azurite  # noqa: E402
 from tests.harness.ports import free_port  # noqa: E402
 from tests.harness.postgres import start_postgres  # noqa: E402
@@ -302,8 +302,7 @@ async def api_latency(pg_dsn_for: Any, conn_str: str, hub_counts: list[int], cli
         await asyncio.gather(*(warm(i) for i in range(len(clients))))
         # The load generator's own heap (200 clients and their connections) out of its collector's full passes: a
         # pause here would be counted as the API's latency of whatever request was in flight.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         for n in hub_counts:
             out: dict[str, list[float]] = {"initiate": [], "finalize": [], "both": []}
 

@@ -10,7 +10,6 @@ repeat a message: delivery is at-least-once, and the worker's state transition m
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 from typing import Literal
@@ -18,7 +17,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cloud.api.after_answer import after_answer
+from cloud.api.after_answer import FollowUps
 from cloud.api.context import Context
 from cloud.api.db.schema import events
 from cloud.storage.blob import StorageError
@@ -32,18 +31,13 @@ SendResult = Literal["sent", "skipped", "failed"]
 class Enqueuer:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._sending: set[asyncio.Task[SendResult]] = set()
+        self._sends = FollowUps()
 
     def send_claimed_soon(self, event_id: str) -> None:
         """Send a claimed event's message after the caller has answered (finalize does not make the hub wait for
         the queue: a queue round trip and the bookkeeping UPDATE were a quarter of its latency). Nothing is lost
         if this process dies first: the claim expires and the reconciler sends."""
-        after_answer(lambda: self._start_send(event_id))
-
-    def _start_send(self, event_id: str) -> None:
-        task = asyncio.create_task(self._send_logged(event_id), name=f"enqueue-{event_id}")
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._sends.start_after_answer(lambda: self._send_logged(event_id), name=f"enqueue-{event_id}")
 
     async def _send_logged(self, event_id: str) -> SendResult:
         try:
@@ -55,9 +49,7 @@ class Enqueuer:
 
     async def settle(self, timeout_s: float = 30.0) -> None:
         """Wait for the sends started by ``send_claimed_soon`` (at shutdown; tests that read the queue)."""
-        pending = set(self._sending)
-        if pending:
-            await asyncio.wait(pending, timeout=timeout_s)
+        await self._sends.settle(timeout_s)
 
     def _claimable(self) -> sa.ColumnElement[bool]:
         stale = self.ctx.clock() - timedelta(seconds=self.ctx.config.reconciler.claim_timeout_s)

@@ -7,7 +7,6 @@ needs a logged-in account to be entered) and the poll token alone links nothing 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud.api import changes, errors
-from cloud.api.after_answer import after_answer
+from cloud.api.after_answer import FollowUps
 from cloud.api.context import Context
 from cloud.api.db.engine import DatabaseClosed
 from cloud.api.db.schema import accounts, cameras, hub_link_codes, hubs, monitoring
@@ -130,7 +129,7 @@ def _prompt(row: Any) -> PromptView | None:
 class Hubs:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._touching: set[asyncio.Task[None]] = set()
+        self._touches = FollowUps()
 
     # -- linking -----------------------------------------------------------------------------------------------
 
@@ -262,13 +261,8 @@ class Hubs:
             # request path of about one call in two at an event a minute). Lost only if the process dies first;
             # the hub's next call writes it.
             hub_id = row.id
-            after_answer(lambda: self._start_touch(hub_id, now))
+            self._touches.start_after_answer(lambda: self._touch(hub_id, now), name=f"touch-{hub_id}")
         return HubCaller(hub_id=row.id, account_id=row.account_id, name=row.name, plan=row.plan)
-
-    def _start_touch(self, hub_id: str, now: datetime) -> None:
-        task = asyncio.create_task(self._touch(hub_id, now), name=f"touch-{hub_id}")
-        self._touching.add(task)
-        task.add_done_callback(self._touching.discard)
 
     async def _touch(self, hub_id: str, now: datetime) -> None:
         try:
@@ -284,9 +278,7 @@ class Hubs:
 
     async def settle(self, timeout_s: float = 10.0) -> None:
         """Wait for the last-seen writes started after answers (at shutdown; tests that read them)."""
-        pending = set(self._touching)
-        if pending:
-            await asyncio.wait(pending, timeout=timeout_s)
+        await self._touches.settle(timeout_s)
 
     # -- cameras -----------------------------------------------------------------------------------------------
 
