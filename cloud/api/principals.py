@@ -20,3 +20,19 @@ class HubCaller:
     account_id: str
     name: str
     plan: str
+
+
+@dataclass(frozen=True)
+class HubClaim:
+    """A hub token and the hub it belonged to when this process last looked it up, for the two calls every
+    upload makes (initiate, finalize): they check the token in their own first statement (``services.hubs.claim_holds``)
+    instead of a lookup of its own before it. ``fresh``: looked up in the database for this request."""
+
+    token_hash: str
+    caller: HubCaller
+    fresh: bool
+
+
+class StaleHubClaim(Exception):
+    """The claim's token no longer names that hub as it was (unlinked, the account disabled, the plan changed):
+    the web edge looks the token up again (401 when it is revoked) and runs the call once more."""

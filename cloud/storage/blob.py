@@ -25,7 +25,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
@@ -256,7 +256,9 @@ class AzureBlobStore:
         else:
             key = await self.delegation_key()
             sas = generate_blob_sas(user_delegation_key=key, **common)
-        return f"{self._container.get_blob_client(name).url}?{sas}"
+        # The SDK's own encoding of a blob URL (container URL + the name quoted with '~/' kept), built here
+        # rather than by a BlobClient: constructing one per SAS was ~0.3 ms of each upload's initiate and finalize.
+        return f"{self._container.url}/{quote(name, safe='~/')}?{sas}"
 
     async def delegation_key(self) -> UserDelegationKey:
         """The cached user-delegation key, fetched again when less than the longest SAS lifetime is left."""

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob.aio import BlobClient
 
-from cloud.api.db.schema import credit_ledger, events
+from cloud.api.db.schema import accounts, credit_ledger, events
 from cloud.storage.blob import API_VERSION
 from cloud.storage.queue import JobQueue, QueueMessage
 from tests.cloud.conftest import PASSWORD, Clip, CloudApi, HubSession, upload
@@ -92,6 +92,49 @@ async def test_concurrent_finalizes_send_one_message_and_charge_once(api: CloudA
     assert {r.json()["state"] for r in answers} == {"queued"}
     assert len(await drain(api.services.ctx.queue)) == 1
     assert [k for k, _ in await _ledger(api, hub.user.account_id)].count("charge") == 1
+
+
+async def test_finalize_waits_for_the_accounts_lock_and_then_sees_the_charge_that_held_it(api: CloudApi,
+                                                                                         mp4_clip: Clip):
+    """Two events of one account cannot both spend its last credits: finalize takes the account's row lock before
+    it reads the balance. Here another transaction holds that lock while it spends everything; finalize must wait
+    for it, then refuse (402) instead of charging from the balance it would have read before."""
+    db = api.services.ctx.db
+    if db.engine.dialect.name == "sqlite":
+        return  # one writer: a second write transaction cannot run beside the first (the PostgreSQL run covers it)
+    hub = await api.hub()
+    ticket = await api.uploaded_event(hub, mp4_clip)
+    account = hub.user.account_id
+    spender = db.engine.connect()
+    try:
+        tx = spender.begin()
+        spender.execute(sa.select(accounts.c.id).where(accounts.c.id == account).with_for_update())
+        finalize = asyncio.create_task(api.finalize(hub, ticket["id"]))
+
+        def finalize_waits_for_a_lock(conn: sa.Connection) -> bool:
+            return conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )).scalar_one() > 0
+
+        waiting = False
+        for _ in range(400):  # polled, up to ~10 s: the finalize reaches its transaction after verifying the clip
+            assert not finalize.done(), f"finalize did not wait for the account's lock: {finalize.result().text}"
+            if waiting := await db.read(finalize_waits_for_a_lock):
+                break
+            await asyncio.sleep(0.025)
+        assert waiting, "finalize never waited for the account's lock"
+        left = sum(amount for _, amount in await _ledger(api, account))
+        spender.execute(sa.insert(credit_ledger).values(
+            account_id=account, kind="charge", amount=-left, period=api.clock().strftime("%Y-%m"),
+            idempotency_key="test:spend-all", event_id=None, created_at=api.clock()))
+        tx.commit()
+    finally:
+        spender.close()
+    r = await finalize
+    assert r.status_code == 402 and r.json()["reason"] == "no_credits", r.text
+    assert [k for k, _ in await _ledger(api, account)].count("charge") == 1  # the spender's only
+    state = await db.read(lambda c: c.execute(sa.select(events.c.state).where(events.c.id == ticket["id"])).scalar())
+    assert state == "uploading"  # rolled back with the refused charge: it can be finalized once credits come
 
 
 async def test_initiate_retry_is_idempotent_and_a_reused_id_with_another_clip_is_409(api: CloudApi, mp4_clip: Clip):

@@ -32,11 +32,11 @@ from cloud.api import changes, errors
 from cloud.api.context import Context
 from cloud.api.db.schema import accounts, events
 from cloud.api.db.util import insert_ignore_returning
-from cloud.api.principals import HubCaller
+from cloud.api.principals import HubCaller, HubClaim, StaleHubClaim
 from cloud.api.security import new_id
 from cloud.api.services import credits
 from cloud.api.services.enqueue import Enqueuer
-from cloud.api.services.hubs import live_camera_query, unknown_camera
+from cloud.api.services.hubs import claim_holds, live_camera_query, unknown_camera
 from cloud.storage.blob import BlobNotFound, StorageError
 from cloud.storage.probe import PROBE_HEAD_BYTES, MediaError, probe_blob
 
@@ -90,18 +90,20 @@ class Events:
 
     # -- initiate ----------------------------------------------------------------------------------------------
 
-    async def initiate(self, hub: HubCaller, req: InitiateRequest) -> UploadTicket:
+    async def initiate(self, claim: HubClaim, req: InitiateRequest) -> UploadTicket:
+        hub = claim.caller
         now = self.ctx.clock()
         plan = self.ctx.config.plan(hub.plan)
         event_id = new_id()
 
         def work(conn: Connection) -> tuple[Any, bool]:
-            # Every check's facts in one statement (a retry's row, the camera, the hour's uploads, the month's
-            # credits): each round trip is about a millisecond on the hub's request path.
+            # Every check's facts in one statement (the hub's token, a retry's row, the camera, the hour's uploads,
+            # the month's credits): each round trip is one to two milliseconds on the hub's request path.
             window = (sa.select(events.c.created_at).where(events.c.account_id == hub.account_id,
                                                            events.c.created_at > now - HOUR)
                       .order_by(events.c.created_at).limit(plan.max_uploads_per_hour).subquery())
             facts = conn.execute(sa.select(
+                claim_holds(claim).label("claim_holds"),
                 sa.select(events.c.id).where(events.c.hub_id == hub.hub_id,
                                              events.c.hub_event_id == req.hub_event_id)
                 .scalar_subquery().label("existing"),
@@ -111,6 +113,8 @@ class Events:
                 sa.select(sa.func.min(window.c.created_at)).scalar_subquery().label("oldest"),
                 *credits.balance_columns(hub.account_id, now),
             )).one()
+            if not facts.claim_holds:
+                raise StaleHubClaim
             if facts.existing is not None:
                 return self._same_or_conflict(self._by_hub_event(conn, hub.hub_id, req.hub_event_id), req), False
             if facts.camera_id is None:
@@ -202,8 +206,24 @@ class Events:
 
     # -- finalize ----------------------------------------------------------------------------------------------
 
-    async def finalize(self, hub: HubCaller, event_id: str) -> Any:
-        row = await self.ctx.db.read(lambda conn: self._hub_event(conn, hub, event_id))
+    @staticmethod
+    def _claimed_event(conn: Connection, claim: HubClaim, event_id: str) -> Any:
+        """The hub's event, in the statement that also checks the hub's token (``claim_holds``)."""
+        row = conn.execute(
+            sa.select(events, claim_holds(claim).label("claim_holds"))
+            .where(events.c.id == event_id, events.c.hub_id == claim.caller.hub_id)
+        ).first()
+        if row is None and not claim.fresh:
+            raise StaleHubClaim  # the token first: a revoked hub hears 401 for any event id, as with a lookup
+        if row is None:
+            raise errors.NotFound("no such event", reason="event_not_found")
+        if not row.claim_holds:
+            raise StaleHubClaim
+        return row
+
+    async def finalize(self, claim: HubClaim, event_id: str) -> Any:
+        hub = claim.caller
+        row = await self.ctx.db.read(lambda conn: self._claimed_event(conn, claim, event_id))
         if row.state == "rejected":
             raise errors.EventRejected(f"the clip was rejected: {row.reason}", "it stays on the hub",
                                        reason=(row.reason or "rejected").split(":", 1)[0])
@@ -217,13 +237,17 @@ class Events:
 
         def commit(conn: Connection) -> tuple[Any, bool]:
             # Serialise charges per account (PostgreSQL row lock; SQLite has one writer anyway), so two events
-            # finalizing at once cannot both spend the last credits.
-            conn.execute(sa.select(accounts.c.id).where(accounts.c.id == hub.account_id).with_for_update())
+            # finalizing at once cannot both spend the last credits: the lock is taken inside the UPDATE (one round
+            # trip less than a SELECT ... FOR UPDATE of its own) and held to the commit, so the balance read by
+            # the charge below, a later statement, sees every charge committed before it.
+            account_locked = sa.exists(
+                sa.select(accounts.c.id).where(accounts.c.id == hub.account_id).with_for_update())
             # Queued, and its queue message claimed for this caller (the enqueuer's claim), in one statement;
             # an error below (no credits) rolls it back.
             moved = conn.execute(
                 sa.update(events)
-                .where(events.c.id == event_id, events.c.hub_id == hub.hub_id, events.c.state == "uploading")
+                .where(events.c.id == event_id, events.c.hub_id == hub.hub_id, events.c.state == "uploading",
+                       account_locked)
                 .values(state="queued", probed_duration_s=duration, credits=need, finalized_at=now,
                         enqueue_claimed_at=now)
                 .returning(*events.c)

@@ -8,6 +8,7 @@ needs a logged-in account to be entered) and the poll token alone links nothing 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from cloud.api.context import Context
 from cloud.api.db.engine import DatabaseClosed
 from cloud.api.db.schema import accounts, cameras, hub_link_codes, hubs, monitoring
 from cloud.api.db.util import insert_ignore
-from cloud.api.principals import HubCaller, User
+from cloud.api.principals import HubCaller, HubClaim, User
 from cloud.api.security import (
     HUB_TOKEN_PREFIX,
     POLL_TOKEN_PREFIX,
@@ -40,6 +41,8 @@ POLL_INTERVAL_S = 3.0
 _TOUCH_EVERY = timedelta(seconds=60)  # a hub's last_seen_at is written at most this often
 # A hub is shown online when it called within this window (it reports its state every minute).
 ONLINE_WINDOW = timedelta(seconds=150)
+# Hub tokens this process has looked up, kept for claims (least recently used dropped first): ~300 bytes each.
+KNOWN_TOKENS_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,31 @@ def _prompt(row: Any) -> PromptView | None:
                       updated_at=row.updated_at)
 
 
+def hub_token_refused() -> errors.Unauthenticated:
+    return errors.Unauthenticated("unknown or revoked hub token", "link the hub again: pingwatch cloud link",
+                                  reason="hub_unlinked")
+
+
+def claim_holds(claim: HubClaim) -> Any:
+    """True (as a SQL expression) while the claim's token still names its hub, linked, in an enabled account on
+    the same plan: what ``Hubs.authenticate``'s lookup checks, evaluated inside the caller's own statement."""
+    caller = claim.caller
+    return sa.exists().where(hubs.c.id == caller.hub_id, hubs.c.token_hash == claim.token_hash,
+                             hubs.c.unlinked_at.is_(None), accounts.c.id == hubs.c.account_id,
+                             accounts.c.disabled_at.is_(None), accounts.c.plan == caller.plan)
+
+
+@dataclass
+class _KnownToken:
+    caller: HubCaller
+    seen_at: datetime | None  # the hub's last_seen_at as this process last read or wrote it
+
+
 class Hubs:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._touches = FollowUps()
+        self._known: OrderedDict[str, _KnownToken] = OrderedDict()
 
     # -- linking -----------------------------------------------------------------------------------------------
 
@@ -242,27 +266,55 @@ class Hubs:
 
     async def authenticate(self, token: str) -> HubCaller:
         now = self.ctx.clock()
+        hashed = token_hash(token)
 
         def work(conn: Connection) -> Any:
             return conn.execute(
                 sa.select(hubs.c.id, hubs.c.account_id, hubs.c.name, hubs.c.last_seen_at, accounts.c.plan)
                 .join(accounts, accounts.c.id == hubs.c.account_id)
-                .where(hubs.c.token_hash == token_hash(token), hubs.c.unlinked_at.is_(None),
+                .where(hubs.c.token_hash == hashed, hubs.c.unlinked_at.is_(None),
                        accounts.c.disabled_at.is_(None))
             ).first()
 
         # Every hub request starts here: one lookup in autocommit (no BEGIN/COMMIT round trips).
         row = await self.ctx.db.read(work) if token.startswith(HUB_TOKEN_PREFIX) else None
         if row is None:
-            raise errors.Unauthenticated("unknown or revoked hub token", "link the hub again: pingwatch cloud link",
-                                         reason="hub_unlinked")
-        if row.last_seen_at is None or now - row.last_seen_at > _TOUCH_EVERY:
-            # Written after the answer: bookkeeping the hub need not wait for (it was an UPDATE round trip on the
-            # request path of about one call in two at an event a minute). Lost only if the process dies first;
-            # the hub's next call writes it.
-            hub_id = row.id
-            self._touches.start_after_answer(lambda: self._touch(hub_id, now), name=f"touch-{hub_id}")
-        return HubCaller(hub_id=row.id, account_id=row.account_id, name=row.name, plan=row.plan)
+            self._known.pop(hashed, None)
+            raise hub_token_refused()
+        caller = HubCaller(hub_id=row.id, account_id=row.account_id, name=row.name, plan=row.plan)
+        known = _KnownToken(caller, row.last_seen_at)
+        self._remember(hashed, known)
+        self._mark_seen(known, now)
+        return caller
+
+    async def claim(self, token: str, *, fresh: bool = False) -> HubClaim:
+        """The hub a token names, for a call that checks it again in its own first statement (``claim_holds``):
+        from what this process knows without a database round trip, else (or with ``fresh``) looked up as
+        ``authenticate`` does (Unauthenticated when it is unknown or revoked). A claim that no longer holds
+        raises StaleHubClaim in that statement, and the call is run again with a fresh claim."""
+        hashed = token_hash(token)
+        known = None if fresh else self._known.get(hashed)
+        if known is None:
+            return HubClaim(hashed, await self.authenticate(token), fresh=True)
+        self._known.move_to_end(hashed)
+        self._mark_seen(known, self.ctx.clock())
+        return HubClaim(hashed, known.caller, fresh=False)
+
+    def _remember(self, hashed: str, known: _KnownToken) -> None:
+        self._known[hashed] = known
+        self._known.move_to_end(hashed)
+        while len(self._known) > KNOWN_TOKENS_MAX:
+            self._known.popitem(last=False)
+
+    def _mark_seen(self, known: _KnownToken, now: datetime) -> None:
+        if known.seen_at is not None and now - known.seen_at <= _TOUCH_EVERY:
+            return
+        # Written after the answer: bookkeeping the hub need not wait for (it was an UPDATE round trip on the
+        # request path of about one call in two at an event a minute). Lost only if the process dies first;
+        # the hub's next call writes it.
+        known.seen_at = now
+        hub_id = known.caller.hub_id
+        self._touches.start_after_answer(lambda: self._touch(hub_id, now), name=f"touch-{hub_id}")
 
     async def _touch(self, hub_id: str, now: datetime) -> None:
         try:

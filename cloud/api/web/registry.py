@@ -18,12 +18,15 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from cloud.api import errors
-from cloud.api.principals import HubCaller, User
+from cloud.api.principals import HubCaller, HubClaim, StaleHubClaim, User
+from cloud.api.services.hubs import hub_token_refused
 
 if TYPE_CHECKING:
     from cloud.api.app import Services
 
-AuthKind = Literal["none", "user", "hub"]
+# "hub_claim": a hub token, checked by the handler's own first statement (principals.HubClaim) instead of a
+# lookup of its own: for the two calls of every upload. Its 401 can come after a 400/404 about the request.
+AuthKind = Literal["none", "user", "hub", "hub_claim"]
 Handler = Callable[["Call"], Awaitable["BaseModel | web.StreamResponse | None"]]
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
@@ -69,6 +72,7 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     _user: User | None = None
     _hub: HubCaller | None = None
+    _claim: HubClaim | None = None
 
     @property
     def user(self) -> User:
@@ -79,6 +83,11 @@ class Call:
     def hub(self) -> HubCaller:
         assert self._hub is not None, "route declared without auth='hub'"
         return self._hub
+
+    @property
+    def hub_claim(self) -> HubClaim:
+        assert self._claim is not None, "route declared without auth='hub_claim'"
+        return self._claim
 
     def client_address(self) -> str:
         req = self.request
@@ -141,6 +150,8 @@ def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
             call._user = await services.accounts.authenticate(bearer_token(request))
         elif route.auth == "hub":
             call._hub = await services.hubs.authenticate(bearer_token(request))
+        elif route.auth == "hub_claim":
+            call._claim = await services.hubs.claim(bearer_token(request))
         for name in route.path_params:
             value = request.match_info[name]
             if not _UUID.match(value):  # an id we could never have issued: same answer as an unknown one
@@ -164,7 +175,16 @@ def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
             else:
                 raw = await _read_limited(request, limit)  # past the app-wide limit aiohttp's read() enforces
             call.body = parse_model(route.body, raw if raw.strip() else b"{}", "body")
-        result = await route.handler(call)
+        try:
+            result = await route.handler(call)
+        except StaleHubClaim:
+            # The token no longer names the hub as this process knew it: look it up (401 when it is revoked) and
+            # run the call once more. The handler raised before writing anything (its first statement checks).
+            call._claim = await services.hubs.claim(bearer_token(request), fresh=True)
+            try:
+                result = await route.handler(call)
+            except StaleHubClaim:  # revoked between that lookup and the statement
+                raise hub_token_refused() from None
         if isinstance(result, web.StreamResponse):
             return result
         if result is None:

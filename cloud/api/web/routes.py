@@ -172,7 +172,7 @@ async def initiate_event(call: Call) -> m.EventUpload:
     req = InitiateRequest(hub_event_id=b.event_id, hub_camera_id=b.camera_id, started_at=b.started_at,
                           ended_at=b.ended_at, trigger=b.trigger, mime=b.mime, size=b.size, md5=b.md5,
                           duration_s=b.duration_s, motion=b.motion)
-    return _upload(await call.services.events.initiate(call.hub, req))
+    return _upload(await call.services.events.initiate(call.hub_claim, req))
 
 
 async def renew_upload_url(call: Call) -> m.EventUpload:
@@ -180,7 +180,7 @@ async def renew_upload_url(call: Call) -> m.EventUpload:
 
 
 async def finalize_event(call: Call) -> m.EventHubView:
-    return _hub_view(await call.services.events.finalize(call.hub, call.params["event_id"]))
+    return _hub_view(await call.services.events.finalize(call.hub_claim, call.params["event_id"]))
 
 
 async def report_event_start(call: Call) -> m.EventStart:
@@ -277,12 +277,12 @@ ROUTES: list[Route] = [
     Route("PUT", f"{V1}/hub/cameras", put_hub_cameras, "Mirror the hub's cameras (all of them)", "hub",
           auth="hub", body=m.CamerasPut, response=m.CameraList),
     Route("POST", f"{V1}/events", initiate_event, "Start an event upload: returns a SAS for its clip", "hub",
-          auth="hub", body=m.EventInitiate, response=m.EventUpload, status=201,
+          auth="hub_claim", body=m.EventInitiate, response=m.EventUpload, status=201,
           errors=(402, 404, 409, 429, 503)),
     Route("POST", f"{V1}/events/{{event_id}}/upload-url", renew_upload_url, "A fresh upload SAS", "hub",
           auth="hub", response=m.EventUpload, errors=(409, 503)),
     Route("POST", f"{V1}/events/{{event_id}}/finalize", finalize_event,
-          "The clip is uploaded: verify, charge, enqueue", "hub", auth="hub", response=m.EventHubView,
+          "The clip is uploaded: verify, charge, enqueue", "hub", auth="hub_claim", response=m.EventHubView,
           errors=(402, 409, 422, 503)),
     Route("POST", f"{V1}/hub/event-starts", report_event_start,
           "An event just started: its snapshot, for the first alert (before the clip exists)", "hub", auth="hub",
