@@ -9,7 +9,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from cloud.api.db.schema import accounts, credit_ledger, events
+from cloud.api.db.schema import accounts, credit_ledger, events, hubs
 from tests.cloud.conftest import ApiFactory, Clip
 
 
@@ -69,3 +69,20 @@ async def test_a_plan_changed_through_another_process_applies_to_the_next_upload
         sa.update(accounts).where(accounts.c.id == hub.user.account_id).values(plan="paid")))
     r = await b.initiate(hub, mp4_clip)
     assert r.status_code == 201, r.text
+
+
+async def test_a_revoked_tokens_call_does_not_mark_the_unlinked_hub_seen(api_factory: ApiFactory, mp4_clip: Clip):
+    admin, b = await api_factory(), await api_factory()
+    hub = await admin.hub()
+    assert (await b.initiate(hub, mp4_clip)).status_code == 201  # b knows the token
+    await b.services.hubs.settle()
+    assert (await admin.http.delete(f"/api/v1/hubs/{hub.hub_id}", headers=hub.user.headers)).status_code == 204
+
+    def last_seen(conn: sa.Connection) -> object:
+        return conn.execute(sa.select(hubs.c.last_seen_at).where(hubs.c.id == hub.hub_id)).scalar_one()
+
+    before = await admin.services.ctx.db.read(last_seen)
+    b.clock.advance(seconds=600)  # long enough that b would write "seen" again on the hub's next call
+    assert (await b.initiate(hub, mp4_clip)).status_code == 401
+    await b.services.hubs.settle()
+    assert await admin.services.ctx.db.read(last_seen) == before

@@ -318,9 +318,10 @@ class Hubs:
 
     async def _touch(self, hub_id: str, now: datetime) -> None:
         try:
-            # Never backwards: a slower touch of an earlier request must not undo a later one.
+            # Never backwards: a slower touch of an earlier request must not undo a later one. Never an unlinked
+            # hub: a claim (``claim``) starts its touch before its statement finds the token revoked.
             await self.ctx.db.read(lambda conn: conn.execute(
-                sa.update(hubs).where(hubs.c.id == hub_id,
+                sa.update(hubs).where(hubs.c.id == hub_id, hubs.c.unlinked_at.is_(None),
                                       sa.or_(hubs.c.last_seen_at.is_(None), hubs.c.last_seen_at < now))
                 .values(last_seen_at=now)))
         except DatabaseClosed:
