@@ -23,18 +23,21 @@ under upload load).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from cloud.api.db.engine import Database, DatabaseClosed
 from cloud.api.db.schema import changes, events
+from cloud.api.db.util import insert_ignore_returning, row_params
 from pingwatch_common.aio import wait_event
 
 log = logging.getLogger(__name__)
@@ -66,14 +69,68 @@ class Change:
 def record(conn: Connection, *, account_id: str, kind: str, at: datetime, subject_id: str | None = None,
            data: dict[str, Any] | None = None) -> None:
     """Add a change inside the caller's transaction (and wake PostgreSQL listeners when it commits)."""
-    insert = sa.insert(changes).values(account_id=account_id, kind=kind, subject_id=subject_id, at=at,
-                                       data=data or {})
-    if conn.dialect.name == "postgresql":
+    conn.execute(_record_statement(conn.dialect.name),
+                 _change_params(account_id=account_id, kind=kind, at=at, subject_id=subject_id, data=data or {}))
+
+
+_CHANGE_COLUMNS = ("account_id", "kind", "subject_id", "at", "data")
+
+
+def _change_params(**change: Any) -> dict[str, Any]:
+    return {f"c_{k}": v for k, v in change.items()} | {"c_channel": CHANNEL}
+
+
+def _change_values() -> dict[str, Any]:
+    """The change's columns as the bind parameters that ``_change_params`` fills."""
+    return {k: sa.bindparam(f"c_{k}", type_=changes.c[k].type) for k in _CHANGE_COLUMNS}
+
+
+def _notify() -> Any:
+    return sa.func.pg_notify(sa.bindparam("c_channel", type_=sa.String), sa.bindparam("c_account_id", type_=sa.String))
+
+
+# The statements below are built once: on the upload calls' path, building one cost more than running it
+# (SQLAlchemy makes a proxy of every returned column for a CTE, ~2 ms a call here).
+@functools.cache
+def _record_statement(dialect: str) -> Any:
+    insert = sa.insert(changes).values(_change_values())
+    if dialect == "postgresql":
         # One round trip: the insert as a data-modifying CTE of the NOTIFY (PostgreSQL runs it whether or not
         # the outer query reads it). Upload initiate and finalize each record a change on their request's path.
-        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, account_id)).add_cte(insert.cte("recorded")))
-    else:
-        conn.execute(insert)
+        return sa.select(_notify()).add_cte(insert.cte("recorded"))
+    return insert
+
+
+def insert_ignore_recorded(conn: Connection, table: sa.Table, values: dict[str, Any], *, account_id: str, kind: str,
+                           at: datetime, subject_id: str, data: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING the row (None when the key existed), and `record` of a change
+    when it inserted. On PostgreSQL one statement, atomic without a transaction: the change's insert and the
+    NOTIFY ride on the row's insert as CTEs (upload initiate runs it on its request's path: two round trips less).
+    On SQLite, which has no writing CTEs, two statements: the caller holds a transaction (``Database.statements``).
+    """
+    if conn.dialect.name != "postgresql":
+        row = insert_ignore_returning(conn, table, values)
+        if row is not None:
+            record(conn, account_id=account_id, kind=kind, at=at, subject_id=subject_id, data=data)
+        return row
+    params = row_params(values) | _change_params(account_id=account_id, kind=kind, at=at, subject_id=subject_id,
+                                                 data=data)
+    return conn.execute(_recorded_insert_statement(table, tuple(values)), params).first()
+
+
+@functools.cache
+def _recorded_insert_statement(table: sa.Table, columns: tuple[str, ...]) -> Any:
+    inserted = (postgresql.insert(table).values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+                .on_conflict_do_nothing().returning(*table.c).cte("inserted"))
+    change = _change_values()
+    recorded = sa.insert(changes).from_select(list(change), sa.select(*change.values()).select_from(inserted))
+    # pg_notify once per inserted row: none when the key existed, as no change was recorded then.
+    return sa.select(*inserted.c, _notify().label("notified")).add_cte(recorded.cte("recorded"))
+
+
+def event_state_data(event: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """An event.state change's data, from the event's columns (a row's mapping, or the values being inserted)."""
+    return {key: event[key] for key in ("state", "hub_event_id", "camera_id", "hub_id")} | extra
 
 
 def record_event_state(conn: Connection, event_id: str, at: datetime, *, row: Any = None, **extra: Any) -> None:
@@ -84,8 +141,7 @@ def record_event_state(conn: Connection, event_id: str, at: datetime, *, row: An
                                      events.c.hub_event_id, events.c.state).where(events.c.id == event_id)).first()
     if row is not None:
         record(conn, account_id=row.account_id, kind=EVENT_STATE, at=at, subject_id=event_id,
-               data={"state": row.state, "hub_event_id": row.hub_event_id, "camera_id": row.camera_id,
-                     "hub_id": row.hub_id, **extra})
+               data=event_state_data(row._mapping, **extra))
 
 
 def _change(row: Any) -> Change:

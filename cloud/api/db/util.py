@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,18 +21,25 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> 
     return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
 
 
-def insert_ignore_if(conn: Connection, table: sa.Table, values: dict[str, Any], condition: Any) -> bool:
+def insert_ignore_if_statement(dialect: str, table: sa.Table, columns: Sequence[str], condition: Any) -> Any:
     """``insert_ignore`` only when ``condition`` (a SQL expression, e.g. over a scalar subquery) holds when the
-    statement runs: a check and its write in one round trip (INSERT ... SELECT ... WHERE). True when inserted."""
-    source = sa.select(*(sa.literal(v, table.c[k].type) for k, v in values.items())).where(condition)
-    if conn.dialect.name == "postgresql":
-        stmt: Any = postgresql.insert(table).from_select(list(values), source).on_conflict_do_nothing()
-    elif conn.dialect.name == "sqlite":
+    statement runs: a check and its write in one round trip (INSERT ... SELECT ... WHERE). Each column's value is
+    the bind parameter ``v_<column>`` (``row_params``), so a caller on a hot path builds it once; executing it
+    answers a row when it inserted."""
+    source = sa.select(*(sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns)).where(condition)
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table).from_select(list(columns), source).on_conflict_do_nothing()
+    elif dialect == "sqlite":
         # The WHERE also keeps SQLite from reading ON CONFLICT as a join's ON.
-        stmt = sqlite.insert(table).from_select(list(values), source).on_conflict_do_nothing()
+        stmt = sqlite.insert(table).from_select(list(columns), source).on_conflict_do_nothing()
     else:  # pragma: no cover - only the two engines above are supported
-        raise NotImplementedError(conn.dialect.name)
-    return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
+        raise NotImplementedError(dialect)
+    return stmt.returning(sa.literal_column("1"))
+
+
+def row_params(values: dict[str, Any]) -> dict[str, Any]:
+    """A row's values as the ``v_<column>`` bind parameters of ``insert_ignore_if_statement``."""
+    return {f"v_{k}": v for k, v in values.items()}
 
 
 def _insert_or_nothing(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Any:

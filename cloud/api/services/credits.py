@@ -10,6 +10,7 @@ These are plain functions over an open connection, so a caller composes them int
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud.api.db.schema import credit_ledger
-from cloud.api.db.util import insert_ignore, insert_ignore_if
+from cloud.api.db.util import insert_ignore, insert_ignore_if_statement, row_params
 from cloud.config import PlanConfig
 
 SECONDS_PER_CREDIT = 10
@@ -73,10 +74,10 @@ def _balance(conn: Connection, account_id: str, now: datetime) -> tuple[Balance,
     return Balance(period=period, granted=granted, used=used, left=granted - used), "grant" in by_kind
 
 
-def balance_columns(account_id: str, now: datetime) -> tuple[Any, Any]:
+def balance_columns(account_id: Any, period: Any) -> tuple[Any, Any]:
     """The month's grant and the sum of its charges and refunds as two scalar subqueries, for a caller that reads
-    them in the same statement as other checks (upload initiate); `balance_from` turns them into a Balance."""
-    period = period_of(now)
+    them in the same statement as other checks (upload initiate); `balance_from` turns them into a Balance.
+    The arguments are values (the period: `period_of`) or bind parameters (for a statement built once)."""
     mine = (credit_ledger.c.account_id == account_id, credit_ledger.c.period == period)
     granted = (sa.select(sa.func.sum(credit_ledger.c.amount)).where(*mine, credit_ledger.c.kind == "grant")
                .scalar_subquery().label("granted"))
@@ -103,6 +104,9 @@ def granted_balance(conn: Connection, account_id: str, plan: PlanConfig, now: da
     return balance(conn, account_id, now)
 
 
+CHARGE_COLUMNS = ("account_id", "kind", "amount", "period", "idempotency_key", "event_id", "created_at")
+
+
 def _charge_row(account_id: str, event_id: str, amount: int, now: datetime) -> dict[str, Any]:
     return {"account_id": account_id, "kind": "charge", "amount": -amount, "period": period_of(now),
             "idempotency_key": f"charge:{event_id}", "event_id": event_id, "created_at": now}
@@ -118,11 +122,19 @@ def charge_if_covered(conn: Connection, account_id: str, event_id: str, amount: 
     not, when the grant is not there yet or when it was charged already: the caller then takes the long way
     (`granted_balance`, its error, `charge`). The caller holds the account's lock, so the balance read here
     cannot change before the insert commits."""
+    params = row_params(_charge_row(account_id, event_id, amount, now)) | {"need": amount}
+    return conn.execute(_charge_if_covered_statement(conn.dialect.name), params).first() is not None
+
+
+@functools.cache
+def _charge_if_covered_statement(dialect: str) -> Any:
+    # Built once (upload finalize runs it on its request path; building it costs about what running it does).
     balance_now = (sa.select(sa.func.coalesce(sa.func.sum(credit_ledger.c.amount), 0))
-                   .where(credit_ledger.c.account_id == account_id, credit_ledger.c.period == period_of(now))
+                   .where(credit_ledger.c.account_id == sa.bindparam("v_account_id"),
+                          credit_ledger.c.period == sa.bindparam("v_period"))
                    .scalar_subquery())
-    return insert_ignore_if(conn, credit_ledger, _charge_row(account_id, event_id, amount, now),
-                            balance_now >= amount)
+    return insert_ignore_if_statement(dialect, credit_ledger, CHARGE_COLUMNS,
+                                      balance_now >= sa.bindparam("need", type_=sa.Integer))
 
 
 def refund(conn: Connection, event_id: str, now: datetime) -> int:

@@ -19,8 +19,11 @@ costs that hub its analysis.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,13 +34,12 @@ from sqlalchemy.engine import Connection
 from cloud.api import changes, errors
 from cloud.api.context import Context
 from cloud.api.db.schema import accounts, events
-from cloud.api.db.util import insert_ignore_returning
 from cloud.api.principals import HubCaller, HubClaim, StaleHubClaim
 from cloud.api.security import new_id
 from cloud.api.services import credits
 from cloud.api.services.enqueue import Enqueuer
-from cloud.api.services.hubs import claim_holds, live_camera_query, unknown_camera
-from cloud.storage.blob import BlobNotFound, StorageError
+from cloud.api.services.hubs import claim_holds, claim_params, live_camera_query, unknown_camera
+from cloud.storage.blob import BlobInfo, BlobNotFound, BlobStore, StorageError
 from cloud.storage.probe import PROBE_HEAD_BYTES, MediaError, probe_blob
 
 log = logging.getLogger(__name__)
@@ -77,10 +79,84 @@ class UploadTicket:
     created: bool
 
 
+def blob_name(hub: HubCaller, event_id: str, mime: str) -> str:
+    return f"{hub.account_id}/{hub.hub_id}/{event_id}.{EXTENSIONS[mime]}"
+
+
+class _EarlyHead:
+    """The clip's head, read from storage while finalize reads the event's row: the blob's name follows from the
+    event id, and the hub's clips are MP4, so the usual finalize waits for one of the two reads, not both (each is
+    a few milliseconds on the hub's request path). A guess that misses (a WebM clip, an unknown event) is dropped
+    unread, and the real name is read after the row, as without it."""
+
+    def __init__(self, blobs: BlobStore, name: str) -> None:
+        self.name = name
+        self._task = asyncio.create_task(blobs.head(name, PROBE_HEAD_BYTES))
+
+    @classmethod
+    def start(cls, blobs: BlobStore, hub: HubCaller, event_id: str) -> _EarlyHead | None:
+        try:
+            canonical = str(uuid.UUID(event_id)) == event_id  # ids are new_id()'s: anything else has no row
+        except ValueError:
+            return None
+        return cls(blobs, blob_name(hub, event_id, "video/mp4")) if canonical else None
+
+    async def result(self) -> tuple[BlobInfo, bytes] | None:
+        return await self._task
+
+    async def drop(self) -> None:
+        self._task.cancel()
+        # Awaited so that its outcome (an error, or the cancellation) is retrieved, never logged as lost.
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
 def _storage_down(exc: StorageError) -> errors.Unavailable:
     log.warning("storage call failed", extra={"error": str(exc)})
     return errors.Unavailable("storage is unavailable", "nothing was changed; retry in a minute",
                               reason="storage_unavailable", retry_after_s=30)
+
+
+# The upload calls' statements, built once with bind parameters: building one per call cost SQLAlchemy more than
+# running it (measured on the request path: a statement of this size is ~1 ms of Python to construct and key).
+@functools.cache
+def _initiate_facts_statement() -> Any:
+    """Every check of an initiate in one statement (the hub's token, a retry's row, the camera, the hour's
+    uploads, the month's credits): each round trip is one to two milliseconds on the hub's request path."""
+    p = sa.bindparam
+    window = (sa.select(events.c.created_at).where(events.c.account_id == p("account_id"),
+                                                   events.c.created_at > p("since"))
+              .order_by(events.c.created_at).limit(p("max_uploads", type_=sa.Integer)).subquery())
+    return sa.select(
+        claim_holds(p("hub_id"), p("token_hash"), p("plan")).label("claim_holds"),
+        sa.select(events.c.id).where(events.c.hub_id == p("hub_id"), events.c.hub_event_id == p("hub_event_id"))
+        .scalar_subquery().label("existing"),
+        live_camera_query(p("hub_id"), p("hub_camera_id")).scalar_subquery().label("camera_id"),
+        # Counted in the database (no rows shipped), at most up to the limit.
+        sa.select(sa.func.count()).select_from(window).scalar_subquery().label("recent"),
+        sa.select(sa.func.min(window.c.created_at)).scalar_subquery().label("oldest"),
+        *credits.balance_columns(p("account_id"), p("period")),
+    )
+
+
+@functools.cache
+def _claimed_event_statement() -> Any:
+    p = sa.bindparam
+    return (sa.select(events, claim_holds(p("hub_id"), p("token_hash"), p("plan")).label("claim_holds"))
+            .where(events.c.id == p("event_id"), events.c.hub_id == p("hub_id")))
+
+
+@functools.cache
+def _queue_statement() -> Any:
+    # Bind names differ from the columns' (SQLAlchemy keeps those for the SET clause).
+    p = sa.bindparam
+    account_locked = sa.exists(sa.select(accounts.c.id).where(accounts.c.id == p("b_account_id")).with_for_update())
+    now = p("b_now", type_=events.c.finalized_at.type)
+    return (sa.update(events)
+            .where(events.c.id == p("b_event_id"), events.c.hub_id == p("b_hub_id"), events.c.state == "uploading",
+                   account_locked)
+            .values(state="queued", probed_duration_s=p("b_duration", type_=events.c.probed_duration_s.type),
+                    credits=p("b_credits", type_=events.c.credits.type), finalized_at=now, enqueue_claimed_at=now)
+            .returning(*events.c))
 
 
 class Events:
@@ -97,22 +173,10 @@ class Events:
         event_id = new_id()
 
         def work(conn: Connection) -> tuple[Any, bool]:
-            # Every check's facts in one statement (the hub's token, a retry's row, the camera, the hour's uploads,
-            # the month's credits): each round trip is one to two milliseconds on the hub's request path.
-            window = (sa.select(events.c.created_at).where(events.c.account_id == hub.account_id,
-                                                           events.c.created_at > now - HOUR)
-                      .order_by(events.c.created_at).limit(plan.max_uploads_per_hour).subquery())
-            facts = conn.execute(sa.select(
-                claim_holds(claim).label("claim_holds"),
-                sa.select(events.c.id).where(events.c.hub_id == hub.hub_id,
-                                             events.c.hub_event_id == req.hub_event_id)
-                .scalar_subquery().label("existing"),
-                live_camera_query(hub.hub_id, req.hub_camera_id).scalar_subquery().label("camera_id"),
-                # Counted in the database (no rows shipped), at most up to the limit.
-                sa.select(sa.func.count()).select_from(window).scalar_subquery().label("recent"),
-                sa.select(sa.func.min(window.c.created_at)).scalar_subquery().label("oldest"),
-                *credits.balance_columns(hub.account_id, now),
-            )).one()
+            facts = conn.execute(_initiate_facts_statement(), claim_params(claim) | {
+                "account_id": hub.account_id, "since": now - HOUR, "max_uploads": plan.max_uploads_per_hour,
+                "hub_event_id": req.hub_event_id, "hub_camera_id": req.hub_camera_id,
+                "period": credits.period_of(now)}).one()
             if not facts.claim_holds:
                 raise StaleHubClaim
             if facts.existing is not None:
@@ -140,21 +204,25 @@ class Events:
                 raise errors.OutOfCredits(f"{need} credits needed, {bal.left} left this month",
                                           "upgrade the plan or wait for next month's credits", reason="no_credits",
                                           retry_after_s=(credits.next_period_start(now) - now).total_seconds())
-            blob = f"{hub.account_id}/{hub.hub_id}/{event_id}.{EXTENSIONS[req.mime]}"
-            inserted = insert_ignore_returning(conn, events, {
+            blob = blob_name(hub, event_id, req.mime)
+            values = {
                 "id": event_id, "account_id": hub.account_id, "hub_id": hub.hub_id, "camera_id": camera_id,
                 "hub_event_id": req.hub_event_id, "state": "uploading", "mime": req.mime, "size_bytes": req.size,
                 "md5": req.md5, "declared_duration_s": req.duration_s, "started_at": req.started_at,
                 "ended_at": req.ended_at, "trigger": req.trigger, "motion": req.motion, "blob_name": blob,
                 "created_at": now, "attempts": 0,
-            })
+            }
+            inserted = changes.insert_ignore_recorded(
+                conn, events, values, account_id=hub.account_id, kind=changes.EVENT_STATE, at=now,
+                subject_id=event_id, data=changes.event_state_data(values))
             if inserted is not None:
-                changes.record_event_state(conn, event_id, now, row=inserted)
                 return inserted, True
             row = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)  # a concurrent retry's
             return self._same_or_conflict(row, req), False
 
-        row, created = await self.ctx.db.tx(work)
+        # Each statement commits alone on PostgreSQL (the row and its change are one statement): a transaction
+        # would add BEGIN and COMMIT round trips and no protection, as the checks take no locks. SQLite: one.
+        row, created = await self.ctx.db.statements(work)
         url, expires = await self._upload_url(row)
         if created:
             log.info("event initiated", extra={"event_id": row.id, "hub_id": hub.hub_id})
@@ -209,10 +277,7 @@ class Events:
     @staticmethod
     def _claimed_event(conn: Connection, claim: HubClaim, event_id: str) -> Any:
         """The hub's event, in the statement that also checks the hub's token (``claim_holds``)."""
-        row = conn.execute(
-            sa.select(events, claim_holds(claim).label("claim_holds"))
-            .where(events.c.id == event_id, events.c.hub_id == claim.caller.hub_id)
-        ).first()
+        row = conn.execute(_claimed_event_statement(), claim_params(claim) | {"event_id": event_id}).first()
         if row is None and not claim.fresh:
             raise StaleHubClaim  # the token first: a revoked hub hears 401 for any event id, as with a lookup
         if row is None:
@@ -223,15 +288,24 @@ class Events:
 
     async def finalize(self, claim: HubClaim, event_id: str) -> Any:
         hub = claim.caller
-        row = await self.ctx.db.read(lambda conn: self._claimed_event(conn, claim, event_id))
-        if row.state == "rejected":
-            raise errors.EventRejected(f"the clip was rejected: {row.reason}", "it stays on the hub",
-                                       reason=(row.reason or "rejected").split(":", 1)[0])
+        early = _EarlyHead.start(self.ctx.blobs, hub, event_id)
+        try:
+            row = await self.ctx.db.read(lambda conn: self._claimed_event(conn, claim, event_id))
+            if row.state == "rejected":
+                raise errors.EventRejected(f"the clip was rejected: {row.reason}", "it stays on the hub",
+                                           reason=(row.reason or "rejected").split(":", 1)[0])
+            if early is not None and (row.state != "uploading" or early.name != row.blob_name):
+                await early.drop()
+                early = None
+        except BaseException:
+            if early is not None:
+                await early.drop()
+            raise
         if row.state != "uploading":
             await self.enqueuer.ensure_sent(row.id)  # a retry after an enqueue failure sends now
             return await self.ctx.db.tx(lambda conn: self._hub_event(conn, hub, event_id))
         plan = self.ctx.config.plan(hub.plan)
-        duration = await self._verify(row, plan.max_clip_s)
+        duration = await self._verify(row, plan.max_clip_s, early)
         need = credits.credits_for(duration)
         now = self.ctx.clock()
 
@@ -239,19 +313,12 @@ class Events:
             # Serialise charges per account (PostgreSQL row lock; SQLite has one writer anyway), so two events
             # finalizing at once cannot both spend the last credits: the lock is taken inside the UPDATE (one round
             # trip less than a SELECT ... FOR UPDATE of its own) and held to the commit, so the balance read by
-            # the charge below, a later statement, sees every charge committed before it.
-            account_locked = sa.exists(
-                sa.select(accounts.c.id).where(accounts.c.id == hub.account_id).with_for_update())
-            # Queued, and its queue message claimed for this caller (the enqueuer's claim), in one statement;
-            # an error below (no credits) rolls it back.
-            moved = conn.execute(
-                sa.update(events)
-                .where(events.c.id == event_id, events.c.hub_id == hub.hub_id, events.c.state == "uploading",
-                       account_locked)
-                .values(state="queued", probed_duration_s=duration, credits=need, finalized_at=now,
-                        enqueue_claimed_at=now)
-                .returning(*events.c)
-            ).first()
+            # the charge below, a later statement, sees every charge committed before it. The same statement
+            # moves the event to queued and claims its queue message for this caller (the enqueuer's claim); an
+            # error below (no credits) rolls it back.
+            moved = conn.execute(_queue_statement(), {
+                "b_event_id": event_id, "b_hub_id": hub.hub_id, "b_account_id": hub.account_id,
+                "b_duration": duration, "b_credits": need, "b_now": now}).first()
             if moved is None:
                 return self._hub_event(conn, hub, event_id), False  # a concurrent finalize won; same answer
             if not credits.charge_if_covered(conn, hub.account_id, event_id, need, now):
@@ -273,12 +340,13 @@ class Events:
             self.enqueuer.send_claimed_soon(event_id)
         return done
 
-    async def _verify(self, row: Any, max_clip_s: float) -> float:
-        """The blob's real duration, after checking it is the clip the hub declared. Raises the domain errors."""
+    async def _verify(self, row: Any, max_clip_s: float, early: _EarlyHead | None) -> float:
+        """The blob's real duration, after checking it is the clip the hub declared. Raises the domain errors.
+        ``early``: the head of this very blob, already being read."""
         blobs = self.ctx.blobs
         # The properties and the clip's head (what the probe reads first) in one storage request.
         try:
-            found = await blobs.head(row.blob_name, PROBE_HEAD_BYTES)
+            found = await (early.result() if early is not None else blobs.head(row.blob_name, PROBE_HEAD_BYTES))
         except StorageError as exc:
             raise _storage_down(exc) from None
         if found is None:

@@ -95,7 +95,7 @@ class HubView:
     state_at: datetime | None = None
 
 
-def live_camera_query(hub_id: str, hub_camera_id: str) -> sa.Select[Any]:
+def live_camera_query(hub_id: Any, hub_camera_id: Any) -> sa.Select[Any]:
     """The cloud id of one of the hub's live cameras by the hub's own id (no row: never mirrored, or removed)."""
     return sa.select(cameras.c.id).where(cameras.c.hub_id == hub_id, cameras.c.hub_camera_id == hub_camera_id,
                                          cameras.c.removed_at.is_(None))
@@ -134,13 +134,18 @@ def hub_token_refused() -> errors.Unauthenticated:
                                   reason="hub_unlinked")
 
 
-def claim_holds(claim: HubClaim) -> Any:
-    """True (as a SQL expression) while the claim's token still names its hub, linked, in an enabled account on
-    the same plan: what ``Hubs.authenticate``'s lookup checks, evaluated inside the caller's own statement."""
-    caller = claim.caller
-    return sa.exists().where(hubs.c.id == caller.hub_id, hubs.c.token_hash == claim.token_hash,
+def claim_holds(hub_id: Any, token_hash: Any, plan: Any) -> Any:
+    """True (as a SQL expression) while a claim's token (``HubClaim.token_hash``) still names its hub, linked, in
+    an enabled account on the same plan: what ``Hubs.authenticate``'s lookup checks, evaluated inside the caller's
+    own statement. The arguments are values or bind parameters (for a statement built once)."""
+    return sa.exists().where(hubs.c.id == hub_id, hubs.c.token_hash == token_hash,
                              hubs.c.unlinked_at.is_(None), accounts.c.id == hubs.c.account_id,
-                             accounts.c.disabled_at.is_(None), accounts.c.plan == caller.plan)
+                             accounts.c.disabled_at.is_(None), accounts.c.plan == plan)
+
+
+def claim_params(claim: HubClaim) -> dict[str, Any]:
+    """The bind parameters of ``claim_holds(bindparam("hub_id"), bindparam("token_hash"), bindparam("plan"))``."""
+    return {"hub_id": claim.caller.hub_id, "token_hash": claim.token_hash, "plan": claim.caller.plan}
 
 
 @dataclass
