@@ -32,12 +32,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from cloud.api.db.engine import Database, DatabaseClosed
 from cloud.api.db.schema import changes, events
-from cloud.api.db.util import insert_ignore_returning, row_params
 from pingwatch_common.aio import wait_event
 
 log = logging.getLogger(__name__)
@@ -101,34 +99,34 @@ def _record_statement(dialect: str) -> Any:
     return insert
 
 
-def insert_ignore_recorded(conn: Connection, table: sa.Table, values: dict[str, Any], *, account_id: str, kind: str,
-                           at: datetime, subject_id: str, data: dict[str, Any]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING the row (None when the key existed), and `record` of a change
-    when it inserted. On PostgreSQL one statement, atomic without a transaction: the change's insert and the
-    NOTIFY ride on the row's insert as CTEs (upload initiate runs it on its request's path: two round trips less).
+def execute_recorded(conn: Connection, dml: Any, params: dict[str, Any], *, account_id: str, kind: str,
+                     at: datetime, subject_id: str, data: dict[str, Any]) -> Any:
+    """Run ``dml`` (an INSERT or UPDATE ... RETURNING, built once for this connection's dialect) with ``params``
+    and `record` a change when it returned a row; answers that row (None: it wrote nothing, nothing recorded).
+
+    On PostgreSQL one statement, atomic without a transaction of its own: the change's insert and the NOTIFY ride
+    on ``dml`` as CTEs (upload initiate and finalize run this on their request's path: a round trip less each).
     On SQLite, which has no writing CTEs, two statements: the caller holds a transaction (``Database.statements``).
     """
     if conn.dialect.name != "postgresql":
-        row = insert_ignore_returning(conn, table, values)
+        row = conn.execute(dml, params).first()
         if row is not None:
             record(conn, account_id=account_id, kind=kind, at=at, subject_id=subject_id, data=data)
         return row
-    params = row_params(values) | _change_params(account_id=account_id, kind=kind, at=at, subject_id=subject_id,
-                                                 data=data)
-    return conn.execute(_recorded_insert_statement(table, tuple(values)), params).first()
+    change = _change_params(account_id=account_id, kind=kind, at=at, subject_id=subject_id, data=data)
+    return conn.execute(_recorded_statement(dml), params | change).first()
 
 
 @functools.cache
-def _recorded_insert_statement(table: sa.Table, columns: tuple[str, ...]) -> Any:
-    inserted = (postgresql.insert(table).values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
-                .on_conflict_do_nothing().returning(*table.c).cte("inserted"))
-    change = _change_values()
-    recorded = sa.insert(changes).from_select(list(change), sa.select(*change.values()).select_from(inserted))
-    # pg_notify once per inserted row: none when the key existed, as no change was recorded then.
-    return sa.select(*inserted.c, _notify().label("notified")).add_cte(recorded.cte("recorded"))
+def _recorded_statement(dml: Any) -> Any:
+    done = dml.cte("done")
+    values = _change_values()
+    recorded = sa.insert(changes).from_select(list(values), sa.select(*values.values()).select_from(done))
+    # pg_notify once per returned row: none when nothing was written, as no change was recorded then.
+    return sa.select(*done.c, _notify().label("notified")).add_cte(recorded.cte("recorded"))
 
 
-def event_state_data(event: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+def event_state_data(event: Mapping[Any, Any], **extra: Any) -> dict[str, Any]:
     """An event.state change's data, from the event's columns (a row's mapping, or the values being inserted)."""
     return {key: event[key] for key in ("state", "hub_event_id", "camera_id", "hub_id")} | extra
 

@@ -34,11 +34,25 @@ def insert_ignore_if_statement(dialect: str, table: sa.Table, columns: Sequence[
         stmt = sqlite.insert(table).from_select(list(columns), source).on_conflict_do_nothing()
     else:  # pragma: no cover - only the two engines above are supported
         raise NotImplementedError(dialect)
-    return stmt.returning(sa.literal_column("1"))
+    return stmt.returning(*table.primary_key.columns)  # a named column: the statement may become a CTE
+
+
+def insert_ignore_statement(dialect: str, table: sa.Table, columns: Sequence[str]) -> Any:
+    """``insert_ignore_returning`` as a statement built once: each column's value is the bind parameter
+    ``v_<column>`` (``row_params``); executing it answers the inserted row, or none when the key existed."""
+    values = {c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two engines above are supported
+        raise NotImplementedError(dialect)
+    return stmt.returning(*table.c)
 
 
 def row_params(values: dict[str, Any]) -> dict[str, Any]:
-    """A row's values as the ``v_<column>`` bind parameters of ``insert_ignore_if_statement``."""
+    """A row's values as the ``v_<column>`` bind parameters of ``insert_ignore_if_statement`` and
+    ``insert_ignore_statement``."""
     return {f"v_{k}": v for k, v in values.items()}
 
 

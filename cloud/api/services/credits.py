@@ -117,17 +117,18 @@ def charge(conn: Connection, account_id: str, event_id: str, amount: int, now: d
     return insert_ignore(conn, credit_ledger, _charge_row(account_id, event_id, amount, now))
 
 
-def charge_if_covered(conn: Connection, account_id: str, event_id: str, amount: int, now: datetime) -> bool:
-    """Charge an event in one statement when the month's balance (grant included) covers it; False when it does
-    not, when the grant is not there yet or when it was charged already: the caller then takes the long way
-    (`granted_balance`, its error, `charge`). The caller holds the account's lock, so the balance read here
-    cannot change before the insert commits."""
-    params = row_params(_charge_row(account_id, event_id, amount, now)) | {"need": amount}
-    return conn.execute(_charge_if_covered_statement(conn.dialect.name), params).first() is not None
+def charge_if_covered(dialect: str, account_id: str, event_id: str, amount: int,
+                      now: datetime) -> tuple[Any, dict[str, Any]]:
+    """A statement (built once per dialect) and its parameters that charge an event when the month's balance
+    (grant included) covers it, returning a row when it charged; none when it is not covered, when the grant is
+    not there yet or when it was charged already: the caller then takes the long way (`granted_balance`, its
+    error, `charge`). The caller holds the account's lock, so the balance read by it cannot change before the
+    insert commits. The caller runs it, alone or inside a statement of its own (``changes.execute_recorded``)."""
+    return _charge_if_covered(dialect), row_params(_charge_row(account_id, event_id, amount, now)) | {"need": amount}
 
 
 @functools.cache
-def _charge_if_covered_statement(dialect: str) -> Any:
+def _charge_if_covered(dialect: str) -> Any:
     # Built once (upload finalize runs it on its request path; building it costs about what running it does).
     balance_now = (sa.select(sa.func.coalesce(sa.func.sum(credit_ledger.c.amount), 0))
                    .where(credit_ledger.c.account_id == sa.bindparam("v_account_id"),

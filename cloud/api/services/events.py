@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from cloud.api import changes, errors
 from cloud.api.context import Context
 from cloud.api.db.schema import accounts, events
+from cloud.api.db.util import insert_ignore_statement, row_params
 from cloud.api.principals import HubCaller, HubClaim, StaleHubClaim
 from cloud.api.security import new_id
 from cloud.api.services import credits
@@ -139,6 +140,11 @@ def _initiate_facts_statement() -> Any:
 
 
 @functools.cache
+def _event_insert_statement(dialect: str, columns: tuple[str, ...]) -> Any:
+    return insert_ignore_statement(dialect, events, columns)
+
+
+@functools.cache
 def _claimed_event_statement() -> Any:
     p = sa.bindparam
     return (sa.select(events, claim_holds(p("hub_id"), p("token_hash"), p("plan")).label("claim_holds"))
@@ -212,9 +218,10 @@ class Events:
                 "ended_at": req.ended_at, "trigger": req.trigger, "motion": req.motion, "blob_name": blob,
                 "created_at": now, "attempts": 0,
             }
-            inserted = changes.insert_ignore_recorded(
-                conn, events, values, account_id=hub.account_id, kind=changes.EVENT_STATE, at=now,
-                subject_id=event_id, data=changes.event_state_data(values))
+            inserted = changes.execute_recorded(
+                conn, _event_insert_statement(conn.dialect.name, tuple(values)), row_params(values),
+                account_id=hub.account_id, kind=changes.EVENT_STATE, at=now, subject_id=event_id,
+                data=changes.event_state_data(values))
             if inserted is not None:
                 return inserted, True
             row = self._by_hub_event(conn, hub.hub_id, req.hub_event_id)  # a concurrent retry's
@@ -321,16 +328,21 @@ class Events:
                 "b_duration": duration, "b_credits": need, "b_now": now}).first()
             if moved is None:
                 return self._hub_event(conn, hub, event_id), False  # a concurrent finalize won; same answer
-            if not credits.charge_if_covered(conn, hub.account_id, event_id, need, now):
-                # Not covered, or the month's grant is not there yet (its first upload finalized after midnight
-                # on the 1st): grant, look again, say why.
-                bal = credits.granted_balance(conn, hub.account_id, plan, now)
-                if bal.left < need:
-                    raise errors.OutOfCredits(f"{need} credits needed, {bal.left} left this month",
-                                              "the clip stays on the hub; finalize again once credits are available",
-                                              reason="no_credits",
-                                              retry_after_s=(credits.next_period_start(now) - now).total_seconds())
-                credits.charge(conn, hub.account_id, event_id, need, now)
+            # The charge and the event's change in one statement on PostgreSQL (``changes.execute_recorded``).
+            charge, params = credits.charge_if_covered(conn.dialect.name, hub.account_id, event_id, need, now)
+            if changes.execute_recorded(conn, charge, params, account_id=hub.account_id, kind=changes.EVENT_STATE,
+                                        at=now, subject_id=event_id,
+                                        data=changes.event_state_data(moved._mapping)) is not None:
+                return moved, True
+            # Not covered, or the month's grant is not there yet (its first upload finalized after midnight on the
+            # 1st), or charged already: grant, look again, say why.
+            bal = credits.granted_balance(conn, hub.account_id, plan, now)
+            if bal.left < need:
+                raise errors.OutOfCredits(f"{need} credits needed, {bal.left} left this month",
+                                          "the clip stays on the hub; finalize again once credits are available",
+                                          reason="no_credits",
+                                          retry_after_s=(credits.next_period_start(now) - now).total_seconds())
+            credits.charge(conn, hub.account_id, event_id, need, now)
             changes.record_event_state(conn, event_id, now, row=moved)
             return moved, True
 
