@@ -1,6 +1,7 @@
 """Benchmark of the hub's RTSP cameras against an NVR-style baseline: CPU % of a core and memory per camera.
 
 Usage: scripts/bench rtsp [--cameras 1,4] [--seconds 30] [--warmup 8] [--width 640 --height 360] [--json]
+                          [--threads] [--py-spy PREFIX]
 
 One real RTSP server (gst-rtsp-server, tests/harness/rtsp.py) serves an IP camera: main stream H.264 High with
 B-frames (``--width``x``--height`` @ 15 fps, keyframe every 2 s) + AAC mono 16 kHz, sub-stream 320x180 @ 5 fps,
@@ -19,6 +20,10 @@ ffmpeg processes), as % of one core, per camera. Memory: VmRSS at the end of the
 baseline: the sum of its processes), per camera. The hub's per-camera rates (video packets, detect frames, audio
 chunks) are read from its status API to show every camera was fully served.
 
+``--threads`` adds the hub's CPU per thread over the same window (utime+stime from /proc/<pid>/task/*/stat, named
+through ``py-spy dump``: the event loop, the main-stream reader, the sub-stream reader), with the system part and
+minor page faults of each; ``--py-spy PREFIX`` records the window's stacks (the profiler costs the hub CPU).
+
 Needs Debian's ffmpeg (``apt-get install ffmpeg``) for the baseline, and python3-gi with gst-rtsp-server
 (``scripts/install-test-deps``) for the server. Prints a markdown table; ``--json`` also prints one JSON line.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -67,6 +73,39 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def thread_ticks(pid: int) -> dict[int, tuple[int, int, int]]:
+    """(utime, stime, minor page faults) of each thread of ``pid`` by tid."""
+    out: dict[int, tuple[int, int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]), int(fields[12]), int(fields[7]))
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by tid, from ``py-spy dump`` (Python 3.11 does not name its OS threads); threads
+    without Python code (FFmpeg's, OpenSSL's) are left out."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    try:
+        dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names: dict[int, str] = {}
+    for line in dump.splitlines():
+        m = re.match(r'Thread (\d+) \([^)]*\): "(.*)"', line)
+        if m:
+            names[int(m.group(1))] = m.group(2)
+    return names
 
 
 def machine_busy() -> tuple[int, int]:
@@ -136,13 +175,22 @@ class Run:
                 err = dead[0].stderr.read().decode(errors="replace") if dead[0].stderr else ""
                 raise RuntimeError(f"baseline ffmpeg exited with {dead[0].returncode}: {err[-500:]}")
 
+            names = thread_names(hub_pid) if args.threads else {}
             before = self.cams(client)
             t0 = time.monotonic()
             hub0 = ticks(hub_pid)
+            threads0 = thread_ticks(hub_pid) if args.threads else {}
             base0 = sum(ticks(p.pid) for p in self.procs)
             sys0 = machine_busy()
+            spy = None
+            if args.py_spy:  # a profile of the window (costs the hub some CPU: not for the totals)
+                spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+                spy = subprocess.Popen([spy_bin, "record", "--native", "--rate", "200", "--threads", "--format",
+                                        "raw", "-d", str(round(args.seconds)), "-o", f"{args.py_spy}.n{n}",
+                                        "--pid", str(hub_pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(args.seconds)  # the measurement window
             hub1 = ticks(hub_pid)
+            threads1 = thread_ticks(hub_pid) if args.threads else {}
             base1 = sum(ticks(p.pid) for p in self.procs)
             sys1 = machine_busy()
             wall = time.monotonic() - t0
@@ -165,7 +213,21 @@ class Run:
 
         per = max(n, 1)  # 0 cameras: the hub's own idle cost, in the per-camera columns as is
 
+        if spy is not None:  # it stops by itself after the window (-d)
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
         total, idle = sys1[0] - sys0[0], sys1[1] - sys0[1]
+        # Each thread's share of the hub's CPU (user + system), busiest first (named where it runs Python code),
+        # with its system part and minor page faults per second: where the kernel's share comes from.
+        per_thread = []
+        for tid, (u1, s1, f1) in threads1.items():
+            u0, s0, f0 = threads0.get(tid, (0, 0, 0))
+            per_thread.append((names.get(tid, "MainThread" if tid == hub_pid else "native"), tid,
+                               pct(u1 - u0 + s1 - s0), pct(s1 - s0), (f1 - f0) / wall))
+        per_thread.sort(key=lambda r: -r[2])
         segments = len(list(self.root.glob("nvr*/seg*.mp4")))
         return {
             "cameras": n, "wall_s": round(wall, 1),
@@ -177,6 +239,9 @@ class Run:
             "detect_fps_min": round(rate("detect_frames"), 2) if n else 0.0,
             "audio_chunks_s_min": round(rate("audio_chunks"), 1) if n else 0.0,
             "nvr_segments": segments,
+            "hub_threads": [f"{name} {tid}: {p:.2f} (sys {sp:.2f}, {fl:.0f} faults/s)"
+                            for name, tid, p, sp, fl in per_thread if p > 0],
+            "load_avg": round(os.getloadavg()[0], 2),
             "machine_busy_pct": round(100.0 * (1 - idle / total), 1) if total else None,
         }
 
@@ -209,13 +274,14 @@ def marginal(runs: list[dict[str, Any]]) -> dict[str, float] | None:
 
 def table(runs: list[dict[str, Any]]) -> str:
     rows = ["| cameras | hub CPU % / camera | NVR baseline CPU % / camera | hub RSS MB (total) | "
-            "NVR RSS MB (total) | video fps (min) | detect fps (min) | audio chunks/s (min) | machine busy % |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "NVR RSS MB (total) | video fps (min) | detect fps (min) | audio chunks/s (min) | machine busy % | "
+            "load (1 min) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         rows.append(f"| {r['cameras']} | {r['hub_cpu_per_cam']:.2f} | {r['nvr_cpu_per_cam']:.2f} | "
                     f"{r['hub_rss_mb']:.0f} | {r['nvr_rss_mb']:.0f} | {r['video_fps_min']:.1f} | "
                     f"{r['detect_fps_min']:.1f} | "
-                    f"{r['audio_chunks_s_min']:.1f} | {r['machine_busy_pct']} |")
+                    f"{r['audio_chunks_s_min']:.1f} | {r['machine_busy_pct']} | {r['load_avg']} |")
     return "\n".join(rows)
 
 
@@ -230,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--json", action="store_true", help="also print one JSON line with every number")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (hub logs, segments)")
+    p.add_argument("--threads", action="store_true", help="also the hub's CPU per thread (Python names from "
+                   "py-spy dump), as %% of a core")
+    p.add_argument("--py-spy", metavar="PREFIX", help="record the window with py-spy (--native, 200 Hz, raw "
+                   "collapsed stacks to PREFIX.n<cameras>); the profiler costs the hub CPU, so not for the totals")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         counts = [int(x) for x in args.cameras.split(",") if x.strip()]
@@ -282,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## rtsp: main {args.width}x{args.height}@15 H.264 High (B-frames) + AAC 16 kHz, sub 320x180@5; "
           f"window {args.seconds:g} s; {os.cpu_count()} CPUs; target <= {TARGET_CPU_PCT:g} % of a core per camera\n")
     print(table(ok))
+    for r in ok:
+        if r.get("hub_threads"):
+            print(f"\nhub threads, {r['cameras']} camera(s), % of a core: " + "; ".join(r["hub_threads"]))
     m = marginal(ok)
     if m:
         print(f"\neach further camera: hub {m['hub_cpu_pct']:.2f} % CPU, {m['hub_rss_mb']:.1f} MB; "

@@ -25,8 +25,10 @@ takes it with ``t`` = stream time (replays and tests). PyAV blocks, so demuxing 
 handed to the event loop in batches (one ``call_soon_threadsafe`` per ``FLUSH_S`` or ``MAX_BATCH`` items; a
 detect frame, a break or a state change goes at once) behind a semaphore, so a fast file cannot outrun the loop
 (at most ``MAX_IN_FLIGHT`` items waiting). One hand-off per packet woke the loop ~45 times a second per RTSP
-camera (issue 14, item 7). A live source's packets are also *handled* in bursts at those moments (``_Burst``),
-not one by one as they arrive: work done right after each wait in FFmpeg's read ran cache-cold at 4-6x the CPU.
+camera (issue 14, item 7). With a detect sub-stream, the main stream's batches go with the sub-stream's detect
+frames (which go at once, 5 a second) instead of waking the loop by themselves (``FileCamera._ride``). A live
+source's packets are also *handled* in bursts at those moments (``_Burst``), not one by one as they arrive: work
+done right after each wait in FFmpeg's read ran cache-cold at 4-6x the CPU.
 
 Cost per packet is kept low (issue 14, item 7): timestamps are converted with the stream's time base as two
 integers read once per connection, never ``Fraction`` arithmetic per packet; detect frames are the decoded
@@ -70,6 +72,12 @@ LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp:/
 DEFAULT_OPEN_TIMEOUT_S = 15.0
 # A live stream that delivers nothing for this long is dropped and reconnected (PyAV's read timeout).
 READ_TIMEOUT_S = 10.0
+# A live main stream with a detect sub-stream: its batches ride to the loop with the sub-stream's hand-offs (each
+# detect frame goes at once, 1/detect_fps apart) instead of waking the loop by themselves (see ``_ride``). They
+# do so while the sub-stream handed something over in the last RIDE_WINDOW_S; a batch parked for PARK_MAX_S
+# goes by itself at the main stream's next hand-off.
+RIDE_WINDOW_S = 0.5
+PARK_MAX_S = 0.3
 
 
 class FileCameraError(RuntimeError):
@@ -430,6 +438,11 @@ class FileCamera:
         self._stopped = False  # stop() was called: run() must not start again
         self._slots = threading.Semaphore(MAX_IN_FLIGHT // MAX_BATCH)  # batches in flight
         self._tls = threading.local()  # each worker thread's batch waiting for its hand-off
+        # Main-stream batches waiting to ride with the detect sub-stream's next hand-off (``_ride``).
+        self._ride_lock = threading.Lock()
+        self._parked: list[tuple[Callable[[Any], None], Any]] = []
+        self._parked_since = 0.0
+        self._detect_handed = -1e9  # monotonic time of the sub-stream's last hand-off
         self._reformatter: Any = None  # swscale context kept across frames (odd pixel formats, see _grey)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
@@ -511,7 +524,7 @@ class FileCamera:
                 try:
                     target()
                 finally:
-                    self._flush()  # what the thread queued reaches the sink before run() learns it ended
+                    self._flush(urgent=True)  # what the thread queued reaches the sink before run() learns it ended
             except BaseException as exc:  # noqa: BLE001 - handed to run()
                 err = exc
 
@@ -543,15 +556,20 @@ class FileCamera:
             tls.since = time.monotonic()
         batch.append((fn, item))
         if now or len(batch) >= MAX_BATCH or time.monotonic() - tls.since >= FLUSH_S:
-            return self._flush()
+            return self._flush(urgent=now)
         return not self._stop.is_set()
 
-    def _flush(self) -> bool:
-        """Hand the calling thread's batch to the event loop; blocks while MAX_IN_FLIGHT items are pending."""
-        batch = getattr(self._tls, "batch", None)
+    def _flush(self, urgent: bool = False) -> bool:
+        """Hand the calling thread's batch to the event loop; blocks while MAX_IN_FLIGHT items are pending.
+        A live main stream's batch may instead be parked to ride with the detect sub-stream (``_ride``)."""
+        tls = self._tls
+        batch = getattr(tls, "batch", None) or []
+        tls.batch = []
+        role = getattr(tls, "role", "")
+        if role:
+            batch = self._ride(role, batch, urgent)
         if not batch:
             return not self._stop.is_set()
-        self._tls.batch = []
         while not self._slots.acquire(timeout=0.2):
             if self._stop.is_set():
                 return False
@@ -575,6 +593,37 @@ class FileCamera:
             return False
         return True
 
+    def _ride(self, role: str, batch: list[tuple[Callable[[Any], None], Any]],
+              urgent: bool) -> list[tuple[Callable[[Any], None], Any]]:
+        """What the calling worker hands to the loop now. At one RTSP camera the loop woke ~17 times a second,
+        ~8 of them for the main stream's batches (video packets, audio chunks), each wake-up's work cache-cold
+        (issue 14, item 7). The sub-stream's detect frames must go at once and wake it 5 times a second anyway,
+        so the main stream's batches wait for the next of those and go with it. They go ahead of the detect
+        frame: they arrived before it, and the trigger engine clamps an item's time to the newest it has seen,
+        so a sound fed after a later detect frame would be dated by that frame; the motion decision waits only
+        for their handling (~0.5 ms at one camera). Their items keep their order and their ``t``; they reach
+        the sink up to ~1/detect_fps later than on their own (the sound trigger's decision with them). They go
+        by themselves when the sub-stream is not handing over (down, reconnecting), after PARK_MAX_S, when
+        urgent (a break) and when the main worker ends."""
+        now = time.monotonic()
+        with self._ride_lock:
+            if role == "detect":
+                self._detect_handed = now
+                if self._parked:
+                    batch = self._parked + batch
+                    self._parked = []
+                return batch
+            if (batch and not urgent and now - self._detect_handed < RIDE_WINDOW_S
+                    and (not self._parked or now - self._parked_since < PARK_MAX_S)):
+                if not self._parked:
+                    self._parked_since = now
+                self._parked.extend(batch)
+                return []
+            if self._parked:
+                batch = self._parked + batch
+                self._parked = []
+            return batch
+
     def _open(self, url: str) -> Any:
         import av
 
@@ -595,6 +644,8 @@ class FileCamera:
     # -- workers -----------------------------------------------------------------------------------------
 
     def _main_worker(self) -> None:
+        # a live camera detecting on a sub-stream: this thread's batches ride with the sub-stream's (_ride)
+        self._tls.role = "main" if self.live and self.detect_url else ""
         offset = 0.0  # stream seconds added per loop / reconnect so pts and t keep increasing
         self._wall0 = None
         backoff = 1.0
@@ -929,6 +980,7 @@ class FileCamera:
         Each change between "ok" (frames decode) and "down" goes to ``on_detect_state``."""
         assert self.detect_url
         url = self.detect_url
+        self._tls.role = "detect"  # its hand-offs carry the main stream's parked batches (_ride)
         # arrival time, as the frames' t: the camera clock the record stream's frames are on too
         throttle = DetectThrottle(self.detect_fps if self.detect_fps > 0 else 5.0)
         backoff = 1.0
