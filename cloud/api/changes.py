@@ -117,7 +117,8 @@ def execute_recorded(conn: Connection, dml: Any, params: dict[str, Any], *, acco
     return conn.execute(_recorded_statement(dml), params | change).first()
 
 
-@functools.cache
+# Bounded: keyed by the statement object, so a caller that built ``dml`` per call would otherwise grow it for ever.
+@functools.lru_cache(maxsize=32)
 def _recorded_statement(dml: Any) -> Any:
     done = dml.cte("done")
     values = _change_values()

@@ -602,9 +602,9 @@ class FileCamera:
         frame: they arrived before it, and the trigger engine clamps an item's time to the newest it has seen,
         so a sound fed after a later detect frame would be dated by that frame; the motion decision waits only
         for their handling (~0.5 ms at one camera). Their items keep their order and their ``t``; they reach
-        the sink up to ~1/detect_fps later than on their own (the sound trigger's decision with them). They go
-        by themselves when the sub-stream is not handing over (down, reconnecting), after PARK_MAX_S, when
-        urgent (a break) and when the main worker ends."""
+        the sink up to ~1/detect_fps later than on their own (the sound trigger's decision and the live view with
+        them). They go by themselves when the sub-stream is not handing over (down, reconnecting), after
+        PARK_MAX_S, when urgent (a break) and when the main worker ends."""
         now = time.monotonic()
         with self._ride_lock:
             if role == "detect":
