@@ -127,7 +127,7 @@ class Database:
     async def statements(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` where each statement is atomic on its own: autocommit on PostgreSQL (no BEGIN and
         COMMIT round trips), one transaction on SQLite. For work whose writes that must happen together are one
-        statement on PostgreSQL (data-modifying CTEs, e.g. ``changes.insert_ignore_recorded``) but two on SQLite,
+        statement on PostgreSQL (data-modifying CTEs, e.g. ``changes.execute_recorded``) but two on SQLite,
         which has no writing CTEs; there a transaction costs no round trips."""
         return await (self.tx(fn) if self.is_sqlite else self.read(fn))
 

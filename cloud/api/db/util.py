@@ -16,7 +16,7 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> 
     This is how every idempotency key is honoured: a retried grant, charge, refund or event insert hits the
     UNIQUE constraint and inserts nothing, without an IntegrityError that would abort a PostgreSQL transaction.
     """
-    stmt = _insert_or_nothing(conn, table, values)
+    stmt = _insert(conn.dialect.name, table).values(**values).on_conflict_do_nothing()
     # RETURNING rather than rowcount: with psycopg the rowcount of this statement is not reported (-1).
     return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
 
@@ -26,28 +26,16 @@ def insert_ignore_if_statement(dialect: str, table: sa.Table, columns: Sequence[
     statement runs: a check and its write in one round trip (INSERT ... SELECT ... WHERE). Each column's value is
     the bind parameter ``v_<column>`` (``row_params``), so a caller on a hot path builds it once; executing it
     answers a row when it inserted."""
-    source = sa.select(*(sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns)).where(condition)
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).from_select(list(columns), source).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        # The WHERE also keeps SQLite from reading ON CONFLICT as a join's ON.
-        stmt = sqlite.insert(table).from_select(list(columns), source).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two engines above are supported
-        raise NotImplementedError(dialect)
+    # The WHERE also keeps SQLite from reading ON CONFLICT as a join's ON.
+    source = sa.select(*_bind_values(table, columns).values()).where(condition)
+    stmt = _insert(dialect, table).from_select(list(columns), source).on_conflict_do_nothing()
     return stmt.returning(*table.primary_key.columns)  # a named column: the statement may become a CTE
 
 
 def insert_ignore_statement(dialect: str, table: sa.Table, columns: Sequence[str]) -> Any:
-    """``insert_ignore_returning`` as a statement built once: each column's value is the bind parameter
-    ``v_<column>`` (``row_params``); executing it answers the inserted row, or none when the key existed."""
-    values = {c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two engines above are supported
-        raise NotImplementedError(dialect)
-    return stmt.returning(*table.c)
+    """``insert_ignore`` answering the inserted row (none when the key existed), as a statement built once: each
+    column's value is the bind parameter ``v_<column>`` (``row_params``)."""
+    return _insert(dialect, table).values(_bind_values(table, columns)).on_conflict_do_nothing().returning(*table.c)
 
 
 def row_params(values: dict[str, Any]) -> dict[str, Any]:
@@ -56,19 +44,17 @@ def row_params(values: dict[str, Any]) -> dict[str, Any]:
     return {f"v_{k}": v for k, v in values.items()}
 
 
-def _insert_or_nothing(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    raise NotImplementedError(conn.dialect.name)  # pragma: no cover - only the two engines above are supported
+def _bind_values(table: sa.Table, columns: Sequence[str]) -> dict[str, Any]:
+    return {c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
 
 
-def insert_ignore_returning(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Row[Any] | None:
-    """``insert_ignore`` that answers the inserted row itself (None when the key existed): no re-read."""
-    stmt = _insert_or_nothing(conn, table, values)
-    return conn.execute(stmt.returning(*table.c)).first()
+def _insert(dialect: str, table: sa.Table) -> Any:
+    """The dialect's INSERT (both have ``on_conflict_do_nothing``)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(dialect)  # pragma: no cover - only the two engines above are supported
 
 
 def as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
