@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from hub.ingest.file import FileCamera, FileCameraError
+from hub.ingest.file import FileCamera, FileCameraError, _ArrivalClock
 from hub.media.h264 import split_annexb
 from tests.sinks import RecordingSink
 
@@ -596,3 +596,62 @@ async def test_batched_hand_off_keeps_order_and_delivers_the_tail(clips) -> None
     items = len(sink.frames) + len(sink.detect) + len(sink.audio) + len(sink.info)
     assert len(sink.video()) == 60 and [f.pts for f in sink.video()] == sorted(f.pts for f in sink.video())
     assert len(calls) < items / 3, f"{len(calls)} hand-offs for {items} items: not batched"
+
+
+
+
+def _rounds(clock: _ArrivalClock, sent: list[tuple[int, float, float]], delay: float,
+            period: float = 0.2) -> list[tuple[float, float, float]]:
+    """Packets (stream index, stream time, time sent), in the order sent, that arrive ``delay`` after they were
+    sent, read as the paced reader reads them: at each wake-up what arrived meanwhile, back to back; then the next
+    one as it arrives (the live edge), then sleep for ``period``. (estimated t, true arrival, read time) each."""
+    out = []
+    wake = 0.0
+    for index, ts, at in sent:
+        arrived = at + delay
+        if arrived <= wake:
+            read_at = wake  # waited in the socket
+        else:
+            read_at = arrived  # the live edge: read as it came, then sleep
+            wake = arrived + period
+        out.append((clock.arrival(index, ts, read_at), arrived, read_at))
+    return out
+
+
+def test_arrival_clock_gives_a_backlog_its_arrival_times() -> None:
+    # video at 15 fps and audio at 15.6 chunks a second, interleaved as sent; audio's stream clock starts
+    # elsewhere (its own RTP time), so each stream has a delay of its own
+    video = [(0, i / 15, i / 15) for i in range(300)]
+    audio = [(1, 1000.0 + i * 0.064, i * 0.064) for i in range(300)]
+    est = _rounds(_ArrivalClock(), sorted(video + audio, key=lambda p: p[2]), delay=0.03)
+    assert sum(read > arrived + 0.05 for _, arrived, read in est) > len(est) / 2  # most read from a backlog
+    # once each stream has been read at the live edge, every packet gets its arrival within a ms, however late
+    # it was read
+    off = [abs(t - arrived) for t, arrived, _ in est[20:]]
+    assert max(off) < 0.001, max(off)
+    times = [t for t, _, _ in est]
+    assert times == sorted(times)  # never earlier than the packet before
+    assert all(t <= read for t, _, read in est)
+
+
+def test_arrival_clock_is_never_later_than_the_read_and_follows_clock_steps() -> None:
+    clock = _ArrivalClock()
+    assert clock.arrival(0, 10.0, 100.0) == 100.0
+    # read 0.2 s late: it arrived with its stream time
+    assert clock.arrival(0, 10.1, 100.3) == pytest.approx(100.1, abs=1e-3)
+    # the camera's clock stepped back an hour: its read time is the best there is, and the delay starts over
+    assert clock.arrival(0, 10.2 - 3600, 100.4) == 100.4
+    assert clock.arrival(0, 10.3 - 3600, 100.6) == pytest.approx(100.5, abs=1e-3)
+    # stepped forward: the least delay follows at once
+    assert clock.arrival(0, 5000.0, 100.7) == 100.7
+    # never before the packet before it, here one of another stream
+    assert clock.arrival(1, 0.0, 100.8) == 100.8
+    assert clock.arrival(0, 5000.05, 100.9) == 100.8
+
+
+def test_arrival_clock_follows_a_camera_clock_slower_than_the_hubs() -> None:
+    # a camera clock 0.05 % slow: (read - stream time) grows 0.5 ms a second; ten minutes of 0.2 s rounds
+    sent = [(0, i / 15 * 0.9995, i / 15) for i in range(15 * 600)]
+    est = _rounds(_ArrivalClock(), sent, delay=0.03)
+    worst = max(abs(t - arrived) for t, arrived, _ in est)
+    assert worst < 0.001, worst

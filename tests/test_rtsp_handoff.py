@@ -9,8 +9,11 @@ the main stream is lost, reordered or stranded, also while the sub-stream is dow
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +100,40 @@ async def test_main_stream_goes_on_its_own_while_the_sub_stream_is_down(rtsp_ser
         await asyncio.wait_for(task, 10)
     assert not sink.detect and in_order(sink)
     assert len(sink.video()) == cam.video_stats.frames
+
+
+def voluntary_switches(thread_name: str) -> int:
+    """How often the named thread of this process gave up the CPU to wait (for data, a lock, a timer): its
+    wake-ups, from /proc."""
+    tid = next(t.native_id for t in threading.enumerate() if t.name == thread_name)
+    status = Path(f"/proc/self/task/{tid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")))
+
+
+async def test_main_stream_is_read_in_rounds_with_its_arrival_times(rtsp_server: RtspServer) -> None:
+    # The main-stream reader used to wake for every packet the camera sent; now it reads at the live edge, sleeps
+    # until shortly before the next detect frame, and reads what piled up back to back. What it read from that
+    # backlog must still carry the time it arrived, not the time it was read.
+    sink = RecordingSink()
+    cam = FileCamera(rtsp_server.main_url, sink, detect_url=rtsp_server.sub_url, detect_fps=5)
+    task = asyncio.ensure_future(cam.run())
+    try:
+        await until(lambda: len(sink.detect) >= 2 and sink.audio, "detect frames and audio")
+        video0, audio0 = len(sink.video()), len(sink.audio_frames())
+        woke0 = voluntary_switches("file-camera")
+        await until(lambda: len(sink.video()) >= video0 + 60, "60 more video packets")
+        woke = voluntary_switches("file-camera") - woke0
+        packets = len(sink.video()) - video0 + len(sink.audio_frames()) - audio0
+    finally:
+        await cam.stop()
+        await asyncio.wait_for(task, 10)
+    # read packet by packet it woke at least once per packet (more: a frame's RTP packets come one by one)
+    assert woke < 0.6 * packets, f"the reader woke {woke} times for {packets} packets"
+    # arrival times: t - decode time is the transport's delay, about constant; read times would put a round's
+    # ~0.2 s backlog into a few ms
+    video = sink.video()[video0:]
+    lag = [f.t - (f.pts if f.dts is None else f.dts) / 90000 for f in video]
+    assert max(lag) - min(lag) < 0.08, f"video t strays {max(lag) - min(lag):.3f} s from the stream's clock"
+    gaps = sorted(b.t - a.t for a, b in itertools.pairwise(video))
+    assert gaps[len(gaps) // 2] > 0.03, f"median gap between video packets' t {gaps[len(gaps) // 2]:.4f} s"
+    assert in_order(sink)

@@ -28,7 +28,9 @@ detect frame, a break or a state change goes at once) behind a semaphore, so a f
 camera (issue 14, item 7). With a detect sub-stream, the main stream's batches go with the sub-stream's detect
 frames (which go at once, 5 a second) instead of waking the loop by themselves (``FileCamera._ride``). A live
 source's packets are also *handled* in bursts at those moments (``_Burst``), not one by one as they arrive: work
-done right after each wait in FFmpeg's read ran cache-cold at 4-6x the CPU.
+done right after each wait in FFmpeg's read ran cache-cold at 4-6x the CPU. With a sub-stream they are also *read*
+in rounds, one per detect frame (``FileCamera._read_pause``): the reader no longer wakes for every packet, and a
+packet that waited in the socket keeps the time it arrived (``_ArrivalClock``).
 
 Cost per packet is kept low (issue 14, item 7): timestamps are converted with the stream's time base as two
 integers read once per connection, never ``Fraction`` arithmetic per packet; detect frames are the decoded
@@ -78,6 +80,13 @@ READ_TIMEOUT_S = 10.0
 # goes by itself at the main stream's next hand-off.
 RIDE_WINDOW_S = 0.5
 PARK_MAX_S = 0.3
+# Such a main stream is also *read* in rounds: at the live edge (a read that waited CAUGHT_UP_S or more for the
+# camera, or a packet that arrived less than FRESH_S before it was read: the next one is ~30 ms away) its reader
+# hands over what it has and sleeps until READ_LEAD_S before the sub-stream's next detect frame is due; what
+# arrives meanwhile waits in the socket and is read back to back (see ``FileCamera._read_pause``).
+CAUGHT_UP_S = 0.002
+FRESH_S = 0.025
+READ_LEAD_S = 0.05
 
 
 class FileCameraError(RuntimeError):
@@ -302,6 +311,47 @@ class _Stamper:
             self.last_dur = self._dur(hp)
         self.synthesized += len(held)
         return held
+
+
+class _ArrivalClock:
+    """Arrival times for a live stream read in rounds: a packet that waited in the socket while the reader slept
+    gets the time it arrived, not the moment it was read (the ring buffer, clip cuts and events go by ``t``).
+
+    Per stream, the least ``read time - stream time`` seen is the delay from the camera's clock to ours; a
+    packet's arrival is its stream time plus that delay, never later than it was read and never earlier than the
+    packet before it (items reach the buffer in that order). The delay may creep up by ``DRIFT`` seconds a second
+    (a camera whose clock runs slower than the hub's) and starts over at a packet read more than ``JUMP_S`` behind
+    it (the camera's clock stepped back, or the hub stalled: its read time is then the best there is). A video
+    packet's stream time is its decode time: the stream's reorder delay is a constant, part of the delay.
+    """
+
+    DRIFT = 1e-3
+    JUMP_S = 1.0
+
+    __slots__ = ("_delay", "_last")
+
+    def __init__(self) -> None:
+        self._delay: dict[int, tuple[float, float]] = {}  # stream index -> (delay, read time it was seen at)
+        self._last = float("-inf")
+
+    def arrival(self, index: int, ts: float, read_at: float) -> float:
+        """``ts``: the packet's stream time in seconds (increasing per stream); ``read_at``: when it was read."""
+        seen = read_at - ts
+        known = self._delay.get(index)
+        if known is None:
+            t = read_at
+            self._delay[index] = (seen, read_at)
+        else:
+            delay = known[0] + (read_at - known[1]) * self.DRIFT
+            if seen <= delay or seen - delay > self.JUMP_S:
+                t = read_at
+                self._delay[index] = (seen, read_at)
+            else:
+                t = ts + delay
+        if t < self._last:
+            t = self._last
+        self._last = t
+        return t
 
 
 class _Burst:
@@ -832,6 +882,13 @@ class FileCamera:
             # ``t``, items reach the loop in the same order and at the same moments (see ``_drain``). Not with
             # detection on the main stream: its detect frames go to the loop at once.
             burst = _Burst() if self.live and vdec is None else None
+            # With a detect sub-stream the reader also sleeps between rounds (CAUGHT_UP_S, FRESH_S,
+            # ``_read_pause``): it woke for every packet the camera sent (~30-50 a second), each time running
+            # FFmpeg's read and parse cache-cold. The packets that waited in the socket get their arrival time
+            # from ``_ArrivalClock`` as they are read; those without a timestamp yet keep their read time.
+            paced = burst is not None and self.detect_url is not None
+            arrivals = _ArrivalClock() if paced else None
+            asked = now()
             try:
                 for packet in container.demux(streams):
                     if stop_set():
@@ -842,13 +899,27 @@ class FileCamera:
                     stamper = stampers[packet.stream_index]
                     arrival = now()
                     if burst is not None:
+                        edge = paced and arrival - asked >= CAUGHT_UP_S  # waited for the camera
                         if stamper.passes(packet):
+                            index = packet.stream_index
+                            tb = tbs.get(index)
+                            if arrivals is not None and tb is not None:
+                                read_at = arrival
+                                ts = (packet.dts if index == v_index else packet.pts) * tb
+                                arrival = arrivals.arrival(index, ts, read_at)
+                                edge = edge or read_at - arrival < FRESH_S  # it has just arrived
                             due = burst.add(packet, arrival)
                         else:
                             due = burst.extend(stamper.push(packet, arrival))
-                        if due and not self._drain(burst, handle):
+                        if edge:  # at the live edge: hand over, sleep while the next round piles up
+                            if not self._drain(burst, handle):
+                                stopped = True
+                                break
+                            self._stop.wait(self._read_pause())
+                        elif due and not self._drain(burst, handle):
                             stopped = True
                             break
+                        asked = now()
                         continue
                     if stamper.passes(packet):  # stamped as it came: straight on
                         if not handle(packet, arrival):
@@ -890,6 +961,21 @@ class FileCamera:
             if not handle(p, arrival):
                 return False
         return self._flush()
+
+    def _read_pause(self) -> float:
+        """How long a paced main-stream reader sleeps at the live edge: until READ_LEAD_S before the
+        sub-stream's next detect frame is due, so that what piles up meanwhile is read back to back and rides to
+        the loop with that frame (``_ride``); one detect period while the sub-stream is not handing over."""
+        period = 1.0 / self.detect_fps if self.detect_fps > 0 else 0.2
+        now = time.monotonic()
+        with self._ride_lock:
+            handed = self._detect_handed
+        if now - handed >= RIDE_WINDOW_S:
+            return period
+        due = handed + period - READ_LEAD_S
+        while due <= now:  # that frame's round has been read: aim for the next one
+            due += period
+        return due - now
 
     def _on_video_packet(self, packet: Any, conv: AnnexBConverter | None, pts: int, dts: int, t: float) -> None:
         data = bytes(packet)
