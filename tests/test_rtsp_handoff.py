@@ -137,3 +137,23 @@ async def test_main_stream_is_read_in_rounds_with_its_arrival_times(rtsp_server:
     gaps = sorted(b.t - a.t for a, b in itertools.pairwise(video))
     assert gaps[len(gaps) // 2] > 0.03, f"median gap between video packets' t {gaps[len(gaps) // 2]:.4f} s"
     assert in_order(sink)
+
+
+async def test_main_stream_flows_in_full_at_one_detect_frame_a_second(rtsp_server: RtspServer) -> None:
+    # Rounds are at most MAX_PAUSE_S apart whatever the detect rate; a round must not end at a packet whose time is
+    # only its read time (at 1 fps that once let through 7 video packets in 12 s).
+    sink = RecordingSink()
+    cam = FileCamera(rtsp_server.main_url, sink, detect_url=rtsp_server.sub_url, detect_fps=1)
+    task = asyncio.ensure_future(cam.run())
+    try:
+        await until(lambda: sink.detect and sink.audio, "a detect frame and audio")
+        video0 = len(sink.video())
+        started = time.monotonic()
+        await until(lambda: len(sink.video()) >= video0 + 45, "45 more video packets (3 s at 15 fps)", 10)
+        took = time.monotonic() - started
+        lag = [f.t - (f.pts if f.dts is None else f.dts) / 90000 for f in sink.video()[video0:]]
+    finally:
+        await cam.stop()
+        await asyncio.wait_for(task, 10)
+    assert max(lag) - min(lag) < 0.08, f"video t strays {max(lag) - min(lag):.3f} s from the stream's clock"
+    assert in_order(sink), f"out of order after {took:.1f} s"

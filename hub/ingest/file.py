@@ -82,11 +82,13 @@ RIDE_WINDOW_S = 0.5
 PARK_MAX_S = 0.3
 # Such a main stream is also *read* in rounds: at the live edge (a read that waited CAUGHT_UP_S or more for the
 # camera, or a packet that arrived less than FRESH_S before it was read: the next one is ~30 ms away) its reader
-# hands over what it has and sleeps until READ_LEAD_S before the sub-stream's next detect frame is due; what
+# hands over what it has and sleeps until READ_LEAD_S before the sub-stream's next detect frame is due, at most
+# MAX_PAUSE_S (a 1 fps sub-stream must not hold the sound trigger and the live view back by a second); what
 # arrives meanwhile waits in the socket and is read back to back (see ``FileCamera._read_pause``).
-CAUGHT_UP_S = 0.002
+CAUGHT_UP_S = 0.005
 FRESH_S = 0.025
 READ_LEAD_S = 0.05
+MAX_PAUSE_S = 0.25
 
 
 class FileCameraError(RuntimeError):
@@ -314,44 +316,53 @@ class _Stamper:
 
 
 class _ArrivalClock:
-    """Arrival times for a live stream read in rounds: a packet that waited in the socket while the reader slept
-    gets the time it arrived, not the moment it was read (the ring buffer, clip cuts and events go by ``t``).
+    """Arrival times for a live stream read in rounds, and where a round ends.
 
-    Per stream, the least ``read time - stream time`` seen is the delay from the camera's clock to ours; a
-    packet's arrival is its stream time plus that delay, never later than it was read and never earlier than the
-    packet before it (items reach the buffer in that order). The delay may creep up by ``DRIFT`` seconds a second
-    (a camera whose clock runs slower than the hub's) and starts over at a packet read more than ``JUMP_S`` behind
-    it (the camera's clock stepped back, or the hub stalled: its read time is then the best there is). A video
-    packet's stream time is its decode time: the stream's reorder delay is a constant, part of the delay.
+    A packet that waited in the socket while the reader slept gets the time it arrived, not the moment it was
+    read (the ring buffer, clip cuts and events go by ``t``): its stream time plus the stream's delay from the
+    camera's clock to ours. That delay is the least ``read time - stream time`` seen on the stream, and is set
+    anew by every read that waited for the camera: such a packet was read as it arrived, whatever the camera's
+    clock did meanwhile (drifted, stepped). A delay gone stale makes estimates early, so the reader reads on to
+    such a read: an estimate is off for a round at most. ``t`` is never later than the read and never earlier
+    than the packet before it, unless the wall clock itself went back.
+
+    A round ends at the live edge: a read that waited, or a packet estimated to have arrived less than FRESH_S
+    before it was read. Not at a packet whose time is its read time for want of anything better (a stream's first,
+    one read with less delay than any before it): the first read after a stall (the network held the stream back,
+    the hub was busy) is such a packet, and stopping there would leave the backlog to pile up round after round.
+    A video packet's stream time is its decode time (the stream's reorder delay is a constant, part of the delay).
     """
-
-    DRIFT = 1e-3
-    JUMP_S = 1.0
 
     __slots__ = ("_delay", "_last")
 
     def __init__(self) -> None:
-        self._delay: dict[int, tuple[float, float]] = {}  # stream index -> (delay, read time it was seen at)
+        self._delay: dict[int, float] = {}  # stream index -> delay
         self._last = float("-inf")
 
-    def arrival(self, index: int, ts: float, read_at: float) -> float:
-        """``ts``: the packet's stream time in seconds (increasing per stream); ``read_at``: when it was read."""
+    def arrival(self, index: int, ts: float, read_at: float, waited: bool) -> tuple[float, bool]:
+        """(``t``, whether the round ends here) for a packet of stream ``index`` with stream time ``ts``
+        (seconds, increasing per stream), read at ``read_at``; ``waited``: the read waited for the camera."""
         seen = read_at - ts
-        known = self._delay.get(index)
-        if known is None:
+        delay = self._delay.get(index)
+        if delay is None or waited or seen <= delay:
             t = read_at
-            self._delay[index] = (seen, read_at)
+            self._delay[index] = seen
+            edge = waited
         else:
-            delay = known[0] + (read_at - known[1]) * self.DRIFT
-            if seen <= delay or seen - delay > self.JUMP_S:
+            t = ts + delay
+            edge = read_at - t < FRESH_S
+            if t < self._last - FRESH_S:
+                # Before a packet read ahead of it: this stream's clock stepped back (FFmpeg re-bases RTP times at
+                # a connection's first RTCP report) while its reads did not wait, and the rounds may go on ending
+                # on the other stream's packets. Start its delay over here, as a stream's first packet would.
                 t = read_at
-                self._delay[index] = (seen, read_at)
-            else:
-                t = ts + delay
-        if t < self._last:
-            t = self._last
+                self._delay[index] = seen
+                edge = False
+        floor = self._last if self._last <= read_at else read_at  # the wall clock went back: its read time
+        if t < floor:
+            t = floor
         self._last = t
-        return t
+        return t, edge
 
 
 class _Burst:
@@ -899,18 +910,20 @@ class FileCamera:
                     stamper = stampers[packet.stream_index]
                     arrival = now()
                     if burst is not None:
-                        edge = paced and arrival - asked >= CAUGHT_UP_S  # waited for the camera
-                        if stamper.passes(packet):
-                            index = packet.stream_index
-                            tb = tbs.get(index)
-                            if arrivals is not None and tb is not None:
-                                read_at = arrival
-                                ts = (packet.dts if index == v_index else packet.pts) * tb
-                                arrival = arrivals.arrival(index, ts, read_at)
-                                edge = edge or read_at - arrival < FRESH_S  # it has just arrived
-                            due = burst.add(packet, arrival)
+                        ready = stamper.push(packet, arrival) if not stamper.passes(packet) else None
+                        if arrivals is None:
+                            due = burst.add(packet, arrival) if ready is None else burst.extend(ready)
+                            edge = False
                         else:
-                            due = burst.extend(stamper.push(packet, arrival))
+                            waited = arrival - asked >= CAUGHT_UP_S
+                            edge = False
+                            due = False
+                            for p, read_at in ((packet, arrival),) if ready is None else ready:
+                                index = p.stream_index
+                                ts = (p.dts if index == v_index else p.pts) * (tbs.get(index) or p.time_base)
+                                t, at_edge = arrivals.arrival(index, float(ts), read_at, waited and p is packet)
+                                edge = edge or at_edge
+                                due = burst.add(p, t) or due
                         if edge:  # at the live edge: hand over, sleep while the next round piles up
                             if not self._drain(burst, handle):
                                 stopped = True
@@ -965,17 +978,18 @@ class FileCamera:
     def _read_pause(self) -> float:
         """How long a paced main-stream reader sleeps at the live edge: until READ_LEAD_S before the
         sub-stream's next detect frame is due, so that what piles up meanwhile is read back to back and rides to
-        the loop with that frame (``_ride``); one detect period while the sub-stream is not handing over."""
-        period = 1.0 / self.detect_fps if self.detect_fps > 0 else 0.2
+        the loop with that frame (``_ride``); one detect period while the sub-stream is not handing over; never
+        more than MAX_PAUSE_S."""
+        period = 1.0 / self.detect_fps if self.detect_fps > 0 else MAX_PAUSE_S
         now = time.monotonic()
         with self._ride_lock:
             handed = self._detect_handed
         if now - handed >= RIDE_WINDOW_S:
-            return period
+            return min(period, MAX_PAUSE_S)
         due = handed + period - READ_LEAD_S
         while due <= now:  # that frame's round has been read: aim for the next one
             due += period
-        return due - now
+        return min(due - now, MAX_PAUSE_S)
 
     def _on_video_packet(self, packet: Any, conv: AnnexBConverter | None, pts: int, dts: int, t: float) -> None:
         data = bytes(packet)
