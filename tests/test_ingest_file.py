@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import random
 import re
 import time
 from pathlib import Path
@@ -603,19 +604,26 @@ async def test_batched_hand_off_keeps_order_and_delivers_the_tail(clips) -> None
 
 def _read(clock: _ArrivalClock, sent: list[tuple[int, float, float]], delay: float, pause: float = 0.2,
           stall: tuple[float, float] | None = None, step: tuple[float, float] | None = None,
-          waits_on: tuple[int, ...] = (0, 1)) -> list[tuple[float, float, float]]:
+          waits_on: tuple[int, ...] = (0, 1), held_up: float = 0.0, jitter: float = 0.0,
+          ) -> list[tuple[float, float, float]]:
     """The paced reader over packets (stream index, stream time, time sent), in the order sent, each arriving
     ``delay`` after it was sent: a packet already in the socket is read at once, else the read waits for it
-    (``CAUGHT_UP_S``); where ``clock`` says a round ends the reader sleeps ``pause``. ``stall`` (at, seconds):
+    (``CAUGHT_UP_S``); where ``clock`` says the round ends, the reader sleeps ``pause``. ``stall`` (at, seconds):
     once, the reader is held that long (the hub busy). ``step`` (at, seconds): from then on the wall clock reads
-    that much more. Only reads of ``waits_on`` streams count as waiting for the camera. (estimated t, true
-    arrival, read time) for each, on the unstepped clock."""
-    now, shift = 0.0, 0.0
+    that much more. Only reads of ``waits_on`` streams count as waiting for the camera. ``held_up``: the share of
+    reads that come back 5-10 ms late (the GIL, the scheduler: they look as if they waited); ``jitter``: the
+    network's, up to that many seconds on top of ``delay``. (estimated t, true arrival, read time) for each, on
+    the unstepped clock."""
+    rng = random.Random(7)
+    now, shift, arrived = 0.0, 0.0, 0.0
     out = []
     for index, ts, at in sent:
-        arrived = at + delay
-        waited = arrived - now >= CAUGHT_UP_S and index in waits_on
+        arrived = max(at + delay + rng.uniform(0, jitter), arrived)  # TCP: in the order sent
+        asked = now
         now = max(now, arrived)
+        if rng.random() < held_up:
+            now += rng.uniform(0.005, 0.010)
+        waited = now - asked >= CAUGHT_UP_S and index in waits_on
         if step is not None and now >= step[0]:
             shift, step = step[1], None
         t, edge = clock.arrival(index, ts, now + shift, waited)
@@ -661,18 +669,38 @@ def test_paced_reader_catches_up_after_a_stall() -> None:
         assert max(behind) < pause + 0.1, (pause, max(behind))
 
 
-def test_arrival_clock_round_ends() -> None:
+@pytest.mark.parametrize(("held_up", "jitter"), [(0.02, 0.0), (0.0, 0.02), (0.02, 0.02)])
+def test_arrival_clock_shrugs_off_reads_held_up_and_jitter(held_up: float, jitter: float) -> None:
+    # Reads that come back late look as if they waited for the camera, and jitter makes packets look late: neither
+    # may move the delay (one held-up read once made t up to 0.34 s late for a second) or keep the reader behind.
+    est = _read(_ArrivalClock(), _av(120), delay=0.03, held_up=held_up, jitter=jitter)
+    off = sorted(t - arrived for t, arrived, _ in est[20:])
+    mean = sum(abs(x) for x in off) / len(off)
+    assert mean < 0.01 and off[int(len(off) * 0.99)] < 0.03 and off[-1] < 0.06, (mean, off[-1])
+    behind = max(read - arrived for _, arrived, read in est[20:])
+    assert behind < 0.3, behind
+
+
+def test_arrival_clock_delay_and_round_ends() -> None:
     clock = _ArrivalClock()
-    # a stream's first packet, read at once: its read time, and no reason to stop reading
+    # a stream's first packet, read at once: its read time; no reason to end the round
     assert clock.arrival(0, 10.0, 100.0, False) == (100.0, False)
-    # read 0.2 s after it arrived: its stream time says when; the socket may hold more
+    # read 0.2 s after it arrived: its stream time says when
     t, edge = clock.arrival(0, 10.1, 100.3, False)
     assert t == pytest.approx(100.1, abs=1e-3) and not edge
-    # arrived just before it was read: the live edge
-    t, edge = clock.arrival(0, 10.29, 100.31, False)
-    assert t == pytest.approx(100.29, abs=1e-3) and edge
-    # a read that waited is the live edge, and its read time is its arrival
-    assert clock.arrival(0, 10.35, 100.5, True) == (100.5, True)
+    # a read that waited for the camera and looks a little late: the camera's clock drifts, the delay follows;
+    # the live edge
+    assert clock.arrival(0, 10.2, 100.21, True) == (100.21, True)
+    assert clock.arrival(0, 10.3, 100.5, False)[0] == pytest.approx(100.31, abs=1e-3)
+    # a read that waited yet looks 0.15 s late: held up after its data came (the GIL); neither moves the delay nor
+    # ends the round (more may be waiting)
+    t, edge = clock.arrival(0, 10.35, 100.51, True)
+    assert t == pytest.approx(100.36, abs=1e-3) and not edge
+    # three in a row that agree: the camera's clock stepped back 0.15 s; the delay starts over from them
+    assert not clock.arrival(0, 10.40, 100.56, True)[1]
+    t, edge = clock.arrival(0, 10.45, 100.61, True)
+    assert t == pytest.approx(100.61, abs=1e-3) and edge
+    assert clock.arrival(0, 10.50, 100.85, False)[0] == pytest.approx(100.66, abs=1e-3)
 
 
 @pytest.mark.parametrize("waits_on", [(0, 1), (1,)])

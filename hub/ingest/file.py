@@ -81,12 +81,14 @@ READ_TIMEOUT_S = 10.0
 RIDE_WINDOW_S = 0.5
 PARK_MAX_S = 0.3
 # Such a main stream is also *read* in rounds: at the live edge (a read that waited CAUGHT_UP_S or more for the
-# camera, or a packet that arrived less than FRESH_S before it was read: the next one is ~30 ms away) its reader
-# hands over what it has and sleeps until READ_LEAD_S before the sub-stream's next detect frame is due, at most
-# MAX_PAUSE_S (a 1 fps sub-stream must not hold the sound trigger and the live view back by a second); what
-# arrives meanwhile waits in the socket and is read back to back (see ``FileCamera._read_pause``).
+# camera) its reader hands over what it has and sleeps until READ_LEAD_S before the sub-stream's next detect
+# frame is due, at most MAX_PAUSE_S (a 1 fps sub-stream must not hold the sound trigger and the live view back
+# by a second); what arrives meanwhile waits in the socket and is read back to back (``FileCamera._read_pause``).
 CAUGHT_UP_S = 0.005
+# _ArrivalClock: a read that waited for the camera and looks less than FRESH_S later than its stream's delay moves
+# the delay (drift); one that looks STALE_S or more late may say the camera's clock stepped back.
 FRESH_S = 0.025
+STALE_S = 0.05
 READ_LEAD_S = 0.05
 MAX_PAUSE_S = 0.25
 
@@ -316,27 +318,35 @@ class _Stamper:
 
 
 class _ArrivalClock:
-    """Arrival times for a live stream read in rounds, and where a round ends.
+    """Arrival times for a live stream read in rounds.
 
     A packet that waited in the socket while the reader slept gets the time it arrived, not the moment it was
     read (the ring buffer, clip cuts and events go by ``t``): its stream time plus the stream's delay from the
-    camera's clock to ours. That delay is the least ``read time - stream time`` seen on the stream, and is set
-    anew by every read that waited for the camera: such a packet was read as it arrived, whatever the camera's
-    clock did meanwhile (drifted, stepped). A delay gone stale makes estimates early, so the reader reads on to
-    such a read: an estimate is off for a round at most. ``t`` is never later than the read and never earlier
-    than the packet before it, unless the wall clock itself went back.
+    camera's clock to ours. That delay is the least ``read time - stream time`` seen on the stream, or what a read
+    that waited for the camera saw if that is less than FRESH_S more (a camera clock slower than ours drifts so).
+    Jitter, and a read held up after its data came (the GIL, the scheduler), only make a packet look later. A
+    camera clock stepping back (FFmpeg re-bases RTP times at a connection's first RTCP report) makes every packet
+    look later from then on: that shows as STALE_READS reads that waited for the camera yet look STALE_S or more
+    late, by amounts that agree (a held-up read is a one-off, jitter does not agree with itself), and the delay
+    starts over from them; or, while the reads that wait are another stream's, as an estimate more than FRESH_S
+    before the packet read ahead of it, and the delay starts over from this read. ``t`` is never later than the
+    read and never earlier than the packet before it, unless the wall clock went back; packets the stamper held
+    (a connection's first) come with their own, earlier, read times. A video packet's stream time is its decode
+    time (the stream's reorder delay is a constant, part of the delay).
 
-    A round ends at the live edge: a read that waited, or a packet estimated to have arrived less than FRESH_S
-    before it was read. Not at a packet whose time is its read time for want of anything better (a stream's first,
-    one read with less delay than any before it): the first read after a stall (the network held the stream back,
-    the hub was busy) is such a packet, and stopping there would leave the backlog to pile up round after round.
-    A video packet's stream time is its decode time (the stream's reorder delay is a constant, part of the delay).
+    A round ends at a read that waited for the camera (the live edge), unless the delay says the packet sat in
+    the socket STALE_S or more: the read was held up and more may be waiting. An estimate never ends a round: it
+    is only as good as the delay, and a delay set too high would make packets that sat in the socket look fresh,
+    round after round; a delay too low at worst keeps the reader reading for STALE_READS more reads.
     """
 
-    __slots__ = ("_delay", "_last")
+    STALE_READS = 3
+
+    __slots__ = ("_delay", "_last", "_stale")
 
     def __init__(self) -> None:
         self._delay: dict[int, float] = {}  # stream index -> delay
+        self._stale: dict[int, list[float]] = {}  # stream index -> what its reads that look stale saw
         self._last = float("-inf")
 
     def arrival(self, index: int, ts: float, read_at: float, waited: bool) -> tuple[float, bool]:
@@ -344,20 +354,33 @@ class _ArrivalClock:
         (seconds, increasing per stream), read at ``read_at``; ``waited``: the read waited for the camera."""
         seen = read_at - ts
         delay = self._delay.get(index)
-        if delay is None or waited or seen <= delay:
+        edge = waited
+        if delay is None or seen <= delay or (waited and seen - delay < FRESH_S):
+            # the least delay yet, or read as it came (give or take a clock's drift, a held-up read)
             t = read_at
             self._delay[index] = seen
-            edge = waited
+            self._stale.pop(index, None)
         else:
             t = ts + delay
-            edge = read_at - t < FRESH_S
+            if waited and seen - delay < STALE_S:
+                self._stale.pop(index, None)  # the network's jitter
+            elif waited:
+                # Held up after its data came (there may be more in the socket), or the clock stepped back.
+                edge = False
+                stale = self._stale.setdefault(index, [])
+                stale.append(seen)
+                del stale[: -self.STALE_READS]
+                if len(stale) == self.STALE_READS and max(stale) - min(stale) < FRESH_S:
+                    delay = self._delay[index] = min(stale)
+                    del self._stale[index]
+                    t = ts + delay
+                    edge = True
             if t < self._last - FRESH_S:
-                # Before a packet read ahead of it: this stream's clock stepped back (FFmpeg re-bases RTP times at
-                # a connection's first RTCP report) while its reads did not wait, and the rounds may go on ending
-                # on the other stream's packets. Start its delay over here, as a stream's first packet would.
+                # Before a packet read ahead of it: this stream's clock stepped back while the reads that waited
+                # were the other stream's. Start its delay over here, as a stream's first packet would.
                 t = read_at
                 self._delay[index] = seen
-                edge = False
+                self._stale.pop(index, None)
         floor = self._last if self._last <= read_at else read_at  # the wall clock went back: its read time
         if t < floor:
             t = floor
@@ -893,10 +916,10 @@ class FileCamera:
             # ``t``, items reach the loop in the same order and at the same moments (see ``_drain``). Not with
             # detection on the main stream: its detect frames go to the loop at once.
             burst = _Burst() if self.live and vdec is None else None
-            # With a detect sub-stream the reader also sleeps between rounds (CAUGHT_UP_S, FRESH_S,
-            # ``_read_pause``): it woke for every packet the camera sent (~30-50 a second), each time running
-            # FFmpeg's read and parse cache-cold. The packets that waited in the socket get their arrival time
-            # from ``_ArrivalClock`` as they are read; those without a timestamp yet keep their read time.
+            # With a detect sub-stream the reader also sleeps between rounds (CAUGHT_UP_S, ``_read_pause``): it
+            # woke for every packet the camera sent (~30-50 a second), each time running FFmpeg's read and parse
+            # cache-cold. The packets that waited in the socket get their arrival time from ``_ArrivalClock`` as
+            # they are read; those the stamper holds, once they have a timestamp.
             paced = burst is not None and self.detect_url is not None
             arrivals = _ArrivalClock() if paced else None
             asked = now()
@@ -915,9 +938,8 @@ class FileCamera:
                             due = burst.add(packet, arrival) if ready is None else burst.extend(ready)
                             edge = False
                         else:
-                            waited = arrival - asked >= CAUGHT_UP_S
-                            edge = False
-                            due = False
+                            waited = arrival - asked >= CAUGHT_UP_S  # waited for the camera: the live edge
+                            edge = due = False
                             for p, read_at in ((packet, arrival),) if ready is None else ready:
                                 index = p.stream_index
                                 ts = (p.dts if index == v_index else p.pts) * (tbs.get(index) or p.time_base)
