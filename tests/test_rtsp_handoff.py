@@ -136,7 +136,8 @@ async def test_main_stream_is_read_in_rounds_with_its_arrival_times(rtsp_server:
         await cam.stop()
         await asyncio.wait_for(task, 10)
     # read packet by packet it woke at least once per packet (more: a frame's RTP packets come one by one)
-    assert woke < 0.6 * packets, f"the reader woke {woke} times for {packets} packets"
+    # (0.2-0.4 a packet on a quiet machine; a loaded one adds waits for the GIL: 0.61 once in CI)
+    assert woke < 0.85 * packets, f"the reader woke {woke} times for {packets} packets"
     # arrival times: spaced as the packets were sent; read times would put a round's ~0.2 s backlog into a few ms
     median, p90 = strays(sink.video()[video0:])
     assert median < 0.015 and p90 < 0.05, f"video t strays from its clock: median {median:.4f}, p90 {p90:.4f} s"
