@@ -599,9 +599,6 @@ async def test_batched_hand_off_keeps_order_and_delivers_the_tail(clips) -> None
     assert len(calls) < items / 3, f"{len(calls)} hand-offs for {items} items: not batched"
 
 
-
-
-
 def _read(clock: _ArrivalClock, sent: list[tuple[int, float, float]], delay: float, pause: float = 0.2,
           stall: tuple[float, float] | None = None, step: tuple[float, float] | None = None,
           waits_on: tuple[int, ...] = (0, 1), held_up: float = 0.0, jitter: float = 0.0,

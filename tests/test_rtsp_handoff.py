@@ -106,7 +106,9 @@ def strays(video: list[Any]) -> tuple[float, float]:
     """How far consecutive video packets' ``t`` moves from their decode times' spacing, |Δt - Δdts|: (median,
     90th percentile). Read times as ``t`` put a round's packets within a few ms of each other (median ~1/fps);
     a step of the stream's clock (FFmpeg re-bases RTP times at the first RTCP report) is one outlier."""
-    d = sorted(abs((b.t - a.t) - ((b.dts or b.pts) - (a.dts or a.pts)) / 90000) for a, b in itertools.pairwise(video))
+    dts = [f.pts if f.dts is None else f.dts for f in video]  # dts None: the same as pts
+    d = sorted(abs((b.t - a.t) - (db - da) / 90000)
+               for (a, da), (b, db) in itertools.pairwise(zip(video, dts, strict=True)))
     return d[len(d) // 2], d[int(len(d) * 0.9)]
 
 
