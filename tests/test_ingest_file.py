@@ -700,6 +700,23 @@ def test_arrival_clock_delay_and_round_ends() -> None:
     assert clock.arrival(0, 10.50, 100.85, False)[0] == pytest.approx(100.66, abs=1e-3)
 
 
+def test_arrival_clock_gives_every_packet_a_time_of_its_own() -> None:
+    # Seen on a real RTSP connection: after FFmpeg re-based the video clock, two video packets came with one time
+    # stamp. The second, read later, is estimated at the first one's arrival; it gets a time just after it.
+    clock = _ArrivalClock()
+    t1, _ = clock.arrival(0, 5.0, 100.0, False)
+    t2, _ = clock.arrival(0, 5.0, 100.015, False)
+    assert t1 < t2 <= t1 + 1e-3
+    # an audio packet whose estimate falls a little before the video packet read ahead of it: after it too
+    t3, _ = clock.arrival(1, 3.0, 100.016, False)
+    assert t3 == 100.016
+    t4, _ = clock.arrival(0, 5.01, 100.03, False)  # estimated at 100.01: before t3 by less than FRESH_S
+    assert t3 < t4 <= t3 + 1e-3
+    # never after its read
+    t5, _ = clock.arrival(0, 5.0, t4 + 2e-7, False)
+    assert t4 < t5 <= t4 + 2e-7 + 1e-9
+
+
 @pytest.mark.parametrize("waits_on", [(0, 1), (1,)])
 @pytest.mark.parametrize("back_s", [0.5, 1.2, 3600.0])
 def test_arrival_clock_follows_camera_clock_steps_within_a_round(back_s: float, waits_on: tuple[int, ...]) -> None:

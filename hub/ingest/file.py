@@ -89,6 +89,8 @@ CAUGHT_UP_S = 0.005
 # the delay (drift); one that looks STALE_S or more late may say the camera's clock stepped back.
 FRESH_S = 0.025
 STALE_S = 0.05
+# How far after the packet before it a packet is placed when its estimate would put it at or before that one.
+ORDER_TICK_S = 1e-6
 READ_LEAD_S = 0.05
 MAX_PAUSE_S = 0.25
 
@@ -330,8 +332,9 @@ class _ArrivalClock:
     late, by amounts that agree (a held-up read is a one-off, jitter does not agree with itself), and the delay
     starts over from them; or, while the reads that wait are another stream's, as an estimate more than FRESH_S
     before the packet read ahead of it, and the delay starts over from this read. ``t`` is never later than the
-    read and never earlier than the packet before it, unless the wall clock went back; packets the stamper held
-    (a connection's first) come with their own, earlier, read times. A video packet's stream time is its decode
+    read and always after the packet before it (ORDER_TICK_S after it where the estimate says otherwise), unless
+    the wall clock went back; packets the stamper held (a connection's first) come with their own, earlier, read
+    times. A video packet's stream time is its decode
     time (the stream's reorder delay is a constant, part of the delay).
 
     A round ends at a read that waited for the camera (the live edge), unless the delay says the packet sat in
@@ -381,9 +384,14 @@ class _ArrivalClock:
                 t = read_at
                 self._delay[index] = seen
                 self._stale.pop(index, None)
-        floor = self._last if self._last <= read_at else read_at  # the wall clock went back: its read time
-        if t < floor:
-            t = floor
+        last = self._last
+        if last <= read_at:
+            if t <= last:
+                # It came after the packet read before it, whatever the estimate says (two packets of a stream
+                # with one time stamp, a delay a little off): just after that one, so each keeps a time of its own.
+                t = min(last + ORDER_TICK_S, read_at)
+        elif t < read_at:
+            t = read_at  # read before a packet handled ahead of it (the stamper held it), or the wall clock went back
         self._last = t
         return t, edge
 
