@@ -21,8 +21,9 @@ baseline: the sum of its processes), per camera. The hub's per-camera rates (vid
 chunks) are read from its status API to show every camera was fully served.
 
 ``--threads`` adds the hub's CPU per thread over the same window (utime+stime from /proc/<pid>/task/*/stat, named
-through ``py-spy dump``: the event loop, the main-stream reader, the sub-stream reader), with the system part and
-minor page faults of each; ``--py-spy PREFIX`` records the window's stacks (the profiler costs the hub CPU).
+through ``py-spy dump``: the event loop, the main-stream reader, the sub-stream reader), with the system part,
+minor page faults and wake-ups (voluntary context switches) of each; ``--py-spy PREFIX`` records the window's
+stacks (the profiler costs the hub CPU).
 
 Needs Debian's ffmpeg (``apt-get install ffmpeg``) for the baseline, and python3-gi with gst-rtsp-server
 (``scripts/install-test-deps``) for the server. Prints a markdown table; ``--json`` also prints one JSON line.
@@ -75,9 +76,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def thread_ticks(pid: int) -> dict[int, tuple[int, int, int]]:
-    """(utime, stime, minor page faults) of each thread of ``pid`` by tid."""
-    out: dict[int, tuple[int, int, int]] = {}
+def thread_ticks(pid: int) -> dict[int, tuple[int, int, int, int]]:
+    """(utime, stime, minor page faults, voluntary context switches) of each thread of ``pid`` by tid: the
+    switches are how often the thread went to sleep, i.e. its wake-ups."""
+    out: dict[int, tuple[int, int, int, int]] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -86,9 +88,12 @@ def thread_ticks(pid: int) -> dict[int, tuple[int, int, int]]:
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                switches = next((int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches")),
+                                0)
         except OSError:
             continue
-        out[int(tid)] = (int(fields[11]), int(fields[12]), int(fields[7]))
+        out[int(tid)] = (int(fields[11]), int(fields[12]), int(fields[7]), switches)
     return out
 
 
@@ -221,12 +226,12 @@ class Run:
                 spy.wait()
         total, idle = sys1[0] - sys0[0], sys1[1] - sys0[1]
         # Each thread's share of the hub's CPU (user + system), busiest first (named where it runs Python code),
-        # with its system part and minor page faults per second: where the kernel's share comes from.
+        # with its system part, minor page faults and wake-ups per second: where the kernel's share comes from.
         per_thread = []
-        for tid, (u1, s1, f1) in threads1.items():
-            u0, s0, f0 = threads0.get(tid, (0, 0, 0))
+        for tid, (u1, s1, f1, w1) in threads1.items():
+            u0, s0, f0, w0 = threads0.get(tid, (0, 0, 0, 0))
             per_thread.append((names.get(tid, "MainThread" if tid == hub_pid else "native"), tid,
-                               pct(u1 - u0 + s1 - s0), pct(s1 - s0), (f1 - f0) / wall))
+                               pct(u1 - u0 + s1 - s0), pct(s1 - s0), (f1 - f0) / wall, (w1 - w0) / wall))
         per_thread.sort(key=lambda r: -r[2])
         segments = len(list(self.root.glob("nvr*/seg*.mp4")))
         return {
@@ -239,8 +244,8 @@ class Run:
             "detect_fps_min": round(rate("detect_frames"), 2) if n else 0.0,
             "audio_chunks_s_min": round(rate("audio_chunks"), 1) if n else 0.0,
             "nvr_segments": segments,
-            "hub_threads": [f"{name} {tid}: {p:.2f} (sys {sp:.2f}, {fl:.0f} faults/s)"
-                            for name, tid, p, sp, fl in per_thread if p > 0],
+            "hub_threads": [f"{name} {tid}: {p:.2f} (sys {sp:.2f}, {fl:.0f} faults/s, {wk:.0f} wake-ups/s)"
+                            for name, tid, p, sp, fl, wk in per_thread if p > 0],
             "load_avg": round(os.getloadavg()[0], 2),
             "machine_busy_pct": round(100.0 * (1 - idle / total), 1) if total else None,
         }
@@ -294,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=640, help="main stream (default 640x360: the server's encode "
                    "shares the machine; the hub's cost is per packet, it never decodes the main stream)")
     p.add_argument("--height", type=int, default=360)
+    p.add_argument("--sub-audio", action="store_true", help="the sub-stream carries the AAC track too, as many "
+                   "cameras' do (the hub takes its video alone; the baseline's ffmpeg sets up both)")
     p.add_argument("--json", action="store_true", help="also print one JSON line with every number")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (hub logs, segments)")
     p.add_argument("--threads", action="store_true", help="also the hub's CPU per thread (Python names from "
@@ -321,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     server: RtspServer | None = None
     try:
         server = start_rtsp_server(motion=True, width=args.width, height=args.height, fps=15, keyint_s=2,
-                                   bitrate=1000)
+                                   bitrate=1000, sub_audio=int(args.sub_audio))
         log(f"RTSP server on {server.main_url} (sub {server.sub_url})")
         for n in counts:
             run = Run(tmp / f"n{n}", n, server, ffmpeg, args)
@@ -349,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     ok = [r for r in runs if "error" not in r]
-    print(f"## rtsp: main {args.width}x{args.height}@15 H.264 High (B-frames) + AAC 16 kHz, sub 320x180@5; "
+    sub_audio = " + AAC" if args.sub_audio else ""
+    print(f"## rtsp: main {args.width}x{args.height}@15 H.264 High (B-frames) + AAC 16 kHz, sub 320x180@5{sub_audio}; "
           f"window {args.seconds:g} s; {os.cpu_count()} CPUs; target <= {TARGET_CPU_PCT:g} % of a core per camera\n")
     print(table(ok))
     for r in ok:

@@ -303,8 +303,8 @@ class _FirstPacketUnstamped:
 
 
 class _RtspLikeCamera(FileCamera):
-    def _open(self, url):
-        return _FirstPacketUnstamped(super()._open(url))
+    def _open(self, url, video_only=False):
+        return _FirstPacketUnstamped(super()._open(url, video_only))
 
 
 async def test_first_packet_of_a_connection_without_timestamp_keeps_its_gop(clips) -> None:

@@ -716,12 +716,17 @@ class FileCamera:
                 self._parked = []
             return batch
 
-    def _open(self, url: str) -> Any:
+    def _open(self, url: str, video_only: bool = False) -> Any:
+        """``video_only``: an RTSP source is asked for its video track alone (the sub-stream: many cameras send
+        their audio on it too, which would be read and thrown away, packet by packet)."""
         import av
 
+        options = self.options
+        if video_only and url.lower().startswith(("rtsp://", "rtsps://")):
+            options = {"allowed_media_types": "video", **options}  # an option the user set wins
         try:
             timeout = (self.open_timeout_s, READ_TIMEOUT_S) if _is_live(url) else None
-            return av.open(url, options=self.options or None, timeout=timeout)
+            return av.open(url, options=options or None, timeout=timeout)
         except (av.FFmpegError, OSError) as exc:
             raise FileCameraError(f"cannot open {url}: {exc}") from exc
 
@@ -1138,7 +1143,7 @@ class FileCamera:
         """One connection to the sub-stream; returns how many frames it decoded."""
         import av
 
-        container = self._open(url)
+        container = self._open(url, video_only=True)
         decoded = 0
         try:
             video = next((s for s in container.streams if s.type == "video"), None)

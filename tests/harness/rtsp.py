@@ -114,6 +114,10 @@ class RtspServer:
         if self.running:
             self._command(f"sound {'on' if on else 'off'}")
 
+    def setups(self) -> list[str]:
+        """The paths of the SETUP requests clients sent (one per track taken), oldest first."""
+        return [line.split(" ", 1)[1] for line in self._stderr if line.startswith("SETUP ")]
+
     def stderr_tail(self, n: int = 20) -> str:
         return "\n".join(self._stderr[-n:])
 

@@ -7,7 +7,10 @@ Paths (what NVR users configure as a camera's main and sub stream):
 
 * ``/main``: H.264 High profile with B-frames (``--width``x``--height`` @ ``--fps``, a keyframe every
   ``--keyint-s`` seconds) and AAC-LC mono audio (``--audio-rate`` Hz, RTP mpeg4-generic as cameras send it);
-* ``/sub``: H.264 baseline, ``--sub-width``x``--sub-height`` @ ``--sub-fps``, no audio.
+* ``/sub``: H.264 baseline, ``--sub-width``x``--sub-height`` @ ``--sub-fps``; no audio unless ``--sub-audio 1``
+  (many cameras send their audio on the sub-stream too).
+
+Each SETUP a client sends (one per track it takes) is a line ``SETUP <path>`` on stderr.
 
 Both streams are shared (one encoder per path however many clients), so N hub cameras cost the server one encode.
 
@@ -89,9 +92,16 @@ def launch_main(a: argparse.Namespace) -> str:
         # High profile, 2 B-frames (decode order differs from display order, as with many IP cameras)
         f"x264enc speed-preset=superfast bframes=2 b-adapt=false key-int-max={keyint} bitrate={a.bitrate} ! "
         f"video/x-h264,profile=high ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+        f"{_audio(a)})"
+    )
+
+
+def _audio(a: argparse.Namespace) -> str:
+    """The AAC track, RTP mpeg4-generic as cameras send it."""
+    return (
         f"audiotestsrc name=noise is-live=true wave=white-noise samplesperbuffer={a.audio_rate // 50} ! "
         f"audio/x-raw,rate={a.audio_rate},channels=1 ! audioconvert ! {a.aac_encoder} bitrate=32000 ! aacparse ! "
-        f"rtpmp4gpay name=pay1 pt=97 )"
+        f"rtpmp4gpay name=pay1 pt=97 "
     )
 
 
@@ -101,7 +111,9 @@ def launch_sub(a: argparse.Namespace) -> str:
         f"( videotestsrc name=scene is-live=true pattern=black ! "
         f"video/x-raw,width={a.sub_width},height={a.sub_height},framerate={a.sub_fps}/1 ! "
         f"x264enc speed-preset=ultrafast tune=zerolatency key-int-max={keyint} bitrate=150 ! "
-        f"video/x-h264,profile=baseline ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        f"video/x-h264,profile=baseline ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+        + (_audio(a) if a.sub_audio else "")
+        + ")"
     )
 
 
@@ -117,6 +129,7 @@ def main() -> int:
     p.add_argument("--sub-height", type=int, default=180)
     p.add_argument("--sub-fps", type=int, default=5)
     p.add_argument("--audio-rate", type=int, default=16000)
+    p.add_argument("--sub-audio", type=int, default=0, help="1: the sub-stream carries the AAC track too")
     p.add_argument("--aac-encoder", default="avenc_aac", help="GStreamer AAC encoder (avenc_aac, voaacenc)")
     p.add_argument("--noise-dbfs", type=float, default=-63.0)
     p.add_argument("--sound-dbfs", type=float, default=-20.0)
@@ -142,6 +155,12 @@ def main() -> int:
         factory.set_shared(True)
         factory.connect("media-configure", lambda _f, media: scene.add(media.get_element()))
         mounts.add_factory(path, factory)
+    # Each SETUP on stderr (one line per track a client asks for): which tracks a client takes
+    def on_client(_server: GstRtspServer.RTSPServer, client: GstRtspServer.RTSPClient) -> None:
+        client.connect("setup-request", lambda _c, ctx: print(f"SETUP {ctx.uri.abspath}", file=sys.stderr,
+                                                              flush=True))
+
+    server.connect("client-connected", on_client)
     try:
         source_id = server.attach(None)
     except GLib.Error as exc:
