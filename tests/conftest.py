@@ -67,6 +67,16 @@ def rtsp_server() -> Iterator[RtspServer]:
         server.stop()
 
 
+@pytest.fixture
+def rtsp_server_sub_audio() -> Iterator[RtspServer]:
+    """The same camera with its audio on the sub-stream too, as many cameras send it."""
+    server = _start("RTSP server", lambda: start_rtsp_server(keyint_s=1, sub_audio=1))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Azurite:
     az = _start("azurite", start_azurite)

@@ -707,13 +707,14 @@ def test_arrival_clock_gives_every_packet_a_time_of_its_own() -> None:
     t1, _ = clock.arrival(0, 5.0, 100.0, False)
     t2, _ = clock.arrival(0, 5.0, 100.015, False)
     assert t1 < t2 <= t1 + 1e-3
-    # an audio packet whose estimate falls a little before the video packet read ahead of it: after it too
+    # an audio stream's first packet (its read time), then a video packet estimated a little before it: just
+    # after it too
     t3, _ = clock.arrival(1, 3.0, 100.016, False)
     assert t3 == 100.016
     t4, _ = clock.arrival(0, 5.01, 100.03, False)  # estimated at 100.01: before t3 by less than FRESH_S
     assert t3 < t4 <= t3 + 1e-3
     # never after its read
-    t5, _ = clock.arrival(0, 5.0, t4 + 2e-7, False)
+    t5, _ = clock.arrival(0, 5.01, t4 + 2e-7, False)
     assert t4 < t5 <= t4 + 2e-7 + 1e-9
 
 

@@ -33,6 +33,8 @@ class RtspServer:
     starts: int = 0
     _lines: queue.Queue[str] = field(default_factory=queue.Queue)
     _stderr: list[str] = field(default_factory=list)
+    _setups: list[str] = field(default_factory=list)  # every run's, oldest first
+    _err_pump: threading.Thread | None = None
 
     @property
     def main_url(self) -> str:
@@ -64,7 +66,8 @@ class RtspServer:
                                 text=True, bufsize=1)
         self.proc = proc
         threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
-        threading.Thread(target=self._pump_err, args=(proc,), daemon=True).start()
+        self._err_pump = threading.Thread(target=self._pump_err, args=(proc,), daemon=True)
+        self._err_pump.start()
         try:
             line = self._read_line(timeout, "start")
         except ServiceStartError:
@@ -93,6 +96,8 @@ class RtspServer:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             stop_process(proc, timeout=5)
+        if self._err_pump is not None:
+            self._err_pump.join(timeout=5)  # every line the server wrote is in (setups()) before the pipe closes
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 try:
@@ -115,8 +120,9 @@ class RtspServer:
             self._command(f"sound {'on' if on else 'off'}")
 
     def setups(self) -> list[str]:
-        """The paths of the SETUP requests clients sent (one per track taken), oldest first."""
-        return [line.split(" ", 1)[1] for line in self._stderr if line.startswith("SETUP ")]
+        """The paths of the SETUP requests clients sent (one per track taken), oldest first, over every run;
+        complete once the server is stopped."""
+        return list(self._setups)
 
     def stderr_tail(self, n: int = 20) -> str:
         return "\n".join(self._stderr[-n:])
@@ -156,7 +162,11 @@ class RtspServer:
     def _pump_err(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            self._stderr.append(line.rstrip("\n"))
+            line = line.rstrip("\n")
+            if line.startswith("SETUP "):  # kept apart: the errors' tail stays the server's own messages
+                self._setups.append(line.split(" ", 1)[1])
+            else:
+                self._stderr.append(line)
 
 
 def start_rtsp_server(port: int | None = None, *, motion: bool = False,
