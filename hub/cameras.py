@@ -66,7 +66,7 @@ class CameraManager:
             source = FileCamera(
                 cam.source, pipe, realtime=True, loop=cam.loop, detect_fps=self.config.ingest.detect_fps,
                 detect_width=self.config.ingest.detect_width, detect_url=cam.detect_source,
-                open_timeout_s=cam.open_timeout_s,
+                open_timeout_s=cam.open_timeout_s, options=cam.ffmpeg_options,
                 # Read per packet: the camera's sound trigger switched off (settings, live) stops AAC decoding.
                 decode_audio=functools.partial(_sound_on, pipe),
                 on_detect_state=pipe.set_detect_state,

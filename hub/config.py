@@ -8,6 +8,7 @@ levels), e.g. ``PINGWATCH_SERVER__HTTPS_PORT=9443``. Values are parsed as YAML s
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,6 +150,29 @@ class CameraConfig(_Section):
         15.0, gt=0, le=120,
         description="How long opening an RTSP (or other network) source may take: connecting, the camera's answers "
                     "to DESCRIBE/SETUP, the first packets. Some cameras need several seconds.")
+    ffmpeg_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="FFmpeg input options for this camera's streams (source and detect_source), as ffmpeg's "
+                    "command line takes them without the dash, e.g. {rtsp_transport: udp} for a camera that "
+                    "cannot send RTSP over TCP. They override the hub's own (rtsp_transport: tcp, the socket "
+                    "timeout from open_timeout_s). FFmpeg ignores an option it does not know.")
+
+    @field_validator("ffmpeg_options", mode="before")
+    @classmethod
+    def _option_values_as_text(cls, value: Any) -> Any:
+        """YAML numbers and booleans as FFmpeg reads them (``buffer_size: 1048576``, ``listen: true``)."""
+        if not isinstance(value, dict):
+            return value
+        return {k: ("1" if v else "0") if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v
+                for k, v in value.items()}
+
+    @field_validator("ffmpeg_options")
+    @classmethod
+    def _option_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not re.fullmatch(r"[a-z][a-z0-9_]*", k)]
+        if bad:
+            raise ValueError(f"not an FFmpeg option name: {bad[0]!r} (lowercase, digits and _, no leading dash)")
+        return value
 
 
 class MqttConfig(_Section):

@@ -56,6 +56,10 @@ def test_every_schema_key_is_documented_in_the_example():
         ("cameras:\n  - id: Bad Id\n    source: x.mp4\n", "field 'cameras[0].id'"),
         ("- just\n- a list\n", "top level must be a mapping"),
         ("motion:\n  sensitivity: extreme\n", "field 'motion.sensitivity'"),
+        ("cameras:\n  - id: gate\n    source: x.mp4\n    ffmpeg_options: {-rtsp_transport: udp}\n",
+         "field 'cameras[0].ffmpeg_options'"),
+        ("cameras:\n  - id: gate\n    source: x.mp4\n    ffmpeg_options: [rtsp_transport]\n",
+         "field 'cameras[0].ffmpeg_options'"),
     ],
 )
 def test_bad_files_name_the_field_and_line(tmp_path, text, expected):
@@ -63,6 +67,14 @@ def test_bad_files_name_the_field_and_line(tmp_path, text, expected):
         load_config(write(tmp_path, text), environ={})
     assert expected in str(exc.value)
     assert str(tmp_path / "hub.yaml") in str(exc.value)
+
+
+def test_camera_ffmpeg_options_are_text_as_ffmpeg_reads_them(tmp_path):
+    text = ("cameras:\n  - id: gate\n    source: rtsp://cam/1\n"
+            "    ffmpeg_options: {rtsp_transport: udp, buffer_size: 1048576, max_delay: 0.5, prefer_tcp: true}\n")
+    cam = load_config(write(tmp_path, text), environ={}).cameras[0]
+    assert cam.ffmpeg_options == {"rtsp_transport": "udp", "buffer_size": "1048576", "max_delay": "0.5",
+                                  "prefer_tcp": "1"}
 
 
 def test_missing_file_says_how_to_create_one(tmp_path):

@@ -211,6 +211,21 @@ async def test_camera_without_sub_stream_reports_detect_none(rtsp_server, make_h
     assert bus.of("camera.detect") == []
 
 
+async def test_camera_ffmpeg_options_reach_both_streams(rtsp_server, make_hub, tmp_path) -> None:
+    # A camera's own FFmpeg options (here: its video only, a microphone the user does not want) reach the
+    # connections of both its streams.
+    cfg = rtsp_config(tmp_path, rtsp_server)
+    cfg.cameras[0] = cfg.cameras[0].model_copy(update={"ffmpeg_options": {"allowed_media_types": "video"}})
+    hub, _ = await make_hub(cfg)
+    pipe = hub.cameras.pipelines["gate"]
+    source = hub.cameras.sources["gate"]
+    await until(lambda: pipe.detect_frames > 0 and source.video_stats.frames > 15, "detect frames and video")
+    await hub.cameras.stop()
+    rtsp_server.stop()  # every SETUP line read
+    assert set(rtsp_server.setups()) == {"/main/stream=0", "/sub/stream=0"}
+    assert pipe.audio_chunks == 0 and source.audio_stats.frames == 0
+
+
 # --- issue 14, RTSP item 4: no sound event from a reconnect in a quiet scene ----------------------------------------
 
 
