@@ -334,8 +334,8 @@ class _ArrivalClock:
     before the packet read ahead of it, and the delay starts over from this read. ``t`` is never later than the
     read and always after the packet before it (ORDER_TICK_S after it where the estimate says otherwise), unless
     the wall clock went back; packets the stamper held (a connection's first) come with their own, earlier, read
-    times. A video packet's stream time is its decode
-    time (the stream's reorder delay is a constant, part of the delay).
+    times. A video packet's stream time is its decode time (the stream's reorder delay is a constant, part of the
+    delay).
 
     A round ends at a read that waited for the camera (the live edge), unless the delay says the packet sat in
     the socket STALE_S or more: the read was held up and more may be waiting. An estimate never ends a round: it
