@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 from aiohttp import web
 
 from tests.harness import media
-from tests.harness.ports import HOST, free_port, port_is_open
+from tests.harness.ports import HOST, free_port, free_ports, port_is_open
 
 
 # ---------------------------------------------------------------------------------------------------- media
@@ -207,3 +209,14 @@ async def test_chromium_fake_camera_sees_frames_and_audio(camera_browser, smoke_
         assert abs(peak["hz"] - 440) < 25, peak
     finally:
         await context.close()
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_never_handed_out_twice() -> None:
+    # A port from the kernel's ephemeral range can become a connection's local end between the pick and the
+    # service's bind (a hub could not listen on its HTTP port in CI); one handed out twice goes to two services.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = free_ports(50) + [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 < p < low for p in ports), [p for p in ports if not 1024 < p < low]
+    with socket.socket() as s:  # free: bindable now
+        s.bind((HOST, ports[-1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
@@ -19,24 +20,53 @@ class ServiceStartError(RuntimeError):
     """A real service the tests need could not be started. The message says what is missing and what to run."""
 
 
+# Ports handed out by this process, never handed out twice: a port picked but not yet bound by the service it
+# is for must not go to the next caller.
+_handed_out: set[int] = set()
+_LOWEST = 10000
+
+
+def _ephemeral_low() -> int:
+    """The low end of the kernel's ephemeral port range (the ports it gives a connection's local end)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = HOST) -> int:
-    """A TCP port that is free on ``host`` right now (the kernel picks it; the socket is closed before returning)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port that is free on ``host`` right now (see ``free_ports``)."""
+    return free_ports(1, host)[0]
 
 
 def free_ports(n: int, host: str = HOST) -> list[int]:
-    """``n`` distinct free ports (all held open together while picking, so they cannot repeat)."""
-    socks = []
+    """``n`` distinct TCP ports free on ``host`` right now (all held open together while picking).
+
+    Picked below the kernel's ephemeral range: a port from that range (what binding port 0 gives) can be taken by
+    any outgoing connection's local end between the pick and the service's bind. That happened in CI: a hub
+    process could not listen on its HTTP port. Where the range leaves no room below it, the kernel picks."""
+    top = _ephemeral_low() - 1
+    socks: list[socket.socket] = []
+    ports: list[int] = []
     try:
-        for _ in range(n):
+        tries = 0
+        while len(ports) < n:
+            tries += 1
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, 0))
+            try:
+                s.bind((host, random.randint(_LOWEST, top) if top - _LOWEST >= 1000 and tries <= 500 else 0))
+            except OSError:  # in use
+                s.close()
+                continue
+            port = s.getsockname()[1]
+            if port in _handed_out:
+                s.close()
+                continue
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            _handed_out.add(port)
+            ports.append(port)
+        return ports
     finally:
         for s in socks:
             s.close()
