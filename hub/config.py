@@ -152,15 +152,19 @@ class CameraConfig(_Section):
                     "to DESCRIBE/SETUP, the first packets. Some cameras need several seconds.")
     ffmpeg_options: dict[str, str] = Field(
         default_factory=dict,
-        description="FFmpeg input options for this camera's streams (source and detect_source), as ffmpeg's "
-                    "command line takes them without the dash, e.g. {rtsp_transport: udp} for a camera that "
-                    "cannot send RTSP over TCP. They override the hub's own (rtsp_transport: tcp, the socket "
-                    "timeout from open_timeout_s). FFmpeg ignores an option it does not know.")
+        description="FFmpeg demuxer and protocol options for this camera's streams (source and detect_source), "
+                    "named without the dash (`ffmpeg -h demuxer=rtsp` lists the RTSP ones), e.g. "
+                    "{rtsp_transport: udp} for a camera that cannot send RTSP over TCP. They override the hub's own "
+                    "(rtsp_transport: tcp; timeout, the socket timeout in µs, from open_timeout_s). FFmpeg ignores "
+                    "an option it does not know, and ffmpeg's command-line flags (-hwaccel, -re) are not options "
+                    "here. Quote a value to keep it as written (YAML reads 1:30 as a number).")
 
     @field_validator("ffmpeg_options", mode="before")
     @classmethod
     def _option_values_as_text(cls, value: Any) -> Any:
         """YAML numbers and booleans as FFmpeg reads them (``buffer_size: 1048576``, ``listen: true``)."""
+        if value is None:
+            return {}  # `ffmpeg_options:` left empty
         if not isinstance(value, dict):
             return value
         return {k: ("1" if v else "0") if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v

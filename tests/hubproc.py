@@ -20,8 +20,6 @@ from tests.harness.ports import free_port
 REPO = Path(__file__).resolve().parent.parent
 
 
-
-
 @dataclass
 class HubProcess:
     root: Path

@@ -75,6 +75,9 @@ def test_camera_ffmpeg_options_are_text_as_ffmpeg_reads_them(tmp_path):
     cam = load_config(write(tmp_path, text), environ={}).cameras[0]
     assert cam.ffmpeg_options == {"rtsp_transport": "udp", "buffer_size": "1048576", "max_delay": "0.5",
                                   "prefer_tcp": "1"}
+    # left empty: none
+    text = "cameras:\n  - id: gate\n    source: rtsp://cam/1\n    ffmpeg_options:\n"
+    assert load_config(write(tmp_path, text), environ={}).cameras[0].ffmpeg_options == {}
 
 
 def test_missing_file_says_how_to_create_one(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 import socket
 import subprocess
@@ -23,15 +24,25 @@ class ServiceStartError(RuntimeError):
 # Ports handed out by this process, never handed out twice: a port picked but not yet bound by the service it
 # is for must not go to the next caller.
 _handed_out: set[int] = set()
-_LOWEST = 10000
+_LOWEST = 10000  # above the well-known and most registered services' ports
+_BROWSERS_REFUSE = {10080}  # Chromium's and Firefox's "unsafe port" in the range we pick from
+_random = random.SystemRandom()  # not the seeded module-level generator: every process its own sequence
 
 
-def _ephemeral_low() -> int:
-    """The low end of the kernel's ephemeral port range (the ports it gives a connection's local end)."""
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (the ports it gives a connection's local end, and binding port 0)."""
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2])
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def pickable_ports() -> list[range]:
+    """Where ``free_ports`` picks: outside the ephemeral range, from _LOWEST up (empty: the kernel picks)."""
+    low, high = _ephemeral_range()
+    spans = [range(_LOWEST, low), range(high + 1, 65536)]
+    return [r for r in spans if len(r) >= 1000]
 
 
 def free_port(host: str = HOST) -> int:
@@ -42,25 +53,36 @@ def free_port(host: str = HOST) -> int:
 def free_ports(n: int, host: str = HOST) -> list[int]:
     """``n`` distinct TCP ports free on ``host`` right now (all held open together while picking).
 
-    Picked below the kernel's ephemeral range: a port from that range (what binding port 0 gives) can be taken by
-    any outgoing connection's local end between the pick and the service's bind. That happened in CI: a hub
-    process could not listen on its HTTP port. Where the range leaves no room below it, the kernel picks."""
-    top = _ephemeral_low() - 1
+    Picked outside the kernel's ephemeral range (``pickable_ports``): a port from that range, what binding port 0
+    gives, can be taken by any outgoing connection's local end between the pick and the service's bind. That
+    happened in CI: a hub process could not listen on its HTTP port. Where there is no room outside it, the kernel
+    picks."""
+    spans = pickable_ports()
     socks: list[socket.socket] = []
     ports: list[int] = []
+    misses = 0
     try:
-        tries = 0
         while len(ports) < n:
-            tries += 1
+            port = 0
+            if spans:
+                span = _random.choice(spans)
+                port = span[_random.randrange(len(span))]
+                if port in _handed_out or port in _BROWSERS_REFUSE:
+                    continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                s.bind((host, random.randint(_LOWEST, top) if top - _LOWEST >= 1000 and tries <= 500 else 0))
-            except OSError:  # in use
+                s.bind((host, port))
+            except OSError as exc:
                 s.close()
+                if port == 0 or exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise  # not "taken": the host is wrong, and no other port will do better
+                misses += 1
+                if misses > 1000:
+                    raise RuntimeError(f"no free port on {host} after {misses} tries") from exc
                 continue
             port = s.getsockname()[1]
-            if port in _handed_out:
+            if port in _handed_out:  # the kernel's pick, handed out before
                 s.close()
                 continue
             socks.append(s)
