@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub.errors import CameraError, ErrorKind
-from hub.ingest.file import FileCamera
+from hub.ingest.file import RTSP_PREFIXES, FileCamera
 from hub.ingest.webrtc import CameraPeer, PeerConfig
 from hub.pipeline import CameraPipeline, PipelineContext
 
@@ -56,7 +56,7 @@ class CameraManager:
 
     async def start(self) -> None:
         for cam in self.config.cameras:
-            kind = "rtsp" if cam.source.startswith(("rtsp://", "rtsps://")) else "file"
+            kind = "rtsp" if cam.source.startswith(RTSP_PREFIXES) else "file"
             self.store.ensure_static_camera(cam.id, cam.name or cam.id, kind)
             if not self._active(cam.id):
                 # Revoked: it stays stopped across restarts until it is removed from the config file.

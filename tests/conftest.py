@@ -56,25 +56,25 @@ def mosquitto() -> Mosquitto:
         broker.stop()
 
 
-@pytest.fixture
-def rtsp_server() -> Iterator[RtspServer]:
-    """A running RTSP camera (gst-rtsp-server: main and sub stream, still picture, quiet noise; restartable on its
-    port), per test: tests restart and stop it."""
-    server = _start("RTSP server", lambda: start_rtsp_server(keyint_s=1))
+def _rtsp_camera(**options: int) -> Iterator[RtspServer]:
+    server = _start("RTSP server", lambda: start_rtsp_server(keyint_s=1, **options))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    """A running RTSP camera (gst-rtsp-server: main and sub stream, still picture, quiet noise; restartable on its
+    port), per test: tests restart and stop it."""
+    yield from _rtsp_camera()
 
 
 @pytest.fixture
 def rtsp_server_sub_audio() -> Iterator[RtspServer]:
     """The same camera with its audio on the sub-stream too, as many cameras send it."""
-    server = _start("RTSP server", lambda: start_rtsp_server(keyint_s=1, sub_audio=1))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _rtsp_camera(sub_audio=1)
 
 
 @pytest.fixture(scope="session")

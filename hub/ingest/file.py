@@ -69,7 +69,8 @@ MAX_BATCH = 32  # items per hand-off to the event loop
 FLUSH_S = 0.1  # how long a handed-over item may wait for others to share its hand-off
 # Record codecs stored as they come (clips are remuxed, never re-encoded).
 RECORD_CODECS = ("h264", "hevc", "vp8")
-LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+RTSP_PREFIXES = ("rtsp://", "rtsps://")
+LIVE_PREFIXES = (*RTSP_PREFIXES, "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 # How long opening a live source may take (connect, DESCRIBE, SETUP, first packets) unless the config says.
 DEFAULT_OPEN_TIMEOUT_S = 15.0
 # A live stream that delivers nothing for this long is dropped and reconnected (PyAV's read timeout).
@@ -722,7 +723,7 @@ class FileCamera:
         import av
 
         options = self.options
-        if video_only and url.lower().startswith(("rtsp://", "rtsps://")):
+        if video_only and url.lower().startswith(RTSP_PREFIXES):
             options = {"allowed_media_types": "video", **options}  # an option the user set wins
         try:
             timeout = (self.open_timeout_s, READ_TIMEOUT_S) if _is_live(url) else None
